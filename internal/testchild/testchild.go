@@ -1,0 +1,236 @@
+// Package testchild is the child process of prism-run's tests: one program
+// with a mode per behaviour a test needs (print markers, ignore SIGTERM,
+// detach a daemon, write random bytes, ...). Supervisor tests re-run their
+// own test binary in this mode (os/exec's helper-process pattern); the
+// testscript tests install it as the `testchild` command.
+package testchild
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Usage lists the modes.
+const Usage = `testchild MODE [ARGS]
+  exit N                 exit with code N
+  print LINE...          print each LINE to stdout
+  stderr LINE...         print each LINE to stderr
+  sleep DUR              sleep, then exit 0
+  randbytes N SEED       write N pseudo-random bytes (RandomBytes) to stdout
+  longline N             write N 'x' bytes and no newline
+  signals FILE           write "ready" to FILE, then print each signal received; exit 0 on SIGTERM
+  ignore-term DUR        ignore SIGTERM and SIGUSR1, sleep DUR
+  checkpoint ack|silent|die  on SIGUSR1 write a checkpoint and ack it (ack), or do nothing (silent),
+                         or (die) exit 3 on SIGUSR1; print control lines read; exit 0 on SIGTERM
+  pidfile FILE           write "PID PPID" to FILE, then sleep
+  escape FILE            detach a daemon (new session, ignores SIGTERM) that writes its pid to FILE, exit 0
+  kill-self SIG          kill itself with signal number SIG
+  env NAME...            print NAME=VALUE for each NAME`
+
+// RandomBytes returns the deterministic byte stream `randbytes n seed`
+// writes, for tests to compare against.
+func RandomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// Main runs one mode and returns the exit code.
+func Main(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, Usage)
+		return 2
+	}
+	mode, args := args[0], args[1:]
+	arg := func(i int) string {
+		if i >= len(args) {
+			fmt.Fprintf(os.Stderr, "testchild %s: missing argument %d\n", mode, i+1)
+			os.Exit(2)
+		}
+		return args[i]
+	}
+	switch mode {
+	case "exit":
+		n, _ := strconv.Atoi(arg(0))
+		return n
+	case "print":
+		for _, l := range args {
+			fmt.Println(l)
+		}
+	case "stderr":
+		for _, l := range args {
+			fmt.Fprintln(os.Stderr, l)
+		}
+	case "sleep":
+		d, _ := time.ParseDuration(arg(0))
+		time.Sleep(d)
+	case "randbytes":
+		n, _ := strconv.Atoi(arg(0))
+		seed, _ := strconv.ParseUint(arg(1), 10, 64)
+		if _, err := os.Stdout.Write(RandomBytes(n, seed)); err != nil {
+			return 1
+		}
+	case "longline":
+		n, _ := strconv.Atoi(arg(0))
+		w := bufio.NewWriterSize(os.Stdout, 1<<20)
+		chunk := []byte(strings.Repeat("x", 1<<16))
+		for n > 0 {
+			k := min(n, len(chunk))
+			_, _ = w.Write(chunk[:k])
+			n -= k
+		}
+		if err := w.Flush(); err != nil {
+			return 1
+		}
+	case "signals":
+		return signals(arg(0))
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
+		d, _ := time.ParseDuration(arg(0))
+		fmt.Println("ignoring SIGTERM")
+		time.Sleep(d)
+	case "checkpoint":
+		return checkpoint(arg(0))
+	case "pidfile":
+		writeFile(arg(0), fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
+		time.Sleep(time.Hour)
+	case "escape":
+		return escape(arg(0))
+	case "daemon":
+		// The detached grandchild: its parent has exited, so it is an
+		// orphan (reparented to prism-run, a subreaper) in its own session.
+		signal.Ignore(syscall.SIGTERM, syscall.SIGHUP)
+		writeFile(arg(0), fmt.Sprintf("%d\n", os.Getpid()))
+		time.Sleep(time.Hour)
+	case "kill-self":
+		n, _ := strconv.Atoi(arg(0))
+		_ = syscall.Kill(os.Getpid(), syscall.Signal(n))
+		time.Sleep(10 * time.Second)
+		return 99
+	case "env":
+		for _, k := range args {
+			v, ok := os.LookupEnv(k)
+			if !ok {
+				v = "<unset>"
+			}
+			fmt.Printf("%s=%s\n", k, v)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "testchild: unknown mode %q\n%s\n", mode, Usage)
+		return 2
+	}
+	return 0
+}
+
+func writeFile(path, s string) {
+	// Write then rename, so a test polling for the file never reads half.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func signals(ready string) int {
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
+	writeFile(ready, "ready\n")
+	for sig := range ch {
+		fmt.Printf("got %s\n", sigName(sig))
+		if sig == syscall.SIGTERM {
+			return 0
+		}
+	}
+	return 1
+}
+
+func sigName(s os.Signal) string {
+	names := map[os.Signal]string{syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
+		syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGTERM: "SIGTERM"}
+	return names[s]
+}
+
+// checkpoint speaks the control protocol: each SIGUSR1 reads the last line
+// of $PRISM_CONTROL and, in "ack" mode, writes a checkpoint file and prints
+// the marker that acknowledges it.
+func checkpoint(mode string) int {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
+	fmt.Println("PRISM iter=0")
+	n := 0
+	for sig := range ch {
+		fmt.Printf("control: %s\n", lastLine(os.Getenv("PRISM_CONTROL")))
+		switch {
+		case sig == syscall.SIGTERM:
+			fmt.Println("terminating")
+			return 0
+		case sig == syscall.SIGUSR1 && mode == "die":
+			return 3
+		case sig == syscall.SIGUSR1 && mode == "ack":
+			n++
+			path := filepath.Join(os.Getenv("PRISM_CHECKPOINT_DIR"), fmt.Sprintf("ck-%d", n))
+			writeFile(path, fmt.Sprintf("state %d\n", n))
+			fmt.Printf("PRISM iter=%d checkpoint=%q\n", n, path)
+		}
+	}
+	return 1
+}
+
+func lastLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// escape double-forks a daemon: the child starts the daemon in a new
+// session and exits at once, as `setsid cmd &` or a classic daemonizing
+// program does.
+func escape(pidfile string) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cmd := exec.Command(self, "daemon", pidfile)
+	cmd.Args[0] = filepath.Base(os.Args[0])
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// Wait until the daemon is up, so the test knows its pid; then leave
+	// it running and exit without waiting for it.
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(pidfile); err == nil {
+			fmt.Println("daemon detached")
+			return 0
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 1
+}

@@ -1,0 +1,255 @@
+package markers
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time { return c.t }
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func newParser(t testing.TB) *Parser {
+	t.Helper()
+	p, err := NewParser(DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// kv renders observations compactly for comparison.
+func kv(obs []policies.Observation) string {
+	var parts []string
+	for _, o := range obs {
+		parts = append(parts, o.String())
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		line string
+		want string // kv() of the observations; "" for none
+		bad  bool
+	}{
+		{`PRISM iter=12 loss=0.031 latency_ms=3.4`, `iter=12 loss=0.031 latency_ms=3.4`, false},
+		{`PRISM checkpoint="/ck/12 final.pt"`, `checkpoint="/ck/12 final.pt"`, false},
+		{"PRISM\titer=1\t\tloss=2  \r", `iter=1 loss=2`, false},
+		{`PRISM converged=true stalled=false`, `converged=1 stalled=0`, false},
+		{`PRISM loss=NaN up=+Inf down=-inf big=1e999`, `loss=NaN up=+Inf down=-Inf big=+Inf`, false},
+		{`PRISM status=warming phase=2`, `status="warming" phase=2`, false},
+		{`PRISM esc="a\"b\\c\n"`, `esc="a\"b\\c\n"`, false},
+		{`PRISM gpu.0/mem-used:bytes=5`, `gpu.0/mem-used:bytes=5`, false},
+		{`PRISM {"iter":12,"loss":0.031}`, `iter=12 loss=0.031`, false},
+		{`PRISM {"b":1,"a":{"y":true,"x":"s"},"n":null}`, `a.x="s" a.y=1 b=1`, false},
+		{`PRISM {"loss":"NaN","checkpoint":"NaN"}`, `checkpoint="NaN" loss=NaN`, false},
+		{`PRISM {"x":1e999}`, `x=+Inf`, false},
+		// Not markers at all: no observations, no error.
+		{`PRISMiter=1`, ``, false},
+		{`prism iter=1`, ``, false},
+		{` PRISM iter=1`, ``, false},
+		{`PRISM`, ``, false},
+		{``, ``, false},
+		// Malformed: counted, and nothing of the line is kept.
+		{`PRISM `, ``, true},
+		{`PRISM iter`, ``, true},
+		{`PRISM iter=1 loss`, ``, true},
+		{`PRISM iter=`, ``, true},
+		{`PRISM =3`, ``, true},
+		{`PRISM 9lives=3`, ``, true},
+		{`PRISM path="unterminated`, ``, true},
+		{`PRISM path="a"b`, ``, true},
+		{`PRISM {"iter":12`, ``, true},
+		{`PRISM {"iter":[1,2]}`, ``, true},
+		{`PRISM {"a":1} {"b":2}`, ``, true},
+		{"PRISM {\"a\":\"\xff\"}", ``, true},
+	}
+	p := newParser(t)
+	for _, tt := range tests {
+		got, err := p.Parse(nil, []byte(tt.line), policies.SourceStdout, t0)
+		if (err != nil) != tt.bad {
+			t.Errorf("Parse(%q) error = %v, want malformed=%v", tt.line, err, tt.bad)
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Errorf("Parse(%q) error %v does not wrap ErrMalformed", tt.line, err)
+		}
+		if kv(got) != tt.want {
+			t.Errorf("Parse(%q) = %s, want %s", tt.line, kv(got), tt.want)
+		}
+		for _, o := range got {
+			if o.Source != policies.SourceStdout || !o.Time.Equal(t0) {
+				t.Errorf("Parse(%q): %+v lost its source or time", tt.line, o)
+			}
+		}
+	}
+}
+
+func TestParseNaNIsNumeric(t *testing.T) {
+	got, err := newParser(t).Parse(nil, []byte("PRISM loss=nan"), policies.SourceStdout, t0)
+	if err != nil || len(got) != 1 || !math.IsNaN(got[0].Value) || got[0].Text != "" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+func TestCustomPrefix(t *testing.T) {
+	p, err := NewParser("@@metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := p.Parse(nil, []byte("@@metrics loss=1"), policies.SourceStderr, t0)
+	if kv(got) != "loss=1" {
+		t.Fatalf("got %s", kv(got))
+	}
+	got, _ = p.Parse(nil, []byte("PRISM loss=1"), policies.SourceStderr, t0)
+	if len(got) != 0 {
+		t.Fatalf("default prefix still matched: %s", kv(got))
+	}
+	for _, bad := range []string{"", "A B", "X\n"} {
+		if _, err := NewParser(bad); err == nil {
+			t.Errorf("NewParser(%q) accepted", bad)
+		}
+	}
+}
+
+// run feeds input to a Stream in chunks of the given sizes (cycled) and
+// returns what passed and what was found.
+func run(t testing.TB, input []byte, hide bool, chunks []int) (string, string, int) {
+	var out bytes.Buffer
+	s := NewStream(&out, newParser(t), policies.SourceStdout, fixedClock{t0}, hide)
+	var all []policies.Observation
+	bad := 0
+	for i, k := 0, 0; i < len(input); k++ {
+		n := min(chunks[k%len(chunks)], len(input)-i)
+		if _, err := s.Write(input[i : i+n]); err != nil {
+			t.Fatal(err)
+		}
+		i += n
+		o, b := s.Take()
+		all, bad = append(all, o...), bad+len(b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o, b := s.Take()
+	all, bad = append(all, o...), bad+len(b)
+	return out.String(), kv(all), bad
+}
+
+func TestStream(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		hidden    string // output with Hide
+		obs       string
+		malformed int
+	}{
+		{"plain", "hello\nworld\n", "hello\nworld\n", "", 0},
+		{"markers", "a\nPRISM iter=1\nb\nPRISM iter=2 loss=0.5\n", "a\nb\n", "iter=1 iter=2 loss=0.5", 0},
+		{"last line without newline", "x\nPRISM iter=3", "x\n", "iter=3", 0},
+		{"plain last line without newline", "x\nPRI", "x\nPRI", "", 0},
+		{"crlf", "PRISM iter=4\r\nok\r\n", "ok\r\n", "iter=4", 0},
+		{"malformed passes even hidden", "PRISM iter\nPRISM iter=5\n", "PRISM iter\n", "iter=5", 1},
+		{"prefix inside a line", "say PRISM iter=1\n", "say PRISM iter=1\n", "", 0},
+		{"prefix without blank", "PRISMATIC\nPRISM\n", "PRISMATIC\nPRISM\n", "", 0},
+		{"empty lines", "\n\nPRISM a=1\n\n", "\n\n\n", "a=1", 0},
+		{"nul bytes", "\x00PRISM a=1\n\x00\x00\n", "\x00PRISM a=1\n\x00\x00\n", "", 0},
+	}
+	chunkings := [][]int{{1}, {2}, {3, 1, 7}, {4096}}
+	for _, tt := range tests {
+		for _, hide := range []bool{false, true} {
+			for _, ch := range chunkings {
+				out, obs, bad := run(t, []byte(tt.in), hide, ch)
+				want := tt.in
+				if hide {
+					want = tt.hidden
+				}
+				if out != want {
+					t.Errorf("%s (hide=%v, chunks %v): output %q, want %q", tt.name, hide, ch, out, want)
+				}
+				if obs != tt.obs || bad != tt.malformed {
+					t.Errorf("%s (hide=%v, chunks %v): found %q (%d malformed), want %q (%d)", tt.name, hide, ch, obs, bad, tt.obs, tt.malformed)
+				}
+			}
+		}
+	}
+}
+
+func TestStreamLongLines(t *testing.T) {
+	long := bytes.Repeat([]byte("z"), 3*MaxMarkerLine)
+	plain := append(append([]byte("start\n"), long...), "\nPRISM after=1\n"...)
+	marker := append(append([]byte("PRISM x=1 junk="), long...), "\nPRISM after=1\n"...)
+	for _, hide := range []bool{false, true} {
+		out, obs, bad := run(t, plain, hide, []int{65536})
+		if hide {
+			if out != string(plain[:len(plain)-len("PRISM after=1\n")]) {
+				t.Errorf("plain long line (hide) not intact")
+			}
+		} else if out != string(plain) {
+			t.Errorf("plain long line not intact")
+		}
+		if obs != "after=1" || bad != 0 {
+			t.Errorf("plain long line: %q %d", obs, bad)
+		}
+		out, obs, bad = run(t, marker, hide, []int{65536})
+		want := string(marker)
+		if hide {
+			want = string(marker[:len(marker)-len("PRISM after=1\n")])
+		}
+		if out != want {
+			t.Errorf("over-long marker (hide=%v) not passed intact: %d bytes, want %d", hide, len(out), len(want))
+		}
+		if obs != "after=1" || bad != 1 {
+			t.Errorf("over-long marker (hide=%v): %q %d malformed, want after=1 and 1", hide, obs, bad)
+		}
+	}
+}
+
+// TestStreamRandom checks the pass-through promise on random bytes that
+// are peppered with marker lines, under random chunkings.
+func TestStreamRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 200; i++ {
+		var in bytes.Buffer
+		for in.Len() < 4000 {
+			switch r.IntN(4) {
+			case 0:
+				in.WriteString("PRISM n=1\n")
+			case 1:
+				in.WriteString("PRIS")
+			default:
+				b := make([]byte, r.IntN(100))
+				for j := range b {
+					b[j] = byte(r.IntN(256))
+				}
+				in.Write(b)
+			}
+		}
+		out, _, _ := run(t, in.Bytes(), false, []int{1 + r.IntN(300), 1 + r.IntN(5)})
+		if out != in.String() {
+			t.Fatalf("round %d: output differs from input", i)
+		}
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write(p []byte) (int, error) { return 0, errors.New("broken pipe") }
+
+func TestStreamReportsOutputErrors(t *testing.T) {
+	for _, hide := range []bool{false, true} {
+		s := NewStream(failWriter{}, newParser(t), policies.SourceStdout, fixedClock{t0}, hide)
+		if _, err := s.Write([]byte("hello\n")); err == nil {
+			t.Errorf("hide=%v: write error was swallowed", hide)
+		}
+	}
+}

@@ -1,0 +1,244 @@
+// Package markers turns the child's output lines into Observations: the
+// marker protocol of DESIGN.md (`PRISM k=v ...` and `PRISM {json}`), found
+// while the bytes pass through untouched.
+package markers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+// DefaultPrefix starts a marker line unless configured otherwise.
+const DefaultPrefix = "PRISM"
+
+// ErrMalformed is wrapped by every error about a marker line that cannot be
+// read. Such a line is counted and reported, never fatal.
+var ErrMalformed = errors.New("markers: malformed marker")
+
+// Parser reads marker lines. The zero value is not usable: use NewParser.
+type Parser struct {
+	prefix []byte
+}
+
+// NewParser returns a parser for lines that start with prefix followed by a
+// space or a tab.
+func NewParser(prefix string) (*Parser, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("%w: empty marker prefix", ErrMalformed)
+	}
+	if bytes.ContainsAny([]byte(prefix), " \t\r\n") {
+		return nil, fmt.Errorf("%w: marker prefix %q contains white space", ErrMalformed, prefix)
+	}
+	return &Parser{prefix: []byte(prefix)}, nil
+}
+
+// Prefix returns the marker prefix.
+func (p *Parser) Prefix() string { return string(p.prefix) }
+
+// IsMarker reports whether line (without its newline) is a marker line.
+func (p *Parser) IsMarker(line []byte) bool {
+	return len(line) > len(p.prefix) && bytes.HasPrefix(line, p.prefix) && isBlank(line[len(p.prefix)])
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// Parse appends the observations of one marker line (without its newline)
+// to dst. A line that is not a marker returns dst unchanged and no error.
+// A malformed marker returns dst unchanged and an error wrapping
+// ErrMalformed: a line is read whole or not at all, so a half-understood
+// line never feeds a rule.
+func (p *Parser) Parse(dst []policies.Observation, line []byte, src policies.Source, at time.Time) ([]policies.Observation, error) {
+	if !p.IsMarker(line) {
+		return dst, nil
+	}
+	body := bytes.TrimRight(bytes.TrimLeft(line[len(p.prefix):], " \t"), " \t\r")
+	if len(body) == 0 {
+		return dst, fmt.Errorf("%w: nothing after the prefix", ErrMalformed)
+	}
+	n := len(dst)
+	var err error
+	if body[0] == '{' {
+		dst, err = parseJSON(dst, body, src, at)
+	} else {
+		dst, err = parseKV(dst, body, src, at)
+	}
+	if err != nil {
+		return dst[:n], err
+	}
+	return dst, nil
+}
+
+func obs(name string, src policies.Source, at time.Time) policies.Observation {
+	return policies.Observation{Time: at, Source: src, Name: name}
+}
+
+// parseKV reads `key=value key2="quoted value" ...`. A bare value that is a
+// number (NaN and ±Inf included) or a boolean is a metric; any other bare
+// value, and every quoted one, is text.
+func parseKV(dst []policies.Observation, b []byte, src policies.Source, at time.Time) ([]policies.Observation, error) {
+	for i := 0; i < len(b); {
+		if isBlank(b[i]) {
+			i++
+			continue
+		}
+		start := i
+		for i < len(b) && isKeyByte(b[i]) {
+			i++
+		}
+		if i == start || i >= len(b) || b[i] != '=' {
+			return dst, fmt.Errorf("%w: expected key=value at byte %d", ErrMalformed, start)
+		}
+		if !isKeyStart(b[start]) {
+			return dst, fmt.Errorf("%w: key %q must start with a letter or '_'", ErrMalformed, b[start:i])
+		}
+		o := obs(string(b[start:i]), src, at)
+		i++ // '='
+		if i < len(b) && b[i] == '"' {
+			end, text, err := readQuoted(b, i)
+			if err != nil {
+				return dst, fmt.Errorf("%w: key %s: %v", ErrMalformed, o.Name, err)
+			}
+			o.Text, i = text, end
+			if end < len(b) && !isBlank(b[end]) {
+				return dst, fmt.Errorf("%w: key %s: text after the closing quote", ErrMalformed, o.Name)
+			}
+		} else {
+			vs := i
+			for i < len(b) && !isBlank(b[i]) {
+				i++
+			}
+			if i == vs {
+				return dst, fmt.Errorf("%w: key %s has no value", ErrMalformed, o.Name)
+			}
+			setBare(&o, b[vs:i])
+		}
+		dst = append(dst, o)
+	}
+	return dst, nil
+}
+
+func setBare(o *policies.Observation, v []byte) {
+	switch string(v) {
+	case "true":
+		o.Value = 1
+		return
+	case "false":
+		o.Value = 0
+		return
+	}
+	if f, err := strconv.ParseFloat(string(v), 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		o.Value = f // ErrRange still gives ±Inf or 0, the closest value
+		return
+	}
+	o.Text = string(v)
+}
+
+// readQuoted reads a Go-style double-quoted string starting at b[i] and
+// returns the index after the closing quote.
+func readQuoted(b []byte, i int) (int, string, error) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			s, err := strconv.Unquote(string(b[i : j+1]))
+			if err != nil {
+				return 0, "", fmt.Errorf("bad quoted value: %v", err)
+			}
+			return j + 1, s, nil
+		}
+	}
+	return 0, "", errors.New("unterminated quoted value")
+}
+
+func isKeyStart(c byte) bool {
+	return c == '_' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
+}
+
+func isKeyByte(c byte) bool {
+	return isKeyStart(c) || ('0' <= c && c <= '9') || c == '.' || c == '-' || c == ':' || c == '/'
+}
+
+// parseJSON reads one JSON object. Numbers and booleans are metrics, strings
+// are text, nested objects are flattened with dotted names; null is
+// skipped; arrays make the line malformed (no rule could use them).
+func parseJSON(dst []policies.Observation, b []byte, src policies.Source, at time.Time) ([]policies.Observation, error) {
+	if !utf8.Valid(b) {
+		return dst, fmt.Errorf("%w: JSON marker is not valid UTF-8", ErrMalformed)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return dst, fmt.Errorf("%w: JSON: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return dst, fmt.Errorf("%w: text after the JSON object", ErrMalformed)
+	}
+	return flatten(dst, "", m, src, at)
+}
+
+func flatten(dst []policies.Observation, prefix string, m map[string]any, src policies.Source, at time.Time) ([]policies.Observation, error) {
+	// Sorted, so that the same line always gives observations in one order.
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		name := prefix + k
+		switch v := m[k].(type) {
+		case json.Number:
+			f, err := strconv.ParseFloat(v.String(), 64)
+			if err != nil && !errors.Is(err, strconv.ErrRange) {
+				return dst, fmt.Errorf("%w: key %s: %v", ErrMalformed, name, err)
+			}
+			o := obs(name, src, at)
+			o.Value = f
+			dst = append(dst, o)
+		case bool:
+			o := obs(name, src, at)
+			if v {
+				o.Value = 1
+			}
+			dst = append(dst, o)
+		case string:
+			o := obs(name, src, at)
+			o.Text = v
+			if name != policies.NameCheckpoint {
+				// "NaN" and "Infinity" cannot be JSON numbers; accept them
+				// as strings so a diverging loss still reaches the rules.
+				if f, ok := specialFloat(v); ok {
+					o.Value, o.Text = f, ""
+				}
+			}
+			dst = append(dst, o)
+		case nil:
+		case map[string]any:
+			var err error
+			if dst, err = flatten(dst, name+".", v, src, at); err != nil {
+				return dst, err
+			}
+		default:
+			return dst, fmt.Errorf("%w: key %s: arrays are not metrics", ErrMalformed, name)
+		}
+	}
+	return dst, nil
+}
+
+func specialFloat(s string) (float64, bool) {
+	switch s {
+	case "NaN", "nan":
+		return math.NaN(), true
+	case "Infinity", "+Infinity", "inf", "+inf", "Inf", "+Inf":
+		return math.Inf(1), true
+	case "-Infinity", "-inf", "-Inf":
+		return math.Inf(-1), true
+	}
+	return 0, false
+}

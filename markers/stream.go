@@ -1,0 +1,179 @@
+package markers
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+// MaxMarkerLine bounds how much of one marker line is held for parsing. A
+// longer line still passes through intact (there is no limit on the lines
+// that pass); it is only counted as malformed. This keeps a child that
+// prints a huge line after the prefix from growing prism-run's memory.
+const MaxMarkerLine = 4 << 20
+
+// Stream passes one output stream of the child through to Out byte for byte
+// while finding the marker lines in it. Write it chunks as they arrive (line
+// boundaries need not match chunk boundaries); Take collects what it found.
+//
+// Unless Hide is set, every chunk is written to Out before it is looked at,
+// so markers never delay the child's output. With Hide, the first bytes of
+// each line are held until they show whether it is a marker, and marker
+// lines that parse are dropped; malformed ones still pass.
+type Stream struct {
+	out    io.Writer
+	parser *Parser
+	src    policies.Source
+	clock  policies.Clock
+	hide   bool
+
+	state  streamState
+	held   []byte // the line start being matched, or the marker line being read
+	outBuf []byte // hide mode: what this chunk lets through, written once
+	obs    []policies.Observation
+	bad    []error
+	lines  int // marker lines that parsed
+}
+
+type streamState int
+
+const (
+	atLineStart  streamState = iota // held is a prefix of "PREFIX "
+	inPlainLine                     // the rest of a line that is no marker
+	inMarker                        // held is a marker line being read
+	inLongMarker                    // a marker line past MaxMarkerLine
+)
+
+// NewStream returns a Stream writing to out; observations are stamped by
+// clock and carry src.
+func NewStream(out io.Writer, p *Parser, src policies.Source, clock policies.Clock, hide bool) *Stream {
+	return &Stream{out: out, parser: p, src: src, clock: clock, hide: hide}
+}
+
+// Write passes p through and scans it. An error is the output's: the
+// caller decides what a closed output means for the child.
+func (s *Stream) Write(p []byte) (int, error) {
+	if !s.hide {
+		if n, err := s.out.Write(p); err != nil {
+			return n, err
+		}
+	}
+	s.scan(p)
+	return len(p), s.flush()
+}
+
+// Close ends the stream: a last line without a newline is still a line.
+func (s *Stream) Close() error {
+	switch s.state {
+	case atLineStart:
+		s.pass(s.held)
+	case inMarker:
+		s.endMarker(false)
+	}
+	s.held, s.state = s.held[:0], atLineStart
+	return s.flush()
+}
+
+// Take returns the observations and the malformed-marker errors found
+// since the last call.
+func (s *Stream) Take() ([]policies.Observation, []error) {
+	o, b := s.obs, s.bad
+	s.obs, s.bad = nil, nil
+	return o, b
+}
+
+// Markers is how many marker lines parsed so far.
+func (s *Stream) Markers() int { return s.lines }
+
+func (s *Stream) scan(p []byte) {
+	prefix := s.parser.prefix
+	for i := 0; i < len(p); {
+		switch s.state {
+		case atLineStart:
+			c := p[i]
+			k := len(s.held)
+			var match bool
+			if k < len(prefix) {
+				match = c == prefix[k]
+			} else {
+				match = isBlank(c)
+			}
+			if !match {
+				s.pass(s.held)
+				s.held = s.held[:0]
+				s.state = inPlainLine
+				continue // p[i] belongs to the plain line
+			}
+			s.held = append(s.held, c)
+			i++
+			if len(s.held) == len(prefix)+1 {
+				s.state = inMarker
+			}
+		case inPlainLine, inLongMarker:
+			j := bytes.IndexByte(p[i:], '\n')
+			if j < 0 {
+				s.pass(p[i:])
+				return
+			}
+			s.pass(p[i : i+j+1])
+			i += j + 1
+			if s.state == inLongMarker {
+				s.bad = append(s.bad, fmt.Errorf("%w: marker line longer than %d bytes", ErrMalformed, MaxMarkerLine))
+			}
+			s.state = atLineStart
+		case inMarker:
+			j := bytes.IndexByte(p[i:], '\n')
+			if j < 0 {
+				s.held = append(s.held, p[i:]...)
+				if len(s.held) > MaxMarkerLine {
+					s.pass(s.held)
+					s.held = s.held[:0]
+					s.state = inLongMarker
+				}
+				return
+			}
+			s.held = append(s.held, p[i:i+j]...)
+			i += j + 1
+			s.endMarker(true)
+		}
+	}
+}
+
+// endMarker parses the held marker line; newline says whether the line
+// ended with one (that the hidden-then-passed copy must restore).
+func (s *Stream) endMarker(newline bool) {
+	var err error
+	n := len(s.obs)
+	s.obs, err = s.parser.Parse(s.obs, s.held, s.src, s.clock.Now())
+	if err != nil {
+		s.bad = append(s.bad, err)
+	} else if len(s.obs) > n {
+		s.lines++
+	}
+	if err != nil || !s.hide {
+		s.pass(s.held)
+		if newline {
+			s.pass([]byte{'\n'})
+		}
+	}
+	s.held, s.state = s.held[:0], atLineStart
+}
+
+// pass lets bytes through in hide mode (without Hide they were written
+// already, whole, by Write).
+func (s *Stream) pass(b []byte) {
+	if s.hide {
+		s.outBuf = append(s.outBuf, b...)
+	}
+}
+
+func (s *Stream) flush() error {
+	if len(s.outBuf) == 0 {
+		return nil
+	}
+	_, err := s.out.Write(s.outBuf)
+	s.outBuf = s.outBuf[:0]
+	return err
+}

@@ -1,0 +1,113 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrInvalid is wrapped by every error about a rule that cannot work.
+var ErrInvalid = errors.New("policies: invalid rule")
+
+// Severity ranks a violation; it sets the default action (seed 2.1,
+// handle_violation).
+type Severity int
+
+// Severities, lowest first.
+const (
+	SeverityLow Severity = iota + 1
+	SeverityMedium
+	SeverityHigh
+	SeverityCritical
+)
+
+var severityNames = map[Severity]string{
+	SeverityLow:      "low",
+	SeverityMedium:   "medium",
+	SeverityHigh:     "high",
+	SeverityCritical: "critical",
+}
+
+func (s Severity) String() string {
+	if n, ok := severityNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("severity(%d)", int(s))
+}
+
+// MarshalText makes severities read as words in JSON reports.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// ParseSeverity reads a severity name.
+func ParseSeverity(s string) (Severity, error) {
+	for k, v := range severityNames {
+		if v == s {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown severity %q (low | medium | high | critical)", ErrInvalid, s)
+}
+
+// Action is what the supervisor is asked to do about a decision.
+type Action string
+
+// Actions of DESIGN.md. Restart, rollback, failover and rerun-seed belong to
+// the recovery work and are not accepted yet.
+const (
+	ActionLog            Action = "log"
+	ActionAlert          Action = "alert"
+	ActionCheckpoint     Action = "checkpoint"
+	ActionDegrade        Action = "degrade"
+	ActionCheckpointStop Action = "checkpoint-stop"
+	ActionStop           Action = "stop"
+	ActionKill           Action = "kill"
+)
+
+var knownActions = []Action{ActionLog, ActionAlert, ActionCheckpoint, ActionDegrade,
+	ActionCheckpointStop, ActionStop, ActionKill}
+
+// ParseAction reads an action name.
+func ParseAction(s string) (Action, error) {
+	for _, a := range knownActions {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("%w: unknown action %q", ErrInvalid, s)
+}
+
+// Ends reports whether the action ends the child.
+func (a Action) Ends() bool {
+	return a == ActionCheckpointStop || a == ActionStop || a == ActionKill
+}
+
+// DefaultAction is the action a severity implies when a rule names none
+// (seed 2.1): critical -> emergency stop, high -> the recovery strategy
+// (until recovery strategies exist: checkpoint then stop, which keeps the
+// work), medium -> log and alert, low -> warning.
+func DefaultAction(s Severity) Action {
+	switch s {
+	case SeverityCritical:
+		return ActionKill
+	case SeverityHigh:
+		return ActionCheckpointStop
+	case SeverityMedium:
+		return ActionAlert
+	default:
+		return ActionLog
+	}
+}
+
+// Decision is the engine's verdict on one observation for one rule.
+type Decision struct {
+	Time     time.Time `json:"time"`
+	Rule     string    `json:"rule"`
+	Kind     string    `json:"kind"`
+	Severity Severity  `json:"severity"`
+	Action   Action    `json:"action"`
+	What     string    `json:"what,omitempty"`
+	Reason   string    `json:"reason"`
+	// ExitCode, when set, is the code prism-run exits with if this decision
+	// ends the child (a rule's exit_code).
+	ExitCode *int `json:"exit_code,omitempty"`
+}

@@ -1,0 +1,77 @@
+package policies
+
+import (
+	"fmt"
+	"time"
+)
+
+// Deadline holds once the run has lasted After (the seed's world-record 24 h
+// limit; `--timeout`). Elapsed time is measured from the run's start to the
+// observation's time, so any observation, a clock tick included, can trip it.
+type Deadline struct {
+	M     Meta
+	After time.Duration
+}
+
+// NewDeadline returns a deadline rule; meta.Kind is set to "deadline" and
+// meta.Repeat defaults to once.
+func NewDeadline(meta Meta, after time.Duration) (*Deadline, error) {
+	if after <= 0 {
+		return nil, fmt.Errorf("%w: rule %q: deadline 'after' must be positive, got %s", ErrInvalid, meta.Name, after)
+	}
+	meta.Kind = "deadline"
+	if meta.Repeat == RepeatEvery {
+		meta.Repeat = RepeatOnce
+	}
+	return &Deadline{M: meta, After: after}, nil
+}
+
+// Meta implements Rule.
+func (d *Deadline) Meta() Meta { return d.M }
+
+// Eval implements Rule.
+func (d *Deadline) Eval(start time.Time, o Observation) (string, bool) {
+	elapsed := o.Time.Sub(start)
+	if elapsed < d.After {
+		return "", false
+	}
+	return fmt.Sprintf("run time %s reached the deadline of %s", elapsed.Round(time.Millisecond), d.After), true
+}
+
+// Periodic holds every Interval of run time: the engine's way of asking for
+// something on a schedule (`--checkpoint-every`). It holds at most once per
+// observation, however long the gap since the last one.
+type Periodic struct {
+	M        Meta
+	Interval time.Duration
+	next     time.Time
+}
+
+// NewPeriodic returns a periodic rule; meta.Kind is set to "periodic" and
+// it repeats on every period.
+func NewPeriodic(meta Meta, interval time.Duration) (*Periodic, error) {
+	if interval <= 0 {
+		return nil, fmt.Errorf("%w: rule %q: period must be positive, got %s", ErrInvalid, meta.Name, interval)
+	}
+	meta.Kind = "periodic"
+	meta.Repeat = RepeatEvery
+	return &Periodic{M: meta, Interval: interval}, nil
+}
+
+// Meta implements Rule.
+func (p *Periodic) Meta() Meta { return p.M }
+
+// Eval implements Rule.
+func (p *Periodic) Eval(start time.Time, o Observation) (string, bool) {
+	if p.next.IsZero() {
+		p.next = start.Add(p.Interval)
+	}
+	if o.Time.Before(p.next) {
+		return "", false
+	}
+	// Skip the periods that passed without an observation rather than
+	// firing once for each of them.
+	missed := o.Time.Sub(p.next) / p.Interval
+	p.next = p.next.Add((missed + 1) * p.Interval)
+	return fmt.Sprintf("periodic request every %s", p.Interval), true
+}

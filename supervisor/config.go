@@ -1,0 +1,126 @@
+// Package supervisor owns the child's lifecycle: it starts the command in
+// its own process group, pumps its output through the markers package,
+// runs the one event loop that feeds the policy engine and carries out its
+// decisions, forwards signals, kills the whole tree at the end and says why
+// the run ended.
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/prism-run/prism-run/markers"
+	"github.com/prism-run/prism-run/policies"
+)
+
+// Errors Run returns; main maps each to an exit code.
+var (
+	// ErrConfig: the configuration cannot work (exit 125).
+	ErrConfig = errors.New("supervisor: bad configuration")
+	// ErrSetup: prism-run could not prepare the run (exit 125).
+	ErrSetup = errors.New("supervisor: setup failed")
+	// ErrNotFound: the command does not exist (exit 127).
+	ErrNotFound = errors.New("supervisor: command not found")
+	// ErrCannotRun: the command exists but could not be run (exit 126).
+	ErrCannotRun = errors.New("supervisor: command cannot be run")
+	// ErrCancelled: the caller's context ended the run (exit 125).
+	ErrCancelled = errors.New("supervisor: run cancelled")
+)
+
+// Defaults of DESIGN.md.
+const (
+	DefaultKillAfter         = 10 * time.Second
+	DefaultCheckpointTimeout = 60 * time.Second
+	DefaultTickInterval      = 100 * time.Millisecond
+)
+
+// Config is one supervised run.
+type Config struct {
+	Command []string // the command and its arguments
+	Dir     string   // working directory ("" = prism-run's)
+	Env     []string // the child's base environment (nil = prism-run's own)
+
+	Stdin          *os.File  // nil = /dev/null
+	Stdout, Stderr io.Writer // where the child's output passes to
+
+	RunID   string
+	Mission string
+	Seed    uint64
+
+	// CheckpointDir is where the child writes checkpoints; "" = a
+	// "checkpoints" folder inside a per-run folder under os.TempDir(),
+	// removed at the end when the child left nothing in it.
+	CheckpointDir string
+
+	KillAfter         time.Duration // SIGTERM -> SIGKILL grace
+	CheckpointTimeout time.Duration // how long a checkpoint request waits for its acknowledgement
+	TickInterval      time.Duration // how often the clock feeds the engine
+
+	MarkerPrefix string
+	HideMarkers  bool
+
+	Rules []policies.Rule
+	Clock policies.Clock // nil = the system clock
+
+	// Signals delivers the signals sent to prism-run that are to be
+	// forwarded or turned into checkpoint requests; the caller owns the
+	// signal.Notify. Nil = none.
+	Signals <-chan os.Signal
+
+	Log zerolog.Logger
+
+	// ProcRoot is the proc filesystem (tests point it elsewhere); "" = /proc.
+	ProcRoot string
+}
+
+func (c *Config) setDefaults() {
+	if c.KillAfter == 0 {
+		c.KillAfter = DefaultKillAfter
+	}
+	if c.CheckpointTimeout == 0 {
+		c.CheckpointTimeout = DefaultCheckpointTimeout
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.MarkerPrefix == "" {
+		c.MarkerPrefix = markers.DefaultPrefix
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
+	}
+	if c.Stdout == nil {
+		c.Stdout = io.Discard
+	}
+	if c.Stderr == nil {
+		c.Stderr = io.Discard
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.Command) == 0 || c.Command[0] == "":
+		return fmt.Errorf("%w: no command to run", ErrConfig)
+	case c.RunID == "":
+		return fmt.Errorf("%w: no run id", ErrConfig)
+	case c.KillAfter < 0:
+		return fmt.Errorf("%w: kill-after must not be negative", ErrConfig)
+	case c.CheckpointTimeout < 0:
+		return fmt.Errorf("%w: checkpoint-timeout must not be negative", ErrConfig)
+	case c.TickInterval < time.Millisecond:
+		return fmt.Errorf("%w: tick interval below 1ms", ErrConfig)
+	}
+	return nil
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }

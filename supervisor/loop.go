@@ -1,0 +1,432 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+// How long the end of a run waits for stray writers of the child's pipes
+// once every process of the tree is gone, and how long it keeps trying to
+// kill a tree that will not die (a process in uninterruptible sleep).
+const (
+	drainGrace = 5 * time.Second
+	killGrace  = 5 * time.Second
+	pollEvery  = 20 * time.Millisecond
+)
+
+// loop is the event loop: the only goroutine that touches the session's
+// state once the child runs.
+func (s *session) loop(ctx context.Context) error {
+	ticker := time.NewTicker(s.cfg.TickInterval)
+	defer ticker.Stop()
+	done := ctx.Done()
+
+	s.reap() // a child that died before SIGCHLD was being watched
+	for !s.exited {
+		select {
+		case b := <-s.batches:
+			s.handleBatch(b, true)
+		case <-ticker.C:
+			now := s.cfg.Clock.Now()
+			s.observe(policies.Observation{Time: now, Source: policies.SourceClock,
+				Name: policies.NameElapsed, Value: now.Sub(s.engine.Start()).Seconds()})
+		case sig := <-s.cfg.Signals:
+			s.handleSignal(sig)
+		case <-s.sigchld:
+			s.reap()
+		case <-timerC(s.ckTimer):
+			s.checkpointTimedOut()
+		case <-timerC(s.kill):
+			s.escalate()
+		case <-done:
+			done = nil
+			s.beginStop(policies.Decision{Rule: "cancelled", Action: policies.ActionStop,
+				Reason: "the caller cancelled the run"}, true)
+		}
+	}
+	stopTimer(s.ckTimer)
+	stopTimer(s.kill)
+	s.killLeftovers()
+	s.drain()
+	_ = s.cmd.Process.Release()
+	return s.conclude()
+}
+
+func (s *session) stopSignals() {
+	if s.sigchld != nil {
+		signal.Stop(s.sigchld)
+		signal.Stop(s.spipe)
+	}
+}
+
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// reap collects exited children: the main child ends the loop; any other
+// is an orphan of the tree that was reparented to us and died.
+func (s *session) reap() {
+	for _, r := range reapAll() {
+		if r.pid == s.pid {
+			s.exited, s.status = true, r.status
+		}
+	}
+}
+
+func (s *session) handleBatch(b batch, act bool) {
+	for _, err := range b.bad {
+		s.res.MalformedMarkers++
+		s.log.Debug().Err(err).Msg("malformed marker")
+	}
+	for _, o := range b.obs {
+		s.record(o)
+		if act {
+			s.observe(o)
+		}
+	}
+}
+
+// record keeps what the report says of a marker, and notices checkpoint
+// acknowledgements.
+func (s *session) record(o policies.Observation) {
+	m := s.res.Markers[o.Name]
+	m.Count++
+	m.Last, m.Text, m.Time = Float(o.Value), o.Text, o.Time
+	s.res.Markers[o.Name] = m
+	if o.Name != policies.NameCheckpoint || o.Text == "" {
+		return
+	}
+	c := Checkpoint{Path: o.Text, Time: o.Time}
+	if p := s.pending; p != nil {
+		c.Rule = p.rule
+		s.log.Info().Str("path", o.Text).Str("rule", p.rule).
+			Dur("took", o.Time.Sub(p.at).Round(time.Millisecond)).Msg("checkpoint acknowledged")
+		s.pending = nil
+		stopTimer(s.ckTimer)
+		s.ckTimer = nil
+		if p.forStop && s.stop != nil {
+			s.stop.acked = true
+			if !s.exited {
+				s.terminate()
+			}
+		}
+	} else {
+		s.log.Info().Str("path", o.Text).Msg("checkpoint reported")
+	}
+	s.res.Checkpoints = append(s.res.Checkpoints, c)
+}
+
+func (s *session) observe(o policies.Observation) {
+	for _, d := range s.engine.Observe(o) {
+		s.execute(d)
+	}
+}
+
+// execute carries out one decision of the engine.
+func (s *session) execute(d policies.Decision) {
+	s.res.Decisions = append(s.res.Decisions, d)
+	ev := s.log.Warn()
+	if d.Severity >= policies.SeverityHigh || d.Action == policies.ActionAlert {
+		ev = s.log.Error()
+	}
+	ev.Str("rule", d.Rule).Str("kind", d.Kind).Stringer("severity", d.Severity).
+		Str("action", string(d.Action)).Str("what", d.What).Msg(d.Reason)
+	if s.exited {
+		return
+	}
+	switch d.Action {
+	case policies.ActionLog, policies.ActionAlert:
+		// Recorded and logged above; alert delivery is telemetry's.
+	case policies.ActionCheckpoint:
+		s.requestCheckpoint(d.Rule, d.Reason, false)
+	case policies.ActionDegrade:
+		s.sendControl(ControlLine{Action: "degrade", Signal: "SIGUSR2", Rule: d.Rule, What: d.What, Reason: d.Reason}, unix.SIGUSR2, false)
+	case policies.ActionCheckpointStop, policies.ActionStop, policies.ActionKill:
+		s.beginStop(d, false)
+	}
+}
+
+// beginStop starts ending the child for decision d: checkpoint first when
+// the action asks for it, SIGKILL at once for kill, SIGTERM otherwise.
+func (s *session) beginStop(d policies.Decision, cancelled bool) {
+	if s.stop != nil {
+		if d.Action == policies.ActionKill && !cancelled {
+			s.stop.decision = d
+			s.killNow("rule " + d.Rule + ": " + d.Reason)
+		}
+		return
+	}
+	s.stop = &stopState{decision: d, cancelled: cancelled}
+	switch d.Action {
+	case policies.ActionKill:
+		s.killNow("rule " + d.Rule + ": " + d.Reason)
+	case policies.ActionCheckpointStop:
+		s.requestCheckpoint(d.Rule, d.Reason, true)
+	default:
+		s.terminate()
+	}
+}
+
+// requestCheckpoint appends the control line and sends SIGUSR1. The
+// protocol signals (SIGUSR1, SIGUSR2) go to the main child only: their
+// default action is to terminate, so sending them to the whole group would
+// kill every helper (a data-loader worker, a shell wrapper's sleep) that
+// does not handle them.
+func (s *session) requestCheckpoint(rule, reason string, forStop bool) {
+	if s.pending != nil {
+		if forStop {
+			// The child is already checkpointing: let that one count, and
+			// give it the full timeout from now.
+			s.pending.forStop, s.pending.rule = true, rule
+			stopTimer(s.ckTimer)
+			s.ckTimer = time.NewTimer(s.cfg.CheckpointTimeout)
+		} else {
+			s.log.Warn().Str("rule", rule).Msg("checkpoint request skipped: the previous one is not acknowledged yet")
+		}
+		return
+	}
+	if !s.sendControl(ControlLine{Action: "checkpoint", Signal: "SIGUSR1", Rule: rule, Reason: reason}, unix.SIGUSR1, false) {
+		if forStop {
+			s.terminate()
+		}
+		return
+	}
+	s.pending = &checkpointRequest{rule: rule, at: s.cfg.Clock.Now(), forStop: forStop}
+	s.ckTimer = time.NewTimer(s.cfg.CheckpointTimeout)
+	s.log.Info().Str("rule", rule).Dur("timeout", s.cfg.CheckpointTimeout).Msg("checkpoint requested")
+}
+
+func (s *session) checkpointTimedOut() {
+	p := s.pending
+	s.pending, s.ckTimer = nil, nil
+	if p == nil {
+		return
+	}
+	s.log.Warn().Str("rule", p.rule).Dur("timeout", s.cfg.CheckpointTimeout).
+		Msg("checkpoint not acknowledged in time (no 'checkpoint' marker)")
+	if p.forStop && s.stop != nil {
+		s.terminate()
+	}
+}
+
+// terminate sends SIGTERM to the child's group and arms the SIGKILL.
+func (s *session) terminate() {
+	if s.stop.signalled {
+		return
+	}
+	s.stop.signalled = true
+	s.sendControl(ControlLine{Action: "stop", Signal: "SIGTERM", Rule: s.stop.decision.Rule, Reason: s.stop.decision.Reason}, unix.SIGTERM, true)
+	s.kill = time.NewTimer(s.cfg.KillAfter)
+}
+
+func (s *session) escalate() {
+	s.kill = nil
+	s.res.Escalated = true
+	s.log.Warn().Dur("kill_after", s.cfg.KillAfter).Msg("child still running after SIGTERM; sending SIGKILL")
+	s.killNow("still running " + s.cfg.KillAfter.String() + " after SIGTERM")
+}
+
+// killNow sends SIGKILL to the child's group and to every process of its
+// tree that left the group.
+func (s *session) killNow(reason string) {
+	if s.stop != nil {
+		s.stop.signalled = true
+	}
+	s.sendControl(ControlLine{Action: "kill", Signal: "SIGKILL", Rule: s.stop.decision.Rule, Reason: reason}, unix.SIGKILL, true)
+	s.signalTree(unix.SIGKILL)
+}
+
+// sendControl appends a control line, then signals the main child (or its
+// whole group). It reports whether the signal was sent.
+func (s *session) sendControl(l ControlLine, sig unix.Signal, group bool) bool {
+	l.Time = s.cfg.Clock.Now()
+	if err := s.control.append(l); err != nil {
+		s.log.Warn().Err(err).Msg("cannot write the control file")
+	}
+	target := s.pid
+	if group {
+		target = -s.pid
+	}
+	if err := unix.Kill(target, sig); err != nil {
+		s.log.Warn().Err(err).Str("signal", unix.SignalName(sig)).Msg("cannot signal the child")
+		return false
+	}
+	return true
+}
+
+// handleSignal deals with a signal sent to prism-run itself.
+func (s *session) handleSignal(sig os.Signal) {
+	us, ok := sig.(unix.Signal)
+	if !ok {
+		return
+	}
+	name := unix.SignalName(us)
+	s.res.Forwarded = append(s.res.Forwarded, name)
+	if us == unix.SIGUSR1 {
+		// A checkpoint request from outside: Slurm's --signal=B:USR1@T
+		// before the time limit, or a person.
+		s.log.Info().Msg("SIGUSR1 received: requesting a checkpoint")
+		s.requestCheckpoint("signal", "SIGUSR1 sent to prism-run", false)
+		return
+	}
+	s.log.Info().Str("signal", name).Msg("forwarding signal to the child's process group")
+	action := "forward"
+	if us == unix.SIGUSR2 {
+		action = "degrade" // so a child reading the control file does not act on a stale line
+	}
+	s.sendControl(ControlLine{Action: action, Signal: name, Reason: name + " sent to prism-run"}, us, true)
+}
+
+// signalTree signals the child's process group and every live descendant
+// of prism-run (all of them belong to the run: prism-run starts nothing
+// else, and as a subreaper it inherits whatever the tree orphaned).
+func (s *session) signalTree(sig unix.Signal) int {
+	// The group id outlives the main child while any member is alive, and
+	// the kernel does not reuse a pid that is still a group id.
+	_ = unix.Kill(-s.pid, sig)
+	procs, err := readProcs(s.cfg.ProcRoot)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot list processes")
+		return 0
+	}
+	left := liveDescendants(procs, os.Getpid())
+	for _, pid := range left {
+		_ = unix.Kill(pid, sig)
+	}
+	return len(left)
+}
+
+func (s *session) liveTree() int {
+	procs, err := readProcs(s.cfg.ProcRoot)
+	if err != nil {
+		return 0
+	}
+	return len(liveDescendants(procs, os.Getpid()))
+}
+
+// killLeftovers ends what the main child left running: SIGTERM, then
+// SIGKILL after kill-after, until nothing of the tree is left. Output keeps
+// flowing meanwhile.
+func (s *session) killLeftovers() {
+	s.reap()
+	n := s.liveTree()
+	if n == 0 {
+		return
+	}
+	s.res.Leftovers = n
+	s.log.Info().Int("processes", n).Dur("kill_after", s.cfg.KillAfter).
+		Msg("main child ended; stopping the processes it left behind")
+	s.signalTree(unix.SIGTERM)
+	termDeadline := time.Now().Add(s.cfg.KillAfter)
+	var killDeadline time.Time
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	for {
+		select {
+		case b := <-s.batches:
+			s.handleBatch(b, false)
+			continue
+		case <-s.sigchld:
+		case <-poll.C:
+		}
+		s.reap()
+		if s.liveTree() == 0 {
+			return
+		}
+		now := time.Now()
+		switch {
+		case killDeadline.IsZero() && now.After(termDeadline):
+			s.log.Warn().Msg("left-behind processes outlived SIGTERM; sending SIGKILL")
+			s.signalTree(unix.SIGKILL)
+			killDeadline = now.Add(killGrace)
+		case !killDeadline.IsZero() && now.After(killDeadline):
+			s.log.Error().Int("processes", s.liveTree()).Msg("processes of the run survive SIGKILL (uninterruptible sleep?)")
+			return
+		case !killDeadline.IsZero():
+			s.signalTree(unix.SIGKILL) // new forks since the last round
+		}
+	}
+}
+
+// drain waits for both pumps to reach the end of the child's output. A
+// writer outside the tree (an fd passed to a stranger) could keep a pipe
+// open forever, so after drainGrace the pipes are closed.
+func (s *session) drain() {
+	grace := time.NewTimer(drainGrace)
+	defer grace.Stop()
+	for left := 2; left > 0; {
+		select {
+		case b := <-s.batches:
+			s.handleBatch(b, false)
+		case <-s.pumpsDone:
+			left--
+		case <-grace.C:
+			s.log.Warn().Msg("the child's output is still open after every process ended; closing it")
+			_ = s.outR.Close()
+			_ = s.errR.Close()
+		}
+	}
+	for {
+		select {
+		case b := <-s.batches:
+			s.handleBatch(b, false)
+		default:
+			s.reap()
+			return
+		}
+	}
+}
+
+// conclude turns how the child ended into the run's exit code and reason.
+func (s *session) conclude() error {
+	r, st := s.res, s.status
+	stopped := s.stop != nil && (s.stop.signalled || s.stop.acked || !(st.Exited() && st.ExitStatus() == 0))
+	switch {
+	case stopped && s.stop.cancelled:
+		r.Exit, r.Reason, r.Rule = ExitInternal, ReasonError, ""
+		r.Message = "cancelled"
+		return ErrCancelled
+	case stopped:
+		d := s.stop.decision
+		r.Reason, r.Rule = ReasonPolicy, d.Rule
+		r.Exit = ExitPolicy
+		if s.stop.acked {
+			r.Exit = ExitResumable
+		}
+		if d.ExitCode != nil {
+			r.Exit = *d.ExitCode
+		}
+		r.Message = fmt.Sprintf("stopped by rule %s: %s", d.Rule, d.Reason)
+		if s.stop.acked {
+			r.Message += " (checkpoint acknowledged: resumable)"
+		}
+	case st.Exited():
+		r.Exit, r.Reason = st.ExitStatus(), ReasonExited
+		r.Message = fmt.Sprintf("exited with code %d", r.Exit)
+	case st.Signaled():
+		r.Exit, r.Reason = 128+int(st.Signal()), ReasonSignaled
+		r.Signal = unix.SignalName(st.Signal())
+		r.Message = "killed by " + r.Signal
+	}
+	if st.Signaled() {
+		r.Signal = unix.SignalName(st.Signal())
+	}
+	s.log.Info().Int("exit_code", r.Exit).Str("reason", string(r.Reason)).Msg(r.Message)
+	return nil
+}

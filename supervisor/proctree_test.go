@@ -1,0 +1,90 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+)
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		line string
+		want procEntry
+		ok   bool
+	}{
+		{"42 (sleep) S 7 42 42 0", procEntry{42, 7, 'S'}, true},
+		{"43 (a b) c)) Z 1 1 1", procEntry{43, 1, 'Z'}, true},
+		{"44 (x) R", procEntry{}, false},
+		{"garbage", procEntry{}, false},
+		{"(x) S 1", procEntry{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseStat([]byte(tt.line))
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("parseStat(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// fakeProc writes a proc tree: pid -> "ppid state".
+func fakeProc(t *testing.T, procs map[int]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for pid, rest := range procs {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var ppid int
+		var state string
+		if _, err := fmt.Sscan(rest, &ppid, &state); err != nil {
+			t.Fatal(err)
+		}
+		line := strconv.Itoa(pid) + " (p " + strconv.Itoa(pid) + ") " + state + " " + strconv.Itoa(ppid) + " 0 0\n"
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Entries that are not processes are skipped.
+	_ = os.MkdirAll(filepath.Join(root, "self"), 0o755)
+	_ = os.MkdirAll(filepath.Join(root, "999"), 0o755) // vanished: no stat
+	return root
+}
+
+func TestLiveDescendants(t *testing.T) {
+	root := fakeProc(t, map[int]string{
+		1:  "0 S",
+		10: "1 S",  // prism-run
+		11: "10 S", // main child
+		12: "11 S", // its child
+		13: "12 Z", // a zombie grandchild: dead
+		14: "10 S", // an orphan reparented to prism-run
+		15: "14 R",
+		20: "1 S", // unrelated
+		21: "20 S",
+	})
+	procs, err := readProcs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := liveDescendants(procs, 10)
+	slices.Sort(got)
+	if want := []int{11, 12, 14, 15}; !slices.Equal(got, want) {
+		t.Errorf("liveDescendants = %v, want %v", got, want)
+	}
+	if got := liveDescendants(procs, 21); len(got) != 0 {
+		t.Errorf("a leaf has descendants %v", got)
+	}
+}
+
+func TestLiveDescendantsSurvivesCycles(t *testing.T) {
+	procs := []procEntry{{1, 2, 'S'}, {2, 1, 'S'}, {3, 1, 'S'}}
+	got := liveDescendants(procs, 1)
+	slices.Sort(got)
+	if !slices.Equal(got, []int{2, 3}) {
+		t.Errorf("got %v", got)
+	}
+}

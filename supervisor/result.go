@@ -1,0 +1,88 @@
+package supervisor
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+// Reason says how a run ended.
+type Reason string
+
+// Reasons of the run report.
+const (
+	ReasonExited   Reason = "exited"   // the child exited by itself
+	ReasonSignaled Reason = "signaled" // the child died of a signal no policy sent
+	ReasonPolicy   Reason = "policy"   // a policy stopped the child
+	ReasonError    Reason = "error"    // prism-run failed, or could not start the child
+)
+
+// Exit codes of DESIGN.md that prism-run chooses itself.
+const (
+	ExitResumable = 75  // stopped by a policy after a confirmed checkpoint
+	ExitPolicy    = 124 // stopped by a policy without one
+	ExitInternal  = 125 // prism-run failed
+	ExitCannotRun = 126
+	ExitNotFound  = 127
+)
+
+// Result is what a run came to: the exit code prism-run returns and why.
+type Result struct {
+	RunID   string    `json:"run_id"`
+	PID     int       `json:"pid,omitempty"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Exit    int       `json:"exit_code"`
+	Reason  Reason    `json:"reason"`
+	Signal  string    `json:"signal,omitempty"` // the signal the child died of
+	Rule    string    `json:"rule,omitempty"`   // the rule that stopped the child
+	Message string    `json:"message"`
+
+	// Escalated: the child outlived SIGTERM by kill-after and got SIGKILL.
+	Escalated bool `json:"escalated,omitempty"`
+	// Leftovers counts the descendants still running when the main child
+	// ended, all of which were killed.
+	Leftovers int `json:"leftovers_killed,omitempty"`
+
+	Checkpoints      []Checkpoint          `json:"checkpoints"`
+	Markers          map[string]MarkerStat `json:"markers"`
+	MalformedMarkers int                   `json:"malformed_markers"`
+	Decisions        []policies.Decision   `json:"decisions"`
+	Forwarded        []string              `json:"forwarded_signals,omitempty"`
+
+	CheckpointDir string `json:"checkpoint_dir,omitempty"`
+	ControlFile   string `json:"control_file,omitempty"`
+}
+
+// Checkpoint is one checkpoint the child acknowledged with a `checkpoint`
+// marker.
+type Checkpoint struct {
+	Path string    `json:"path"`
+	Time time.Time `json:"time"`
+	// Rule is the rule whose request this acknowledged ("" when the child
+	// checkpointed unasked).
+	Rule string `json:"rule,omitempty"`
+}
+
+// MarkerStat is what was seen of one marker name.
+type MarkerStat struct {
+	Count int       `json:"count"`
+	Last  Float     `json:"last"`
+	Text  string    `json:"text,omitempty"`
+	Time  time.Time `json:"time"`
+}
+
+// Float is a float64 that survives JSON: encoding/json refuses NaN and
+// ±Inf, and a diverging loss is exactly what a report must be able to show.
+type Float float64
+
+// MarshalJSON writes NaN and ±Inf as the strings "NaN", "+Inf", "-Inf".
+func (f Float) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return []byte(strconv.Quote(strconv.FormatFloat(v, 'g', -1, 64))), nil
+	}
+	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
+}

@@ -1,0 +1,324 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/markers"
+	"github.com/prism-run/prism-run/policies"
+)
+
+// Environment variables of the control protocol (DESIGN.md).
+const (
+	EnvRunID         = "PRISM_RUN_ID"
+	EnvMission       = "PRISM_MISSION"
+	EnvControl       = "PRISM_CONTROL"
+	EnvCheckpointDir = "PRISM_CHECKPOINT_DIR"
+	EnvResume        = "PRISM_RESUME"
+	EnvRestartCount  = "PRISM_RESTART_COUNT"
+	EnvSeed          = "PRISM_SEED"
+)
+
+// Run starts cfg.Command and supervises it until it and every process it
+// started have ended. The Result is never nil; it carries the exit code
+// prism-run should return, also when err is not nil (125, 126 or 127).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.setDefaults()
+	res := &Result{
+		RunID:       cfg.RunID,
+		Start:       cfg.Clock.Now(),
+		Exit:        ExitInternal,
+		Reason:      ReasonError,
+		Markers:     map[string]MarkerStat{},
+		Checkpoints: []Checkpoint{},
+		Decisions:   []policies.Decision{},
+	}
+	s, err := prepare(cfg, res)
+	if err != nil {
+		res.End, res.Message = cfg.Clock.Now(), err.Error()
+		return res, err
+	}
+	defer s.cleanup()
+	if err := s.start(); err != nil {
+		res.End, res.Message = cfg.Clock.Now(), err.Error()
+		return res, err
+	}
+	err = s.loop(ctx)
+	res.End = cfg.Clock.Now()
+	return res, err
+}
+
+// session is one run's state, owned by the event loop's goroutine.
+type session struct {
+	cfg    Config
+	res    *Result
+	log    zerolog.Logger
+	engine *policies.Engine
+	parser *markers.Parser
+
+	runDir     string // created by prepare, removed by cleanup when empty of checkpoints
+	ownRunDir  bool
+	ownCkptDir bool
+	control    *controlFile
+
+	cmd            *exec.Cmd
+	pid            int // also the child's process group id (Setpgid)
+	outR, errR     *os.File
+	batches        chan batch
+	pumpsDone      chan struct{}
+	sigchld, spipe chan os.Signal
+
+	exited bool
+	status unix.WaitStatus
+
+	pending *checkpointRequest
+	ckTimer *time.Timer
+	stop    *stopState
+	kill    *time.Timer
+}
+
+// batch is what a pump found in one read of the child's output.
+type batch struct {
+	obs []policies.Observation
+	bad []error
+}
+
+type checkpointRequest struct {
+	rule    string
+	at      time.Time
+	forStop bool
+}
+
+// stopState is an ending the loop has decided on.
+type stopState struct {
+	decision  policies.Decision
+	signalled bool // SIGTERM (or SIGKILL) has been sent
+	acked     bool // the checkpoint asked for before stopping was acknowledged
+	cancelled bool // the caller's context, not a policy
+}
+
+func prepare(cfg Config, res *Result) (*session, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	engine, err := policies.NewEngine(cfg.Clock, cfg.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	parser, err := markers.NewParser(cfg.MarkerPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	s := &session{cfg: cfg, res: res, log: cfg.Log, engine: engine, parser: parser}
+	res.Start = engine.Start()
+
+	// The run folder holds the control file and, by default, the
+	// checkpoints; it is made fresh per run so two runs never share one.
+	s.runDir, err = os.MkdirTemp("", "prism-run-"+safeName(cfg.RunID)+"-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: run folder: %w", ErrSetup, err)
+	}
+	s.ownRunDir = true
+	ck := cfg.CheckpointDir
+	if ck == "" {
+		ck, s.ownCkptDir = filepath.Join(s.runDir, "checkpoints"), true
+	}
+	if ck, err = filepath.Abs(ck); err == nil {
+		err = os.MkdirAll(ck, 0o700)
+	}
+	if err != nil {
+		s.cleanup()
+		return nil, fmt.Errorf("%w: checkpoint folder: %w", ErrSetup, err)
+	}
+	res.CheckpointDir = ck
+	res.ControlFile = filepath.Join(s.runDir, "control")
+	if s.control, err = openControl(res.ControlFile); err != nil {
+		s.cleanup()
+		return nil, err
+	}
+	return s, nil
+}
+
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// cleanup removes the run folder unless the child left checkpoints in it.
+func (s *session) cleanup() {
+	s.stopSignals()
+	if s.control != nil {
+		_ = s.control.close()
+	}
+	if s.outR != nil {
+		_ = s.outR.Close()
+		_ = s.errR.Close()
+	}
+	if !s.ownRunDir {
+		return
+	}
+	if s.ownCkptDir {
+		if entries, err := os.ReadDir(s.res.CheckpointDir); err == nil && len(entries) > 0 {
+			s.log.Info().Str("dir", s.runDir).Msg("checkpoints kept")
+			return
+		}
+	}
+	_ = os.RemoveAll(s.runDir)
+	if s.ownCkptDir {
+		s.res.CheckpointDir = ""
+	}
+	s.res.ControlFile = ""
+}
+
+func (s *session) childEnv() []string {
+	base := s.cfg.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	ours := map[string]string{
+		EnvRunID:         s.cfg.RunID,
+		EnvControl:       s.res.ControlFile,
+		EnvCheckpointDir: s.res.CheckpointDir,
+		EnvSeed:          strconv.FormatUint(s.cfg.Seed, 10),
+		EnvRestartCount:  "0",
+	}
+	if s.cfg.Mission != "" {
+		ours[EnvMission] = s.cfg.Mission
+	}
+	env := make([]string, 0, len(base)+len(ours))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		// A nested prism-run replaces the outer one's protocol variables.
+		if _, mine := ours[k]; !mine && k != EnvResume {
+			env = append(env, kv)
+		}
+	}
+	for _, k := range []string{EnvRunID, EnvMission, EnvControl, EnvCheckpointDir, EnvSeed, EnvRestartCount} {
+		if v, ok := ours[k]; ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func (s *session) start() error {
+	if err := becomeSubreaper(); err != nil {
+		s.log.Warn().Err(err).Msg("cannot become a child subreaper: descendants that detach will escape")
+	}
+	// SIGCHLD wakes the loop to reap. SIGPIPE is caught (not ignored) so
+	// that a closed stdout makes our write fail with EPIPE instead of
+	// killing prism-run (os/signal: "If the program is not calling
+	// signal.Notify for SIGPIPE ... a write to a broken pipe on file
+	// descriptors 1 or 2 will cause the program to exit"), while the child
+	// still starts with SIGPIPE at its default: execve(2) resets caught
+	// signals, but would keep an ignored one.
+	s.sigchld = make(chan os.Signal, 1)
+	signal.Notify(s.sigchld, unix.SIGCHLD)
+	s.spipe = make(chan os.Signal, 1)
+	signal.Notify(s.spipe, unix.SIGPIPE)
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_ = outR.Close()
+		_ = outW.Close()
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	s.outR, s.errR = outR, errR
+	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
+	cmd.Dir = s.cfg.Dir
+	cmd.Env = s.childEnv()
+	cmd.Stdin = s.cfg.Stdin // nil: /dev/null
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group, so that signals reach the whole job and
+		// a Ctrl-C at prism-run's terminal reaches it only through us.
+		Setpgid: true,
+		// If prism-run is SIGKILLed, the kernel kills the child. The
+		// signal fires when the forking *thread* exits (prctl(2)); the Go
+		// runtime never ends a thread unless a goroutine exits while
+		// locked to it, which prism-run never does.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	err = cmd.Start()
+	_ = outW.Close()
+	_ = errW.Close()
+	if err != nil {
+		s.res.Exit, s.res.Reason = classifyStartError(err)
+		if s.res.Exit == ExitNotFound {
+			return fmt.Errorf("%w: %s: %w", ErrNotFound, s.cfg.Command[0], err)
+		}
+		return fmt.Errorf("%w: %s: %w", ErrCannotRun, s.cfg.Command[0], err)
+	}
+	s.cmd, s.pid = cmd, cmd.Process.Pid
+	s.res.PID = s.pid
+	s.log.Info().Int("pid", s.pid).Str("run_id", s.cfg.RunID).Strs("command", s.cfg.Command).Msg("child started")
+
+	s.batches = make(chan batch, 64)
+	s.pumpsDone = make(chan struct{}, 2)
+	go s.pump(outR, s.cfg.Stdout, policies.SourceStdout)
+	go s.pump(errR, s.cfg.Stderr, policies.SourceStderr)
+	return nil
+}
+
+func classifyStartError(err error) (int, Reason) {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return ExitNotFound, ReasonError
+	}
+	return ExitCannotRun, ReasonError
+}
+
+// pump passes one stream of the child through and hands what the markers
+// package found to the loop. The bytes go out first: a slow loop can delay
+// the next read, never a write already read.
+func (s *session) pump(r *os.File, out io.Writer, src policies.Source) {
+	defer func() { s.pumpsDone <- struct{}{} }()
+	st := markers.NewStream(out, s.parser, src, s.cfg.Clock, s.cfg.HideMarkers)
+	buf := make([]byte, 256<<10)
+	send := func() {
+		if obs, bad := st.Take(); len(obs) > 0 || len(bad) > 0 {
+			s.batches <- batch{obs, bad}
+		}
+	}
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := st.Write(buf[:n]); werr != nil {
+				send()
+				// Our output is gone (e.g. `prism-run ... | head`). Close
+				// the pipe so the child meets EPIPE/SIGPIPE exactly as it
+				// would have without prism-run in between.
+				s.log.Warn().Err(werr).Str("stream", string(src)).Msg("output closed; closing the child's " + string(src))
+				_ = r.Close()
+				return
+			}
+			send()
+		}
+		if err != nil {
+			break
+		}
+	}
+	_ = st.Close()
+	send()
+}

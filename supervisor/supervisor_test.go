@@ -1,0 +1,436 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/prism-run/prism-run/internal/testchild"
+	"github.com/prism-run/prism-run/policies"
+)
+
+// The test binary doubles as the child (os/exec's helper-process pattern).
+func TestMain(m *testing.M) {
+	if os.Getenv("PRISM_TESTCHILD") == "1" {
+		os.Exit(testchild.Main(os.Args[1:]))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a bytes.Buffer safe for the pumps and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type harness struct {
+	cfg            Config
+	stdout, stderr *syncBuffer
+	logs           *syncBuffer
+}
+
+func newHarness(t *testing.T, mode ...string) *harness {
+	t.Helper()
+	h := &harness{stdout: &syncBuffer{}, stderr: &syncBuffer{}, logs: &syncBuffer{}}
+	h.cfg = Config{
+		Command: append([]string{os.Args[0]}, mode...),
+		// atexit_sleep_ms: a -race child otherwise sleeps 1s before exiting.
+		Env:               append(os.Environ(), "PRISM_TESTCHILD=1", "GORACE=atexit_sleep_ms=0"),
+		Stdout:            h.stdout,
+		Stderr:            h.stderr,
+		RunID:             "test-" + strings.ReplaceAll(t.Name(), "/", "-"),
+		Seed:              42,
+		KillAfter:         2 * time.Second,
+		CheckpointTimeout: 2 * time.Second,
+		TickInterval:      10 * time.Millisecond,
+		Log:               zerolog.New(h.logs),
+	}
+	return h
+}
+
+func (h *harness) run(t *testing.T) *Result {
+	t.Helper()
+	res, err := Run(context.Background(), h.cfg)
+	if err != nil {
+		t.Fatalf("Run: %v\nlogs:\n%s", err, h.logs)
+	}
+	return res
+}
+
+func deadline(t *testing.T, d time.Duration, action policies.Action) policies.Rule {
+	t.Helper()
+	r, err := policies.NewDeadline(policies.Meta{Name: "timeout", Severity: policies.SeverityHigh, Action: action}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		name   string
+		mode   []string
+		code   int
+		reason Reason
+		signal string
+	}{
+		{"success", []string{"exit", "0"}, 0, ReasonExited, ""},
+		{"own code", []string{"exit", "3"}, 3, ReasonExited, ""},
+		{"code 255", []string{"exit", "255"}, 255, ReasonExited, ""},
+		{"SIGKILL", []string{"kill-self", "9"}, 137, ReasonSignaled, "SIGKILL"},
+		{"SIGTERM", []string{"kill-self", "15"}, 143, ReasonSignaled, "SIGTERM"},
+		{"SIGHUP", []string{"kill-self", "1"}, 129, ReasonSignaled, "SIGHUP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.mode...)
+			res := h.run(t)
+			if res.Exit != tt.code || res.Reason != tt.reason || res.Signal != tt.signal {
+				t.Errorf("got exit %d reason %s signal %q, want %d %s %q", res.Exit, res.Reason, res.Signal, tt.code, tt.reason, tt.signal)
+			}
+			if res.PID == 0 || res.End.Before(res.Start) {
+				t.Errorf("result lacks pid or times: %+v", res)
+			}
+		})
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "script.sh")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\necho hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		command []string
+		code    int
+		err     error
+	}{
+		{"not in PATH", []string{"prism-no-such-command-xyz"}, 127, ErrNotFound},
+		{"missing path", []string{filepath.Join(dir, "missing")}, 127, ErrNotFound},
+		{"not executable", []string{notExec}, 126, ErrCannotRun},
+		{"a directory", []string{dir}, 126, ErrCannotRun},
+		{"empty", []string{}, 125, ErrConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.cfg.Command = tt.command
+			res, err := Run(context.Background(), h.cfg)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("error = %v, want %v", err, tt.err)
+			}
+			if res == nil || res.Exit != tt.code || res.Reason != ReasonError || res.Message == "" {
+				t.Fatalf("result = %+v, want exit %d reason error", res, tt.code)
+			}
+		})
+	}
+}
+
+func TestOutputPassesThrough(t *testing.T) {
+	const n = 8 << 20
+	h := newHarness(t, "randbytes", strconv.Itoa(n), "7")
+	res := h.run(t)
+	if res.Exit != 0 {
+		t.Fatalf("exit %d", res.Exit)
+	}
+	if got := h.stdout.String(); got != string(testchild.RandomBytes(n, 7)) {
+		t.Fatalf("stdout differs from what the child wrote (%d bytes, want %d)", len(got), n)
+	}
+}
+
+func TestMarkersAreRecordedAndHidden(t *testing.T) {
+	for _, hide := range []bool{false, true} {
+		h := newHarness(t, "print", "hello", "PRISM iter=5 loss=0.25", "PRISM loss=nan", "PRISM broken", `PRISM {"iter":6}`)
+		h.cfg.HideMarkers = hide
+		res := h.run(t)
+		want := "hello\nPRISM iter=5 loss=0.25\nPRISM loss=nan\nPRISM broken\nPRISM {\"iter\":6}\n"
+		if hide {
+			want = "hello\nPRISM broken\n"
+		}
+		if got := h.stdout.String(); got != want {
+			t.Errorf("hide=%v: stdout %q, want %q", hide, got, want)
+		}
+		if m := res.Markers["iter"]; m.Count != 2 || m.Last != 6 {
+			t.Errorf("iter marker = %+v", m)
+		}
+		if res.MalformedMarkers != 1 {
+			t.Errorf("malformed = %d, want 1", res.MalformedMarkers)
+		}
+		// The report must encode, NaN included.
+		if _, err := json.Marshal(res); err != nil {
+			t.Errorf("result does not encode: %v", err)
+		}
+	}
+}
+
+func TestChildEnvironment(t *testing.T) {
+	h := newHarness(t, "env", EnvRunID, EnvSeed, EnvControl, EnvCheckpointDir, EnvRestartCount, EnvMission, EnvResume)
+	h.cfg.Env = append(h.cfg.Env, "PRISM_RUN_ID=outer", "PRISM_RESUME=/stale")
+	h.cfg.Mission = "world-record"
+	res := h.run(t)
+	out := h.stdout.String()
+	for _, want := range []string{
+		"PRISM_RUN_ID=" + h.cfg.RunID + "\n",
+		"PRISM_SEED=42\n",
+		"PRISM_RESTART_COUNT=0\n",
+		"PRISM_MISSION=world-record\n",
+		"PRISM_RESUME=<unset>\n",
+		"PRISM_CONTROL=/",
+		"PRISM_CHECKPOINT_DIR=/",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("child environment lacks %q:\n%s", want, out)
+		}
+	}
+	// Nothing was checkpointed, so the per-run folder is gone.
+	if res.CheckpointDir != "" || res.ControlFile != "" {
+		t.Errorf("empty run folder kept: %+v", res)
+	}
+}
+
+func TestTimeoutWithAcknowledgedCheckpointIsResumable(t *testing.T) {
+	h := newHarness(t, "checkpoint", "ack")
+	h.cfg.Rules = []policies.Rule{deadline(t, 300*time.Millisecond, policies.ActionCheckpointStop)}
+	res := h.run(t)
+	if res.Exit != ExitResumable || res.Reason != ReasonPolicy || res.Rule != "timeout" {
+		t.Fatalf("got %d %s %q, want 75 policy timeout\nlogs:\n%s", res.Exit, res.Reason, res.Rule, h.logs)
+	}
+	if len(res.Checkpoints) != 1 || res.Checkpoints[0].Rule != "timeout" {
+		t.Fatalf("checkpoints = %+v", res.Checkpoints)
+	}
+	// The checkpoint is kept, and so is the run folder holding it.
+	if _, err := os.Stat(res.Checkpoints[0].Path); err != nil {
+		t.Errorf("checkpoint file: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(res.ControlFile)) })
+	lines := readControl(t, res.ControlFile)
+	if len(lines) != 2 || lines[0].Action != "checkpoint" || lines[0].Signal != "SIGUSR1" || lines[0].Rule != "timeout" ||
+		lines[1].Action != "stop" || lines[1].Signal != "SIGTERM" {
+		t.Errorf("control lines = %+v", lines)
+	}
+	// The child read the control line before acting on the signal.
+	if !strings.Contains(h.stdout.String(), `control: {"seq":1,"action":"checkpoint","signal":"SIGUSR1","rule":"timeout"`) {
+		t.Errorf("child did not see the control line:\n%s", h.stdout)
+	}
+}
+
+func readControl(t *testing.T, path string) []ControlLine {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []ControlLine
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l ControlLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("control line %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func TestTimeoutWithoutAcknowledgementIs124(t *testing.T) {
+	h := newHarness(t, "checkpoint", "silent")
+	h.cfg.CheckpointTimeout = 200 * time.Millisecond
+	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionCheckpointStop)}
+	res := h.run(t)
+	if res.Exit != ExitPolicy || res.Reason != ReasonPolicy || len(res.Checkpoints) != 0 {
+		t.Fatalf("got %+v", res)
+	}
+	if !strings.Contains(h.logs.String(), "checkpoint not acknowledged in time") {
+		t.Errorf("the log does not say the checkpoint timed out:\n%s", h.logs)
+	}
+}
+
+func TestChildDyingOfCheckpointSignalIsPolicyStop(t *testing.T) {
+	h := newHarness(t, "checkpoint", "die")
+	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionCheckpointStop)}
+	if res := h.run(t); res.Exit != ExitPolicy || res.Reason != ReasonPolicy {
+		t.Fatalf("got %d %s, want 124 policy", res.Exit, res.Reason)
+	}
+}
+
+func TestKillAfterEscalates(t *testing.T) {
+	h := newHarness(t, "ignore-term", "1h")
+	h.cfg.KillAfter = 200 * time.Millisecond
+	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionStop)}
+	res := h.run(t)
+	if res.Exit != ExitPolicy || !res.Escalated || res.Signal != "SIGKILL" {
+		t.Fatalf("got exit %d escalated %v signal %q\nlogs:\n%s", res.Exit, res.Escalated, res.Signal, h.logs)
+	}
+}
+
+func TestKillActionIsImmediate(t *testing.T) {
+	h := newHarness(t, "ignore-term", "1h")
+	h.cfg.KillAfter = time.Hour // must not be waited for
+	h.cfg.Rules = []policies.Rule{deadline(t, 50*time.Millisecond, policies.ActionKill)}
+	res := h.run(t)
+	if res.Exit != ExitPolicy || res.Signal != "SIGKILL" || res.Escalated {
+		t.Fatalf("got %+v", res)
+	}
+}
+
+func TestRuleExitCodeOverrides(t *testing.T) {
+	zero := 0
+	r, _ := policies.NewDeadline(policies.Meta{Name: "budget", Action: policies.ActionStop, ExitCode: &zero}, 50*time.Millisecond)
+	h := newHarness(t, "checkpoint", "silent")
+	h.cfg.Rules = []policies.Rule{r}
+	if res := h.run(t); res.Exit != 0 || res.Reason != ReasonPolicy || res.Rule != "budget" {
+		t.Fatalf("got %d %s %q", res.Exit, res.Reason, res.Rule)
+	}
+}
+
+func TestPeriodicCheckpoints(t *testing.T) {
+	every, _ := policies.NewPeriodic(policies.Meta{Name: "checkpoint-every", Action: policies.ActionCheckpoint}, 100*time.Millisecond)
+	h := newHarness(t, "checkpoint", "ack")
+	h.cfg.Rules = []policies.Rule{every, deadline(t, 550*time.Millisecond, policies.ActionStop)}
+	res := h.run(t)
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(res.ControlFile)) })
+	if len(res.Checkpoints) < 3 {
+		t.Fatalf("%d checkpoints in 550ms at one per 100ms\nlogs:\n%s", len(res.Checkpoints), h.logs)
+	}
+	for _, c := range res.Checkpoints {
+		if c.Rule != "checkpoint-every" {
+			t.Errorf("checkpoint %+v not attributed to the periodic rule", c)
+		}
+	}
+	// A plain stop sends no checkpoint request: not resumable.
+	if res.Exit != ExitPolicy {
+		t.Errorf("exit %d, want 124", res.Exit)
+	}
+}
+
+func TestSignalsAreForwarded(t *testing.T) {
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	h := newHarness(t, "signals", ready)
+	sigs := make(chan os.Signal, 8)
+	h.cfg.Signals = sigs
+	done := make(chan *Result)
+	go func() {
+		res, _ := Run(context.Background(), h.cfg)
+		done <- res
+	}()
+	waitFor(t, func() bool { _, err := os.Stat(ready); return err == nil })
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR2, syscall.SIGUSR1} {
+		sigs <- sig
+		// One at a time: signals that arrive together may be seen in any order.
+		waitFor(t, func() bool { return strings.Contains(h.stdout.String(), "got "+signame(sig)) })
+	}
+	sigs <- syscall.SIGTERM
+	res := <-done
+	want := "got SIGHUP\ngot SIGINT\ngot SIGQUIT\ngot SIGUSR2\ngot SIGUSR1\ngot SIGTERM\n"
+	if h.stdout.String() != want {
+		t.Errorf("child saw:\n%s\nwant:\n%s", h.stdout, want)
+	}
+	// The child exited 0 by itself on the forwarded TERM.
+	if res.Exit != 0 || res.Reason != ReasonExited {
+		t.Errorf("got %d %s", res.Exit, res.Reason)
+	}
+	if strings.Join(res.Forwarded, " ") != "SIGHUP SIGINT SIGQUIT SIGUSR2 SIGUSR1 SIGTERM" {
+		t.Errorf("forwarded = %v", res.Forwarded)
+	}
+}
+
+func signame(s syscall.Signal) string {
+	return map[syscall.Signal]string{syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
+		syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2"}[s]
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met in 10s")
+}
+
+func TestDetachedDescendantsAreKilled(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "daemon.pid")
+	h := newHarness(t, "escape", pidfile)
+	h.cfg.KillAfter = 200 * time.Millisecond // the daemon ignores SIGTERM
+	res := h.run(t)
+	if res.Exit != 0 || res.Leftovers != 1 {
+		t.Fatalf("got exit %d leftovers %d\nlogs:\n%s", res.Exit, res.Leftovers, h.logs)
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("daemon %d still exists after Run returned (kill 0: %v)", pid, err)
+	}
+}
+
+func TestDegradeSendsSIGUSR2WithWhat(t *testing.T) {
+	r, _ := policies.NewDeadline(policies.Meta{Name: "slow", Action: policies.ActionDegrade, What: "reduce-precision"}, 100*time.Millisecond)
+	h := newHarness(t, "checkpoint", "silent")
+	h.cfg.Rules = []policies.Rule{r, deadline(t, 400*time.Millisecond, policies.ActionStop)}
+	h.run(t)
+	if !strings.Contains(h.stdout.String(), `"action":"degrade","signal":"SIGUSR2","rule":"slow","what":"reduce-precision"`) {
+		t.Errorf("child did not get the degrade request:\n%s", h.stdout)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	h := newHarness(t, "sleep", "1h")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res, err := Run(ctx, h.cfg)
+	if !errors.Is(err, ErrCancelled) || res.Exit != ExitInternal {
+		t.Fatalf("got %v, %+v", err, res)
+	}
+}
+
+func TestCheckpointDirGiven(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ck")
+	h := newHarness(t, "checkpoint", "ack")
+	h.cfg.CheckpointDir = dir
+	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionCheckpointStop)}
+	res := h.run(t)
+	if res.Exit != ExitResumable || filepath.Dir(res.Checkpoints[0].Path) != dir {
+		t.Fatalf("got %d, checkpoints %+v", res.Exit, res.Checkpoints)
+	}
+	// The folder prism-run made for the control file is gone; the user's
+	// checkpoint folder is not.
+	if res.ControlFile != "" {
+		t.Errorf("control file kept: %s", res.ControlFile)
+	}
+	if _, err := os.Stat(res.Checkpoints[0].Path); err != nil {
+		t.Error(err)
+	}
+}
