@@ -116,7 +116,7 @@ func (s *session) record(o policies.Observation) {
 	if p := s.pending; p != nil {
 		c.Rule = p.rule
 		s.log.Info().Str("path", o.Text).Str("rule", p.rule).
-			Dur("took", o.Time.Sub(p.at).Round(time.Millisecond)).Msg("checkpoint acknowledged")
+			Stringer("took", o.Time.Sub(p.at).Round(time.Millisecond)).Msg("checkpoint acknowledged")
 		s.pending = nil
 		stopTimer(s.ckTimer)
 		s.ckTimer = nil
@@ -209,7 +209,7 @@ func (s *session) requestCheckpoint(rule, reason string, forStop bool) {
 	}
 	s.pending = &checkpointRequest{rule: rule, at: s.cfg.Clock.Now(), forStop: forStop}
 	s.ckTimer = time.NewTimer(s.cfg.CheckpointTimeout)
-	s.log.Info().Str("rule", rule).Dur("timeout", s.cfg.CheckpointTimeout).Msg("checkpoint requested")
+	s.log.Info().Str("rule", rule).Stringer("timeout", s.cfg.CheckpointTimeout).Msg("checkpoint requested")
 }
 
 func (s *session) checkpointTimedOut() {
@@ -218,7 +218,7 @@ func (s *session) checkpointTimedOut() {
 	if p == nil {
 		return
 	}
-	s.log.Warn().Str("rule", p.rule).Dur("timeout", s.cfg.CheckpointTimeout).
+	s.log.Warn().Str("rule", p.rule).Stringer("timeout", s.cfg.CheckpointTimeout).
 		Msg("checkpoint not acknowledged in time (no 'checkpoint' marker)")
 	if p.forStop && s.stop != nil {
 		s.terminate()
@@ -238,7 +238,7 @@ func (s *session) terminate() {
 func (s *session) escalate() {
 	s.kill = nil
 	s.res.Escalated = true
-	s.log.Warn().Dur("kill_after", s.cfg.KillAfter).Msg("child still running after SIGTERM; sending SIGKILL")
+	s.log.Warn().Stringer("kill_after", s.cfg.KillAfter).Msg("child still running after SIGTERM; sending SIGKILL")
 	s.killNow("still running " + s.cfg.KillAfter.String() + " after SIGTERM")
 }
 
@@ -330,7 +330,7 @@ func (s *session) killLeftovers() {
 		return
 	}
 	s.res.Leftovers = n
-	s.log.Info().Int("processes", n).Dur("kill_after", s.cfg.KillAfter).
+	s.log.Info().Int("processes", n).Stringer("kill_after", s.cfg.KillAfter).
 		Msg("main child ended; stopping the processes it left behind")
 	s.signalTree(unix.SIGTERM)
 	termDeadline := time.Now().Add(s.cfg.KillAfter)

@@ -267,9 +267,9 @@ func (s *session) start() error {
 	if err != nil {
 		s.res.Exit, s.res.Reason = classifyStartError(err)
 		if s.res.Exit == ExitNotFound {
-			return fmt.Errorf("%w: %s: %w", ErrNotFound, s.cfg.Command[0], err)
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		}
-		return fmt.Errorf("%w: %s: %w", ErrCannotRun, s.cfg.Command[0], err)
+		return fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	s.cmd, s.pid = cmd, cmd.Process.Pid
 	s.res.PID = s.pid

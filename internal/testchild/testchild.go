@@ -28,9 +28,10 @@ const Usage = `testchild MODE [ARGS]
   sleep DUR              sleep, then exit 0
   randbytes N SEED       write N pseudo-random bytes (RandomBytes) to stdout
   longline N             write N 'x' bytes and no newline
-  signals FILE           write "ready" to FILE, then print each signal received; exit 0 on SIGTERM
+  signals FILE           write "PID PPID" to FILE, then print each signal received (and append it
+                         to FILE); exit 0 on SIGTERM
   ignore-term DUR        ignore SIGTERM and SIGUSR1, sleep DUR
-  checkpoint ack|silent|die  on SIGUSR1 write a checkpoint and ack it (ack), or do nothing (silent),
+  checkpoint ack|silent|die [FILE]  write "PID PPID" to FILE if given; on SIGUSR1 write a checkpoint and ack it (ack), or do nothing (silent),
                          or (die) exit 3 on SIGUSR1; print control lines read; exit 0 on SIGTERM
   pidfile FILE           write "PID PPID" to FILE, then sleep
   escape FILE            detach a daemon (new session, ignores SIGTERM) that writes its pid to FILE, exit 0
@@ -106,7 +107,12 @@ func Main(args []string) int {
 		fmt.Println("ignoring SIGTERM")
 		time.Sleep(d)
 	case "checkpoint":
-		return checkpoint(arg(0))
+		ch := make(chan os.Signal, 4)
+		signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
+		if len(args) > 1 {
+			writeFile(args[1], fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
+		}
+		return checkpoint(arg(0), ch)
 	case "pidfile":
 		writeFile(arg(0), fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
 		time.Sleep(time.Hour)
@@ -151,17 +157,30 @@ func writeFile(path, s string) {
 	}
 }
 
-func signals(ready string) int {
+func signals(file string) int {
 	ch := make(chan os.Signal, 8)
 	signal.Notify(ch, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
-	writeFile(ready, "ready\n")
+	writeFile(file, fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
 	for sig := range ch {
-		fmt.Printf("got %s\n", sigName(sig))
+		line := fmt.Sprintf("got %s\n", sigName(sig))
+		fmt.Print(line)
+		appendFile(file, line)
 		if sig == syscall.SIGTERM {
 			return 0
 		}
 	}
 	return 1
+}
+
+func appendFile(path, s string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		_, err = f.WriteString(s)
+		_ = f.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }
 
 func sigName(s os.Signal) string {
@@ -173,9 +192,7 @@ func sigName(s os.Signal) string {
 // checkpoint speaks the control protocol: each SIGUSR1 reads the last line
 // of $PRISM_CONTROL and, in "ack" mode, writes a checkpoint file and prints
 // the marker that acknowledges it.
-func checkpoint(mode string) int {
-	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
+func checkpoint(mode string, ch chan os.Signal) int {
 	fmt.Println("PRISM iter=0")
 	n := 0
 	for sig := range ch {

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/supervisor"
+	"github.com/prism-run/prism-run/telemetry"
+)
+
+const usageText = `prism-run [flags] -- COMMAND [ARGS...]
+   prism-run version`
+
+const description = `prism-run starts COMMAND as a child, passes its output through byte for
+byte, reads PRISM markers from it, asks it for checkpoints (SIGUSR1) and
+stops it when a policy says so, then exits with a code that says why:
+the child's own code; 75 stopped by a policy after a confirmed checkpoint
+(resumable); 124 stopped by a policy without one; 125 prism-run failed;
+126 found but not executable; 127 not found; 128+N killed by signal N.
+
+Every flag can also be set by the environment variable named in [].
+
+Examples:
+   # stop after 2h, asking for a checkpoint first; exit 75 if it was written
+   prism-run --timeout 2h -- ./solver --frames 10000
+
+   # checkpoint every 10 minutes, keep checkpoints in ./ck, write a report
+   prism-run --checkpoint-every 10m --checkpoint-dir ck --report run.json -- python train.py
+
+   # inside Slurm: sbatch --signal=B:USR1@300 turns into a checkpoint request
+   srun prism-run --checkpoint-dir "$SCRATCH/ck" -- ./colorer DSJC1000.5`
+
+// options are the parsed flags of one run.
+type options struct {
+	timeout, killAfter, checkpointEvery, checkpointTimeout time.Duration
+	checkpointDir, runID, markerPrefix, report          string
+	seed                                                 uint64
+	seedSet, hideMarkers                                 bool
+	log                                                  logOptions
+}
+
+func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result) *cli.App {
+	var o options
+	app := &cli.App{
+		Name:            "prism-run",
+		Usage:           "supervise a long GPU computation: confine, watch, checkpoint, stop",
+		UsageText:       usageText,
+		Description:     description,
+		Version:         version,
+		HideVersion:     true,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		ExitErrHandler:  cliExit,
+		HideHelpCommand: true,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%w: %v (see prism-run --help)", errUsage, err)
+		},
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "timeout", EnvVars: []string{"PRISM_TIMEOUT"}, Destination: &o.timeout,
+				Usage: "ask for a checkpoint after `DUR`, then stop the child (exit 75 if the checkpoint was acknowledged, else 124)"},
+			&cli.DurationFlag{Name: "kill-after", EnvVars: []string{"PRISM_KILL_AFTER"}, Value: supervisor.DefaultKillAfter, Destination: &o.killAfter,
+				Usage: "send SIGKILL `DUR` after SIGTERM if the child is still running"},
+			&cli.DurationFlag{Name: "checkpoint-every", EnvVars: []string{"PRISM_CHECKPOINT_EVERY"}, Destination: &o.checkpointEvery,
+				Usage: "ask the child for a checkpoint (SIGUSR1) every `DUR`"},
+			&cli.DurationFlag{Name: "checkpoint-timeout", EnvVars: []string{"PRISM_CHECKPOINT_TIMEOUT"}, Value: supervisor.DefaultCheckpointTimeout, Destination: &o.checkpointTimeout,
+				Usage: "how long a checkpoint request waits `DUR` for the child's checkpoint marker"},
+			&cli.StringFlag{Name: "checkpoint-dir", EnvVars: []string{"PRISM_CHECKPOINT_DIR"}, Destination: &o.checkpointDir,
+				Usage: "`DIR` the child writes checkpoints to (default: a per-run folder under $TMPDIR, kept if it holds any)"},
+			&cli.StringFlag{Name: "run-id", EnvVars: []string{"PRISM_RUN_ID"}, Destination: &o.runID,
+				Usage: "`ID` of this run (default: time and random)"},
+			&cli.Uint64Flag{Name: "seed", EnvVars: []string{"PRISM_SEED"}, Destination: &o.seed,
+				Usage: "`N` given to the child as PRISM_SEED and recorded in the report (default: random)"},
+			&cli.StringFlag{Name: "marker-prefix", EnvVars: []string{"PRISM_MARKER_PREFIX"}, Value: "PRISM", Destination: &o.markerPrefix,
+				Usage: "`WORD` that starts a marker line"},
+			&cli.BoolFlag{Name: "hide-markers", EnvVars: []string{"PRISM_HIDE_MARKERS"}, Destination: &o.hideMarkers,
+				Usage: "drop marker lines from the child's output"},
+			&cli.StringFlag{Name: "report", EnvVars: []string{"PRISM_REPORT"}, Destination: &o.report,
+				Usage: "write a JSON run report to `FILE` on every exit"},
+			&cli.StringFlag{Name: "log-format", EnvVars: []string{"PRISM_LOG_FORMAT"}, Value: "auto", Destination: &o.log.format,
+				Usage: "`FORMAT` of prism-run's own log: auto (console on a terminal, else json) | console | json"},
+			&cli.StringFlag{Name: "log-level", EnvVars: []string{"PRISM_LOG_LEVEL"}, Value: "info", Destination: &o.log.level,
+				Usage: "`LEVEL`: debug | info | warn | error"},
+			&cli.StringFlag{Name: "log-file", EnvVars: []string{"PRISM_LOG_FILE"}, Destination: &o.log.file,
+				Usage: "write prism-run's own log to `FILE` (appended) instead of stderr"},
+		},
+		Commands: []*cli.Command{{
+			Name:  "version",
+			Usage: "print the version",
+			Action: func(*cli.Context) error {
+				fmt.Fprintf(stdout, "prism-run %s (commit %s, built %s, %s %s/%s)\n", version, commit, date,
+					runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				return nil
+			},
+		}},
+		Action: func(c *cli.Context) error {
+			o.seedSet = c.IsSet("seed")
+			cmd := command
+			if cmd == nil {
+				cmd = c.Args().Slice()
+			}
+			return supervise(c, o, cmd, stdout, stderr, res)
+		},
+	}
+	return app
+}
+
+func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Writer, resOut **supervisor.Result) error {
+	if len(command) == 0 {
+		return fmt.Errorf("%w: no command to run (prism-run [flags] -- COMMAND [ARGS...])", errUsage)
+	}
+	log, closeLog, err := newLogger(o.log, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if o.runID == "" {
+		o.runID = newRunID(time.Now())
+	}
+	if !o.seedSet {
+		o.seed = randomSeed()
+	}
+	rep := &runReport{Version: version, Command: command, Seed: o.seed, Attempts: 1}
+	fail := func(err error) error {
+		// Bad input still gets its report, and the same exit code.
+		r := &supervisor.Result{RunID: o.runID, Start: time.Now(), End: time.Now(), Exit: supervisor.ExitInternal,
+			Reason: supervisor.ReasonError, Message: err.Error()}
+		*resOut = r
+		rep.Result = r
+		writeReport(log, o.report, rep)
+		return err
+	}
+	rules, err := flagRules(o)
+	if err != nil {
+		return fail(err)
+	}
+	if o.killAfter < 0 || o.checkpointTimeout < 0 {
+		return fail(fmt.Errorf("%w: --kill-after and --checkpoint-timeout must not be negative", errUsage))
+	}
+
+	// Catch the signals to forward before the child exists, so none is
+	// lost in between; Notify (unlike Ignore) leaves the child with default
+	// dispositions after execve.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	res, err := supervisor.Run(c.Context, supervisor.Config{
+		Command:           command,
+		Stdin:             os.Stdin,
+		Stdout:            stdout,
+		Stderr:            stderr,
+		RunID:             o.runID,
+		Seed:              o.seed,
+		CheckpointDir:     o.checkpointDir,
+		KillAfter:         o.killAfter,
+		CheckpointTimeout: o.checkpointTimeout,
+		MarkerPrefix:      o.markerPrefix,
+		HideMarkers:       o.hideMarkers,
+		Rules:             rules,
+		Signals:           sigs,
+		Log:               log,
+	})
+	*resOut = res
+	rep.Result = res
+	writeReport(log, o.report, rep)
+	if err != nil {
+		log.Error().Msg(err.Error())
+		return fmt.Errorf("%w: %w", errReported, err)
+	}
+	return nil
+}
+
+// flagRules turns the policy flags into rules.
+func flagRules(o options) ([]policies.Rule, error) {
+	var rules []policies.Rule
+	if o.timeout != 0 {
+		// The seed's world-record deadline: save a checkpoint, then abort.
+		r, err := policies.NewDeadline(policies.Meta{Name: "timeout", Severity: policies.SeverityHigh,
+			Action: policies.ActionCheckpointStop}, o.timeout)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --timeout: %w", errUsage, err)
+		}
+		rules = append(rules, r)
+	}
+	if o.checkpointEvery != 0 {
+		r, err := policies.NewPeriodic(policies.Meta{Name: "checkpoint-every", Severity: policies.SeverityLow,
+			Action: policies.ActionCheckpoint}, o.checkpointEvery)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --checkpoint-every: %w", errUsage, err)
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// runReport is the JSON run report: the supervisor's Result plus what only
+// the command line knows.
+type runReport struct {
+	Version  string   `json:"prism_run_version"`
+	Command  []string `json:"command"`
+	Mission  string   `json:"mission,omitempty"`
+	Seed     uint64   `json:"seed"`
+	Attempts int      `json:"attempts"`
+	*supervisor.Result
+}
+
+func writeReport(log zerologger, path string, rep *runReport) {
+	if path == "" {
+		return
+	}
+	if err := telemetry.WriteJSONAtomic(path, rep); err != nil {
+		log.Error().Err(err).Msg("cannot write the run report")
+	}
+}
+
+func newRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+}
+
+func randomSeed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	// Below 2^53, so the seed survives any JSON reader's float64.
+	return binary.LittleEndian.Uint64(b[:]) >> 11
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/prism-run/prism-run/internal/testchild"
+)
+
+// TestMain installs this test binary as the commands the scripts run:
+// prism-run itself (a real process, so signals, Pdeathsig and exit codes
+// are the real ones) and the testchild helper.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"prism-run": func() { os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr)) },
+		"testchild": func() { os.Exit(testchild.Main(os.Args[1:])) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			// A -race child sleeps 1s before exiting unless told not to.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitfile":   cmdWaitFile,
+			"waitline":   cmdWaitLine,
+			"sendsig":    cmdSendSig,
+			"gone":       cmdGone,
+			"bytesmatch": cmdBytesMatch,
+			"allbytes":   cmdAllBytes,
+		},
+	})
+}
+
+const waitLimit = 20 * time.Second
+
+func poll(ts *testscript.TestScript, what string, cond func() bool) {
+	for end := time.Now().Add(waitLimit); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	ts.Fatalf("timed out after %s waiting for %s", waitLimit, what)
+}
+
+// waitfile FILE: wait until FILE exists.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	poll(ts, args[0], func() bool { _, err := os.Stat(ts.MkAbs(args[0])); return err == nil })
+}
+
+// waitline FILE TEXT: wait until FILE contains TEXT.
+func cmdWaitLine(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitline FILE TEXT")
+	}
+	poll(ts, fmt.Sprintf("%q in %s", args[1], args[0]), func() bool {
+		b, _ := os.ReadFile(ts.MkAbs(args[0]))
+		return bytes.Contains(b, []byte(args[1]))
+	})
+}
+
+// pidFrom reads field n (1-based) of the first line of a pid file.
+func pidFrom(ts *testscript.TestScript, file, field string) int {
+	n, err := strconv.Atoi(field)
+	ts.Check(err)
+	b, err := os.ReadFile(ts.MkAbs(file))
+	ts.Check(err)
+	f := strings.Fields(string(b))
+	if n < 1 || n > len(f) {
+		ts.Fatalf("%s has no field %d: %q", file, n, b)
+	}
+	pid, err := strconv.Atoi(f[n-1])
+	ts.Check(err)
+	return pid
+}
+
+var signalNames = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
+	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM,
+}
+
+// sendsig SIG FILE FIELD: send SIG to the pid in field FIELD of FILE.
+func cmdSendSig(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: sendsig SIG FILE FIELD")
+	}
+	sig, ok := signalNames[args[0]]
+	if !ok {
+		ts.Fatalf("unknown signal %s", args[0])
+	}
+	ts.Check(syscall.Kill(pidFrom(ts, args[1], args[2]), sig))
+}
+
+// gone FILE FIELD: wait until the pid in FILE no longer runs (a zombie
+// counts as gone: it has exited and only waits for its reaper).
+func cmdGone(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: gone FILE FIELD")
+	}
+	pid := pidFrom(ts, args[0], args[1])
+	poll(ts, fmt.Sprintf("process %d to end", pid), func() bool {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return true
+		}
+		i := bytes.LastIndexByte(b, ')')
+		return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
+	})
+}
+
+// bytesmatch FILE N SEED: FILE holds exactly testchild's `randbytes N SEED`.
+func cmdBytesMatch(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: bytesmatch FILE N SEED")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	seed, err := strconv.ParseUint(args[2], 10, 64)
+	ts.Check(err)
+	match := bytes.Equal([]byte(ts.ReadFile(args[0])), testchild.RandomBytes(n, seed))
+	if match == neg {
+		ts.Fatalf("%s: content matches=%v, want %v (%d bytes)", args[0], match, !neg, len(ts.ReadFile(args[0])))
+	}
+}
+
+// allbytes FILE N C: FILE is exactly N bytes, each C.
+func cmdAllBytes(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 || len(args[2]) != 1 {
+		ts.Fatalf("usage: allbytes FILE N C")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	got := ts.ReadFile(args[0])
+	if len(got) != n || strings.Count(got, args[2]) != n {
+		ts.Fatalf("%s: %d bytes (%d of %q), want %d", args[0], len(got), strings.Count(got, args[2]), args[2], n)
+	}
+}

@@ -1,0 +1,52 @@
+// Package telemetry holds prism-run's outputs: the run report now; metrics,
+// the violations log, alert webhooks and violation hooks as they come. Its
+// writers never block the supervisor's loop.
+package telemetry
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteJSONAtomic writes v as indented JSON to path so that a reader sees
+// either the old file or the whole new one, never a part: a temporary file
+// in the same folder, fsync, rename(2) over path (atomic within one file
+// system), then fsync of the folder so the rename survives a crash.
+func WriteJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("telemetry: encode %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("telemetry: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// CreateTemp makes 0600 files; a report is meant to be read by the
+		// user's other tools, like any file they create.
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("telemetry: write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
