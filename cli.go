@@ -44,10 +44,10 @@ Examples:
 // options are the parsed flags of one run.
 type options struct {
 	timeout, killAfter, checkpointEvery, checkpointTimeout time.Duration
-	checkpointDir, runID, markerPrefix, report          string
-	seed                                                 uint64
-	seedSet, hideMarkers                                 bool
-	log                                                  logOptions
+	checkpointDir, runID, markerPrefix, report, resume     string
+	seed                                                   uint64
+	seedSet, hideMarkers                                   bool
+	log                                                    logOptions
 }
 
 func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result) *cli.App {
@@ -77,6 +77,8 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 				Usage: "how long a checkpoint request waits `DUR` for the child's checkpoint marker"},
 			&cli.StringFlag{Name: "checkpoint-dir", EnvVars: []string{"PRISM_CHECKPOINT_DIR"}, Destination: &o.checkpointDir,
 				Usage: "`DIR` the child writes checkpoints to (default: a per-run folder under $TMPDIR, kept if it holds any)"},
+			&cli.StringFlag{Name: "resume", EnvVars: []string{"PRISM_RESUME"}, Destination: &o.resume,
+				Usage: "checkpoint `FILE` the child resumes from (PRISM_RESUME); 'latest' = the newest in --checkpoint-dir, if any"},
 			&cli.StringFlag{Name: "run-id", EnvVars: []string{"PRISM_RUN_ID"}, Destination: &o.runID,
 				Usage: "`ID` of this run (default: time and random)"},
 			&cli.Uint64Flag{Name: "seed", EnvVars: []string{"PRISM_SEED"}, Destination: &o.seed,
@@ -163,6 +165,7 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		RunID:             o.runID,
 		Seed:              o.seed,
 		CheckpointDir:     o.checkpointDir,
+		Resume:            o.resume,
 		KillAfter:         o.killAfter,
 		CheckpointTimeout: o.checkpointTimeout,
 		MarkerPrefix:      o.markerPrefix,

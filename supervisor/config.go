@@ -39,6 +39,11 @@ const (
 	DefaultTickInterval      = 100 * time.Millisecond
 )
 
+// ResumeLatest as Config.Resume picks the newest checkpoint in the
+// checkpoint folder, or none when it is empty: the same command line then
+// starts fresh the first time and resumes after every requeue.
+const ResumeLatest = "latest"
+
 // Config is one supervised run.
 type Config struct {
 	Command []string // the command and its arguments
@@ -56,6 +61,10 @@ type Config struct {
 	// "checkpoints" folder inside a per-run folder under os.TempDir(),
 	// removed at the end when the child left nothing in it.
 	CheckpointDir string
+
+	// Resume is the checkpoint the child resumes from (PRISM_RESUME): a
+	// path, or ResumeLatest for the newest file in CheckpointDir; "" = none.
+	Resume string
 
 	KillAfter         time.Duration // SIGTERM -> SIGKILL grace
 	CheckpointTimeout time.Duration // how long a checkpoint request waits for its acknowledgement

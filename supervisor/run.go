@@ -70,6 +70,7 @@ type session struct {
 	engine *policies.Engine
 	parser *markers.Parser
 
+	resume     string // PRISM_RESUME
 	runDir     string // created by prepare, removed by cleanup when empty of checkpoints
 	ownRunDir  bool
 	ownCkptDir bool
@@ -145,6 +146,13 @@ func prepare(cfg Config, res *Result) (*session, error) {
 		return nil, fmt.Errorf("%w: checkpoint folder: %w", ErrSetup, err)
 	}
 	res.CheckpointDir = ck
+	if s.resume, err = resolveResume(cfg.Resume, ck); err != nil {
+		s.cleanup()
+		return nil, err
+	}
+	if s.resume != "" {
+		s.log.Info().Str("checkpoint", s.resume).Msg("resuming")
+	}
 	res.ControlFile = filepath.Join(s.runDir, "control")
 	if s.control, err = openControl(res.ControlFile); err != nil {
 		s.cleanup()
@@ -203,15 +211,18 @@ func (s *session) childEnv() []string {
 	if s.cfg.Mission != "" {
 		ours[EnvMission] = s.cfg.Mission
 	}
+	if s.resume != "" {
+		ours[EnvResume] = s.resume
+	}
 	env := make([]string, 0, len(base)+len(ours))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		// A nested prism-run replaces the outer one's protocol variables.
-		if _, mine := ours[k]; !mine && k != EnvResume {
+		if _, mine := ours[k]; !mine && k != EnvResume && k != EnvMission {
 			env = append(env, kv)
 		}
 	}
-	for _, k := range []string{EnvRunID, EnvMission, EnvControl, EnvCheckpointDir, EnvSeed, EnvRestartCount} {
+	for _, k := range []string{EnvRunID, EnvMission, EnvControl, EnvCheckpointDir, EnvResume, EnvSeed, EnvRestartCount} {
 		if v, ok := ours[k]; ok {
 			env = append(env, k+"="+v)
 		}
@@ -321,4 +332,37 @@ func (s *session) pump(r *os.File, out io.Writer, src policies.Source) {
 	}
 	_ = st.Close()
 	send()
+}
+
+// resolveResume turns Config.Resume into the path given to the child.
+func resolveResume(resume, ckDir string) (string, error) {
+	if resume != ResumeLatest {
+		if resume == "" {
+			return "", nil
+		}
+		if _, err := os.Stat(resume); err != nil {
+			return "", fmt.Errorf("%w: resume: %w", ErrConfig, err)
+		}
+		return filepath.Abs(resume)
+	}
+	entries, err := os.ReadDir(ckDir)
+	if err != nil {
+		return "", fmt.Errorf("%w: resume latest: %w", ErrSetup, err)
+	}
+	var best string
+	var bestTime time.Time
+	for _, e := range entries {
+		// Dot files are checkpoints still being written (temporary names).
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if best == "" || fi.ModTime().After(bestTime) || (fi.ModTime().Equal(bestTime) && e.Name() > filepath.Base(best)) {
+			best, bestTime = filepath.Join(ckDir, e.Name()), fi.ModTime()
+		}
+	}
+	return best, nil
 }

@@ -1,0 +1,68 @@
+package workload
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+)
+
+// Misbehave is the set of faults every example can be asked to show, so
+// that prism-run's handling of each is tested against a real workload.
+type Misbehave struct {
+	IgnoreTerm bool          // ignore SIGTERM (prism-run must SIGKILL after --kill-after)
+	LeakMiB    int           // grow memory by this many MiB per second
+	HangAfter  int           // stop making progress (and printing) after this many steps; 0 = never
+	Spawn      int           // start this many child processes that sleep (prism-run must kill them)
+	SlowStart  time.Duration // do nothing for this long before the first step
+
+	leak     [][]byte
+	lastLeak time.Time
+	children []*exec.Cmd
+}
+
+// Register adds the misbehaviour flags to fs.
+func (m *Misbehave) Register(fs *flag.FlagSet) {
+	fs.BoolVar(&m.IgnoreTerm, "ignore-term", false, "misbehave: ignore SIGTERM")
+	fs.IntVar(&m.LeakMiB, "leak-mib-per-s", 0, "misbehave: leak this many MiB of memory per second")
+	fs.IntVar(&m.HangAfter, "hang-after", 0, "misbehave: hang after this many steps (0 = never)")
+	fs.IntVar(&m.Spawn, "spawn", 0, "misbehave: start this many sleeping child processes")
+	fs.DurationVar(&m.SlowStart, "slow-start", 0, "misbehave: wait this long before the first step")
+}
+
+// Begin starts the children and the slow start.
+func (m *Misbehave) Begin() error {
+	for i := 0; i < m.Spawn; i++ {
+		c := exec.Command("sleep", "3600")
+		if err := c.Start(); err != nil {
+			return fmt.Errorf("spawn: %w", err)
+		}
+		m.children = append(m.children, c)
+	}
+	time.Sleep(m.SlowStart)
+	m.lastLeak = time.Now()
+	return nil
+}
+
+// Step is called once per step of work: it leaks, and hangs forever once
+// step reaches HangAfter.
+func (m *Misbehave) Step(step int) {
+	if m.LeakMiB > 0 {
+		if d := time.Since(m.lastLeak); d >= 100*time.Millisecond {
+			n := int(d.Seconds() * float64(m.LeakMiB) * (1 << 20))
+			b := make([]byte, n)
+			for i := 0; i < n; i += 4096 {
+				b[i] = 1 // touch each page so it counts as resident
+			}
+			m.leak = append(m.leak, b)
+			m.lastLeak = time.Now()
+		}
+	}
+	if m.HangAfter > 0 && step >= m.HangAfter {
+		fmt.Fprintln(os.Stderr, "misbehave: hanging")
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
+}

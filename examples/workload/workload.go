@@ -1,0 +1,230 @@
+// Package workload is the control protocol seen from the child's side, as
+// the example programs use it: read the PRISM_* environment, print
+// markers, answer SIGUSR1 with a checkpoint (written atomically, then
+// acknowledged with a `checkpoint` marker), read the control line behind a
+// SIGUSR2, resume from PRISM_RESUME, and misbehave on request for tests.
+//
+// Signals only set flags; the work loop polls them between steps and does
+// the checkpoint itself. Doing the work inside a signal handler is what
+// makes checkpoints silently never finish in other tools.
+package workload
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// Protocol is one example program's side of the control protocol.
+type Protocol struct {
+	RunID         string
+	Seed          uint64
+	CheckpointDir string
+	Resume        string // checkpoint to resume from ("" = start fresh)
+	ControlPath   string
+
+	mu       sync.Mutex // one marker line at a time
+	out      *bufio.Writer
+	ckpt     atomic.Bool
+	degrade  atomic.Bool
+	term     atomic.Bool
+	sigs     chan os.Signal
+	sigsDone chan struct{}
+}
+
+// FromEnv reads the protocol's environment. defaultSeed is used when
+// PRISM_SEED is unset (the program ran without prism-run).
+func FromEnv(out io.Writer, defaultSeed uint64) *Protocol {
+	p := &Protocol{
+		RunID:         os.Getenv("PRISM_RUN_ID"),
+		Seed:          defaultSeed,
+		CheckpointDir: os.Getenv("PRISM_CHECKPOINT_DIR"),
+		Resume:        os.Getenv("PRISM_RESUME"),
+		ControlPath:   os.Getenv("PRISM_CONTROL"),
+		out:           bufio.NewWriter(out),
+	}
+	if s, err := strconv.ParseUint(os.Getenv("PRISM_SEED"), 10, 64); err == nil {
+		p.Seed = s
+	}
+	if p.CheckpointDir == "" {
+		p.CheckpointDir = "."
+	}
+	return p
+}
+
+// Listen starts turning SIGUSR1, SIGUSR2 and (unless ignoreTerm) SIGTERM
+// into flags. Call Stop when done.
+func (p *Protocol) Listen(ignoreTerm bool) {
+	p.sigs = make(chan os.Signal, 4)
+	p.sigsDone = make(chan struct{})
+	signal.Notify(p.sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	if ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		signal.Notify(p.sigs, syscall.SIGTERM)
+	}
+	go func() {
+		defer close(p.sigsDone)
+		for s := range p.sigs {
+			switch s {
+			case syscall.SIGUSR1:
+				p.ckpt.Store(true)
+			case syscall.SIGUSR2:
+				p.degrade.Store(true)
+			case syscall.SIGTERM:
+				p.term.Store(true)
+			}
+		}
+	}()
+}
+
+// Stop ends Listen and flushes the output.
+func (p *Protocol) Stop() {
+	if p.sigs != nil {
+		signal.Stop(p.sigs)
+		close(p.sigs)
+		<-p.sigsDone
+		p.sigs = nil
+	}
+	p.Flush()
+}
+
+// CheckpointRequested reports (once) whether a SIGUSR1 arrived.
+func (p *Protocol) CheckpointRequested() bool { return p.ckpt.Swap(false) }
+
+// Terminated reports whether SIGTERM arrived: finish the step and exit.
+func (p *Protocol) Terminated() bool { return p.term.Load() }
+
+// DegradeRequested reports (once) whether a SIGUSR2 arrived, and what the
+// last control line asks for ("" when there is none to read).
+func (p *Protocol) DegradeRequested() (string, bool) {
+	if !p.degrade.Swap(false) {
+		return "", false
+	}
+	l, err := LastControl(p.ControlPath)
+	if err != nil {
+		return "", true
+	}
+	return l.What, true
+}
+
+// Marker prints one `PRISM k=v ...` line from alternating keys and values.
+// Strings are quoted; numbers and booleans are bare.
+func (p *Protocol) Marker(kv ...any) {
+	var b strings.Builder
+	b.WriteString("PRISM")
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, " %v=", kv[i])
+		switch v := kv[i+1].(type) {
+		case string:
+			b.WriteString(strconv.Quote(v))
+		case float64:
+			b.WriteString(strconv.FormatFloat(v, 'g', 6, 64))
+		default:
+			fmt.Fprint(&b, v)
+		}
+	}
+	b.WriteByte('\n')
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, _ = p.out.WriteString(b.String())
+	// Markers are flushed at once: prism-run acts on them.
+	_ = p.out.Flush()
+}
+
+// Printf prints a plain line (buffered; flushed by markers and Flush).
+func (p *Protocol) Printf(format string, a ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, format, a...)
+}
+
+// Flush writes buffered output.
+func (p *Protocol) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.out.Flush()
+}
+
+// SaveCheckpoint writes state as JSON into the checkpoint folder under
+// name, atomically (temporary file, fsync, rename), and acknowledges it
+// with a `checkpoint` marker. It returns the path.
+func (p *Protocol) SaveCheckpoint(name string, state any) (string, error) {
+	b, err := json.Marshal(state)
+	if err != nil {
+		return "", err
+	}
+	path, err := filepath.Abs(filepath.Join(p.CheckpointDir, name))
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+name+".*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	p.Marker("checkpoint", path)
+	return path, nil
+}
+
+// LoadResume reads the checkpoint named by PRISM_RESUME into state. It
+// reports false when there is none to resume from.
+func (p *Protocol) LoadResume(state any) (bool, error) {
+	if p.Resume == "" {
+		return false, nil
+	}
+	b, err := os.ReadFile(p.Resume)
+	if err != nil {
+		return false, fmt.Errorf("resume: %w", err)
+	}
+	if err := json.Unmarshal(b, state); err != nil {
+		return false, fmt.Errorf("resume %s: %w", p.Resume, err)
+	}
+	return true, nil
+}
+
+// ControlLine is the part of a $PRISM_CONTROL line a child acts on.
+type ControlLine struct {
+	Action string `json:"action"`
+	Rule   string `json:"rule"`
+	What   string `json:"what"`
+	Reason string `json:"reason"`
+}
+
+// LastControl reads the last line of the control file.
+func LastControl(path string) (ControlLine, error) {
+	var l ControlLine
+	if path == "" {
+		return l, errors.New("no control file (not run under prism-run)")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return l, err
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	err = json.Unmarshal([]byte(lines[len(lines)-1]), &l)
+	return l, err
+}
