@@ -15,6 +15,9 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/prism-run/prism-run/examples/colorer"
+	"github.com/prism-run/prism-run/examples/ensemble"
+	"github.com/prism-run/prism-run/examples/tracker"
 	"github.com/prism-run/prism-run/internal/testchild"
 )
 
@@ -25,6 +28,9 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"prism-run": func() { os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr)) },
 		"testchild": func() { os.Exit(testchild.Main(os.Args[1:])) },
+		"colorer":   func() { os.Exit(colorer.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		"tracker":   func() { os.Exit(tracker.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		"ensemble":  func() { os.Exit(ensemble.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 

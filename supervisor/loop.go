@@ -141,12 +141,18 @@ func (s *session) observe(o policies.Observation) {
 // execute carries out one decision of the engine.
 func (s *session) execute(d policies.Decision) {
 	s.res.Decisions = append(s.res.Decisions, d)
-	ev := s.log.Warn()
-	if d.Severity >= policies.SeverityHigh || d.Action == policies.ActionAlert {
+	ev := s.log.Info()
+	switch {
+	case d.Severity >= policies.SeverityHigh || d.Action == policies.ActionAlert:
 		ev = s.log.Error()
+	case d.Severity == policies.SeverityMedium:
+		ev = s.log.Warn()
 	}
-	ev.Str("rule", d.Rule).Str("kind", d.Kind).Stringer("severity", d.Severity).
-		Str("action", string(d.Action)).Str("what", d.What).Msg(d.Reason)
+	ev = ev.Str("rule", d.Rule).Str("kind", d.Kind).Stringer("severity", d.Severity).Str("action", string(d.Action))
+	if d.What != "" {
+		ev = ev.Str("what", d.What)
+	}
+	ev.Msg(d.Reason)
 	if s.exited {
 		return
 	}

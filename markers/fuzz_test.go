@@ -1,0 +1,62 @@
+package markers
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{`PRISM iter=1 loss=0.5`, `PRISM {"a":{"b":1}}`, `PRISM x="a\"b"`, `PRISM`, "PRISM \xff=1", `PRISM {"a":[1]}`} {
+		f.Add([]byte(s))
+	}
+	p, _ := NewParser(DefaultPrefix)
+	f.Fuzz(func(t *testing.T, line []byte) {
+		obs, err := p.Parse(nil, line, policies.SourceStdout, t0)
+		if err != nil && len(obs) != 0 {
+			t.Fatalf("malformed line kept %d observations", len(obs))
+		}
+		for _, o := range obs {
+			if o.Name == "" {
+				t.Fatalf("observation without a name from %q", line)
+			}
+		}
+	})
+}
+
+// FuzzStream: whatever the bytes and however they are chunked, output
+// without Hide is the input, and with Hide it is the input less whole
+// lines.
+func FuzzStream(f *testing.F) {
+	f.Add([]byte("a\nPRISM x=1\nb"), uint8(3))
+	f.Add([]byte("PRISM {\"a\":1}\r\nPRI\n\x00"), uint8(1))
+	p, _ := NewParser(DefaultPrefix)
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		n := int(chunk%64) + 1
+		for _, hide := range []bool{false, true} {
+			var out bytes.Buffer
+			s := NewStream(&out, p, policies.SourceStdout, fixedClock{t0}, hide)
+			for i := 0; i < len(in); i += n {
+				_, _ = s.Write(in[i:min(i+n, len(in))])
+			}
+			_ = s.Close()
+			if !hide && !bytes.Equal(out.Bytes(), in) {
+				t.Fatalf("pass-through changed the bytes")
+			}
+			if hide {
+				// Every output line is an input line, in order.
+				lines := bytes.SplitAfter(in, []byte("\n"))
+				rest := out.Bytes()
+				for _, l := range lines {
+					if bytes.HasPrefix(rest, l) {
+						rest = rest[len(l):]
+					}
+				}
+				if len(rest) != 0 {
+					t.Fatalf("hidden output has %q that is no input line", rest)
+				}
+			}
+		}
+	})
+}
