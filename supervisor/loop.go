@@ -156,12 +156,18 @@ func (s *session) execute(d policies.Decision) {
 	if s.exited {
 		return
 	}
+	if s.stop != nil && !d.Action.Ends() && d.Action != policies.ActionLog && d.Action != policies.ActionAlert {
+		return // the child is being stopped: no more requests
+	}
 	switch d.Action {
 	case policies.ActionLog, policies.ActionAlert:
 		// Recorded and logged above; alert delivery is telemetry's.
 	case policies.ActionCheckpoint:
 		s.requestCheckpoint(d.Rule, d.Reason, false)
 	case policies.ActionDegrade:
+		if !s.protocolSignalSafe(unix.SIGUSR2) {
+			return
+		}
 		s.sendControl(ControlLine{Action: "degrade", Signal: "SIGUSR2", Rule: d.Rule, What: d.What, Reason: d.Reason}, unix.SIGUSR2, false)
 	case policies.ActionCheckpointStop, policies.ActionStop, policies.ActionKill:
 		s.beginStop(d, false)
@@ -207,7 +213,8 @@ func (s *session) requestCheckpoint(rule, reason string, forStop bool) {
 		}
 		return
 	}
-	if !s.sendControl(ControlLine{Action: "checkpoint", Signal: "SIGUSR1", Rule: rule, Reason: reason}, unix.SIGUSR1, false) {
+	if !s.protocolSignalSafe(unix.SIGUSR1) ||
+		!s.sendControl(ControlLine{Action: "checkpoint", Signal: "SIGUSR1", Rule: rule, Reason: reason}, unix.SIGUSR1, false) {
 		if forStop {
 			s.terminate()
 		}
@@ -256,6 +263,18 @@ func (s *session) killNow(reason string) {
 	}
 	s.sendControl(ControlLine{Action: "kill", Signal: "SIGKILL", Rule: s.stop.decision.Rule, Reason: reason}, unix.SIGKILL, true)
 	s.signalTree(unix.SIGKILL)
+}
+
+// protocolSignalSafe checks that the main child handles sig before a
+// policy sends it: a checkpoint request must never be what kills the job.
+func (s *session) protocolSignalSafe(sig unix.Signal) bool {
+	safe, ok := signalSafe(s.cfg.ProcRoot, s.pid, sig)
+	if ok && !safe {
+		s.log.Warn().Str("signal", unix.SignalName(sig)).
+			Msg("not sent: the child does not handle it (yet), and its default action would kill it")
+		return false
+	}
+	return true
 }
 
 // sendControl appends a control line, then signals the main child (or its

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -86,5 +87,43 @@ func TestLiveDescendantsSurvivesCycles(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, []int{2, 3}) {
 		t.Errorf("got %v", got)
+	}
+}
+
+func TestSignalSafe(t *testing.T) {
+	root := t.TempDir()
+	write := func(pid int, status string) {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// SIGUSR1 is signal 10: bit 9, 0x200.
+	write(1, "Name:\tpython3\nSigBlk:\t0000000000000000\nSigIgn:\t0000000001001000\nSigCgt:\t0000000000000002\n")
+	write(2, "Name:\tpython3\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000202\n")
+	write(3, "SigBlk:\t0000000000000200\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n")
+	write(4, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000200\nSigCgt:\t0000000000000000\n")
+	write(5, "SigBlk:\tzz\nSigIgn:\t0\nSigCgt:\t0\n")
+	write(6, "Name:\tx\n")
+	tests := []struct {
+		pid      int
+		safe, ok bool
+	}{
+		{1, false, true}, // only SIGINT caught: SIGUSR1 would kill it
+		{2, true, true},  // caught
+		{3, true, true},  // blocked
+		{4, true, true},  // ignored
+		{5, false, false},
+		{6, false, false},
+		{7, false, false}, // gone
+	}
+	for _, tt := range tests {
+		safe, ok := signalSafe(root, tt.pid, syscall.SIGUSR1)
+		if safe != tt.safe || ok != tt.ok {
+			t.Errorf("pid %d: safe=%v ok=%v, want %v %v", tt.pid, safe, ok, tt.safe, tt.ok)
+		}
 	}
 }
