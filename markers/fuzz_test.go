@@ -49,9 +49,7 @@ func FuzzStream(f *testing.F) {
 				lines := bytes.SplitAfter(in, []byte("\n"))
 				rest := out.Bytes()
 				for _, l := range lines {
-					if bytes.HasPrefix(rest, l) {
-						rest = rest[len(l):]
-					}
+					rest = bytes.TrimPrefix(rest, l)
 				}
 				if len(rest) != 0 {
 					t.Fatalf("hidden output has %q that is no input line", rest)
