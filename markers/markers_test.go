@@ -72,6 +72,8 @@ func TestParse(t *testing.T) {
 		{`PRISM {"iter":12`, ``, true},
 		{`PRISM {"iter":[1,2]}`, ``, true},
 		{`PRISM {"a":1} {"b":2}`, ``, true},
+		{`PRISM {"":1}`, ``, true},
+		{`PRISM {"a":{"":1}}`, ``, true},
 		{"PRISM {\"a\":\"\xff\"}", ``, true},
 	}
 	p := newParser(t)

@@ -191,6 +191,9 @@ func parseJSON(dst []policies.Observation, b []byte, src policies.Source, at tim
 func flatten(dst []policies.Observation, prefix string, m map[string]any, src policies.Source, at time.Time) ([]policies.Observation, error) {
 	// Sorted, so that the same line always gives observations in one order.
 	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k == "" {
+			return dst, fmt.Errorf("%w: empty key", ErrMalformed)
+		}
 		name := prefix + k
 		switch v := m[k].(type) {
 		case json.Number:
