@@ -106,6 +106,7 @@ type Decision struct {
 	Severity Severity  `json:"severity"`
 	Action   Action    `json:"action"`
 	What     string    `json:"what,omitempty"`
+	Signal   string    `json:"signal,omitempty"` // the rule's own signal for the action
 	Reason   string    `json:"reason"`
 	// ExitCode, when set, is the code prism-run exits with if this decision
 	// ends the child (a rule's exit_code).

@@ -5,15 +5,17 @@ import (
 	"time"
 )
 
-// Repeat says how often a rule that keeps holding produces a decision:
-// RepeatOnce (once per run), RepeatEvery (each observation on which it
-// holds), or a positive cooldown (at most once per that duration).
+// Repeat says how often a rule that keeps holding produces a decision.
+// An episode is a stretch of observations during which the rule holds
+// without a break.
 type Repeat time.Duration
 
-// Repeat modes.
+// Repeat modes; a positive Repeat is a cooldown: at most one decision per
+// that duration while the rule holds.
 const (
-	RepeatOnce  Repeat = -1
-	RepeatEvery Repeat = 0
+	RepeatEpisode Repeat = 0  // once per episode (the default)
+	RepeatOnce    Repeat = -1 // once per run
+	RepeatEvery   Repeat = -2 // on every observation of its metric while it holds
 )
 
 func (r Repeat) String() string {
@@ -22,9 +24,28 @@ func (r Repeat) String() string {
 		return "once"
 	case r == RepeatEvery:
 		return "every"
+	case r == RepeatEpisode:
+		return "episode"
 	default:
 		return time.Duration(r).String()
 	}
+}
+
+// ParseRepeat reads "once", "every", "episode" or a cooldown duration.
+func ParseRepeat(s string) (Repeat, error) {
+	switch s {
+	case "once":
+		return RepeatOnce, nil
+	case "every":
+		return RepeatEvery, nil
+	case "episode", "":
+		return RepeatEpisode, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: repeat %q: want once | every | episode | a positive duration", ErrInvalid, s)
+	}
+	return Repeat(d), nil
 }
 
 // Meta is what every rule has whatever its kind: the [[rule]] table's
@@ -35,8 +56,25 @@ type Meta struct {
 	Severity Severity
 	Action   Action // empty: DefaultAction(Severity)
 	What     string // the degrade request named in the control line
+	Signal   string // overrides the action's signal ("" = the policy's)
 	ExitCode *int
 	Repeat   Repeat
+	// For: the condition must hold this long before the rule fires.
+	For time.Duration
+	// Escalate is the next action when the rule still holds EscalateAfter
+	// after it first fired (the seed's "reduce precision, then abort").
+	Escalate      Action
+	EscalateAfter time.Duration
+}
+
+// Verdict is a rule's view after one observation. Holds says whether its
+// condition holds now; Fresh says the rule judged this very observation
+// (one of its metric), rather than carrying an earlier verdict over a
+// clock tick or another metric's observation.
+type Verdict struct {
+	Holds  bool
+	Fresh  bool
+	Reason string
 }
 
 // Rule is one condition over the observation stream. Rules keep their own
@@ -47,14 +85,19 @@ type Rule interface {
 	// Eval is given every observation in arrival order and the run's start,
 	// and says whether the rule's condition holds now, and why. It must
 	// judge time only by o.Time and start.
-	Eval(start time.Time, o Observation) (reason string, holds bool)
+	Eval(start time.Time, o Observation) Verdict
 }
 
+// armedRule is a rule and its firing state. An episode is a stretch of
+// observations during which the rule holds without a break.
 type armedRule struct {
-	rule     Rule
-	meta     Meta
-	fired    bool
-	lastFire time.Time
+	rule      Rule
+	meta      Meta
+	everFired bool
+	holdSince time.Time // start of the current episode; zero when not holding
+	firstFire time.Time // first decision of the current episode; zero if none
+	lastFire  time.Time
+	escalated bool
 }
 
 // Engine evaluates rules over observations. It is not safe for concurrent
@@ -84,8 +127,14 @@ func NewEngine(clock Clock, rules []Rule) (*Engine, error) {
 		if m.Action == "" {
 			m.Action = DefaultAction(m.Severity)
 		}
-		if m.Action == ActionDegrade && m.What == "" {
+		if (m.Action == ActionDegrade || m.Escalate == ActionDegrade) && m.What == "" {
 			return nil, fmt.Errorf("%w: rule %q degrades but names no 'what'", ErrInvalid, m.Name)
+		}
+		if (m.Escalate == "") != (m.EscalateAfter == 0) {
+			return nil, fmt.Errorf("%w: rule %q: escalate and escalate_after go together", ErrInvalid, m.Name)
+		}
+		if m.For < 0 || m.EscalateAfter < 0 {
+			return nil, fmt.Errorf("%w: rule %q: durations must not be negative", ErrInvalid, m.Name)
 		}
 		e.rules = append(e.rules, &armedRule{rule: r, meta: m})
 	}
@@ -104,31 +153,62 @@ func (e *Engine) Observe(o Observation) []Decision {
 	}
 	var out []Decision
 	for _, a := range e.rules {
-		reason, holds := a.rule.Eval(e.start, o)
-		if !holds || !a.due(o.Time) {
-			continue
+		v := a.rule.Eval(e.start, o)
+		if d, ok := a.step(v, o.Time); ok {
+			out = append(out, d)
 		}
-		a.fired, a.lastFire = true, o.Time
-		out = append(out, Decision{
-			Time:     o.Time,
-			Rule:     a.meta.Name,
-			Kind:     a.meta.Kind,
-			Severity: a.meta.Severity,
-			Action:   a.meta.Action,
-			What:     a.meta.What,
-			Reason:   reason,
-			ExitCode: a.meta.ExitCode,
-		})
 	}
 	return out
 }
 
-func (a *armedRule) due(now time.Time) bool {
-	switch r := a.meta.Repeat; {
-	case !a.fired || r == RepeatEvery:
+// step advances one rule's firing state by a verdict at time now.
+func (a *armedRule) step(v Verdict, now time.Time) (Decision, bool) {
+	if !v.Holds {
+		a.holdSince, a.firstFire, a.escalated = time.Time{}, time.Time{}, false
+		return Decision{}, false
+	}
+	if a.holdSince.IsZero() {
+		a.holdSince = now
+	}
+	held := now.Sub(a.holdSince)
+	if held < a.meta.For {
+		return Decision{}, false
+	}
+	m := a.meta
+	d := Decision{Time: now, Rule: m.Name, Kind: m.Kind, Severity: m.Severity, Action: m.Action,
+		What: m.What, Signal: m.Signal, Reason: v.Reason, ExitCode: m.ExitCode}
+	if m.For > 0 {
+		d.Reason += fmt.Sprintf(" (held %s)", held.Round(time.Millisecond))
+	}
+	if !a.firstFire.IsZero() && m.Escalate != "" && !a.escalated && now.Sub(a.firstFire) >= m.EscalateAfter {
+		a.escalated, a.lastFire = true, now
+		d.Action = m.Escalate
+		d.Reason = fmt.Sprintf("still holding %s after %s: %s", now.Sub(a.firstFire).Round(time.Millisecond), m.Action, v.Reason)
+		return d, true
+	}
+	if !a.due(v, now) {
+		return Decision{}, false
+	}
+	if a.firstFire.IsZero() {
+		a.firstFire = now
+	}
+	a.everFired, a.lastFire = true, now
+	return d, true
+}
+
+func (a *armedRule) due(v Verdict, now time.Time) bool {
+	r := a.meta.Repeat
+	switch {
+	case !a.everFired:
 		return true
 	case r == RepeatOnce:
 		return false
+	case a.firstFire.IsZero(): // a new episode
+		return true
+	case r == RepeatEpisode:
+		return false
+	case r == RepeatEvery:
+		return v.Fresh
 	default:
 		return now.Sub(a.lastFire) >= time.Duration(r)
 	}

@@ -110,8 +110,8 @@ func TestPeriodicHugeGapIsCheap(t *testing.T) {
 type holds struct{ m Meta }
 
 func (h holds) Meta() Meta { return h.m }
-func (h holds) Eval(_ time.Time, o Observation) (string, bool) {
-	return "positive", o.Value > 0 || math.IsInf(o.Value, 1)
+func (h holds) Eval(_ time.Time, o Observation) Verdict {
+	return Verdict{Holds: o.Value > 0 || math.IsInf(o.Value, 1), Fresh: true, Reason: "positive"}
 }
 
 func TestRepeat(t *testing.T) {
@@ -122,7 +122,9 @@ func TestRepeat(t *testing.T) {
 	}{
 		{RepeatOnce, 1},
 		{RepeatEvery, 6},
-		{Repeat(2 * time.Second), 4}, // holds at 0,1,3,4,5,7 s: fires at 0, 3, 5, 7
+		// Holds at 0,1 | 3,4,5 | 7 s: three episodes. A cooldown fires at
+		// the start of each and again 2s into one: 0, 3, 5, 7.
+		{Repeat(2 * time.Second), 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.repeat.String(), func(t *testing.T) {

@@ -14,14 +14,14 @@ type Deadline struct {
 }
 
 // NewDeadline returns a deadline rule; meta.Kind is set to "deadline" and
-// meta.Repeat defaults to once.
+// meta.Repeat defaults to once (a deadline, once passed, holds for good).
 func NewDeadline(meta Meta, after time.Duration) (*Deadline, error) {
 	if after <= 0 {
 		return nil, fmt.Errorf("%w: rule %q: deadline 'after' must be positive, got %s", ErrInvalid, meta.Name, after)
 	}
 	meta.Kind = "deadline"
-	if meta.Repeat == RepeatEvery {
-		meta.Repeat = RepeatOnce
+	if meta.Repeat == RepeatEpisode {
+		meta.Repeat = RepeatOnce // it holds for good once it holds
 	}
 	return &Deadline{M: meta, After: after}, nil
 }
@@ -30,12 +30,13 @@ func NewDeadline(meta Meta, after time.Duration) (*Deadline, error) {
 func (d *Deadline) Meta() Meta { return d.M }
 
 // Eval implements Rule.
-func (d *Deadline) Eval(start time.Time, o Observation) (string, bool) {
+func (d *Deadline) Eval(start time.Time, o Observation) Verdict {
 	elapsed := o.Time.Sub(start)
 	if elapsed < d.After {
-		return "", false
+		return Verdict{}
 	}
-	return fmt.Sprintf("run time %s reached the deadline of %s", elapsed.Round(time.Millisecond), d.After), true
+	return Verdict{Holds: true, Fresh: true,
+		Reason: fmt.Sprintf("run time %s reached the deadline of %s", elapsed.Round(time.Millisecond), d.After)}
 }
 
 // Periodic holds every Interval of run time: the engine's way of asking for
@@ -62,16 +63,17 @@ func NewPeriodic(meta Meta, interval time.Duration) (*Periodic, error) {
 func (p *Periodic) Meta() Meta { return p.M }
 
 // Eval implements Rule.
-func (p *Periodic) Eval(start time.Time, o Observation) (string, bool) {
+func (p *Periodic) Eval(start time.Time, o Observation) Verdict {
 	if p.next.IsZero() {
 		p.next = start.Add(p.Interval)
 	}
 	if o.Time.Before(p.next) {
-		return "", false
+		return Verdict{}
 	}
 	// Skip the periods that passed without an observation rather than
 	// firing once for each of them.
 	missed := o.Time.Sub(p.next) / p.Interval
 	p.next = p.next.Add((missed + 1) * p.Interval)
-	return fmt.Sprintf("periodic request every %s", p.Interval), true
+	// Each period is an episode of its own: it holds on this observation only.
+	return Verdict{Holds: true, Fresh: true, Reason: fmt.Sprintf("periodic request every %s", p.Interval)}
 }

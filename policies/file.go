@@ -1,0 +1,367 @@
+package policies
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Policy is one policy file (DESIGN.md "Policies"), decoded. Pointer
+// fields stay nil when the file does not set them, so that layering can
+// tell "not set" from "set to zero".
+type Policy struct {
+	Description *string    `toml:"description,omitempty"`
+	Strict      *bool      `toml:"strict,omitempty"`
+	Limits      Limits     `toml:"limits,omitempty"`
+	Isolation   Isolation  `toml:"isolation,omitempty"`
+	Sampling    Sampling   `toml:"sampling,omitempty"`
+	Markers     Markers    `toml:"markers,omitempty"`
+	Actions     Actions    `toml:"actions,omitempty"`
+	Recovery    Recovery   `toml:"recovery,omitempty"`
+	Rules       []RuleSpec `toml:"rule,omitempty"`
+}
+
+// Limits confine the child (enforced by the limits package).
+type Limits struct {
+	Memory     *Size     `toml:"memory,omitempty"`
+	MemoryHigh *Size     `toml:"memory_high,omitempty"`
+	CPUs       *float64  `toml:"cpus,omitempty"`
+	Pids       *int64    `toml:"pids,omitempty"`
+	Nofile     *int64    `toml:"nofile,omitempty"`
+	Nproc      *int64    `toml:"nproc,omitempty"`
+	Core       *Size     `toml:"core,omitempty"`
+	AS         *Size     `toml:"as,omitempty"`
+	Fsize      *Size     `toml:"fsize,omitempty"`
+	CPUTime    *Duration `toml:"cpu_time,omitempty"`
+}
+
+// Isolation is the seed's zero-trust for PWSA.
+type Isolation struct {
+	NoNewPrivs *bool `toml:"no_new_privs,omitempty"`
+	CleanEnv   *bool `toml:"clean_env,omitempty"`
+	IsolateNet *bool `toml:"isolate_net,omitempty"`
+}
+
+// Sampling sets how often probes and the clock feed the engine.
+type Sampling struct {
+	Interval *Duration `toml:"interval,omitempty"`
+}
+
+// Markers configures the marker protocol.
+type Markers struct {
+	Prefix  *string   `toml:"prefix,omitempty"`
+	Pattern []Pattern `toml:"pattern,omitempty"`
+}
+
+// Pattern turns a program's own log lines into metrics: each named group
+// of Regex that matches becomes an observation of that name.
+type Pattern struct {
+	Regex string `toml:"regex"`
+}
+
+// Actions sets how actions are carried out.
+type Actions struct {
+	CheckpointSignal  *string   `toml:"checkpoint_signal,omitempty"`
+	CheckpointTimeout *Duration `toml:"checkpoint_timeout,omitempty"`
+	DegradeSignal     *string   `toml:"degrade_signal,omitempty"`
+	KillAfter         *Duration `toml:"kill_after,omitempty"`
+}
+
+// Recovery holds the recovery strategies (restart, rollback, failover):
+// accepted by the file format, refused until prism-run can restart.
+type Recovery struct {
+	Strategy *string  `toml:"strategy,omitempty"`
+	Fallback []string `toml:"fallback,omitempty"`
+}
+
+// RuleSpec is one [[rule]] table. Which fields apply depends on Kind.
+type RuleSpec struct {
+	Name     *string `toml:"name,omitempty"`
+	Kind     *string `toml:"kind,omitempty"`
+	Enabled  *bool   `toml:"enabled,omitempty"`
+	Metric   *string `toml:"metric,omitempty"`
+	Severity *string `toml:"severity,omitempty"`
+	Action   *string `toml:"action,omitempty"`
+	Signal   *string `toml:"signal,omitempty"`
+	ExitCode *int    `toml:"exit_code,omitempty"`
+	What     *string `toml:"what,omitempty"`
+	Repeat   *string `toml:"repeat,omitempty"`
+
+	For           *Duration `toml:"for,omitempty"`
+	Escalate      *string   `toml:"escalate,omitempty"`
+	EscalateAfter *Duration `toml:"escalate_after,omitempty"`
+
+	Above     *Number `toml:"above,omitempty"`     // threshold, ratio
+	Below     *Number `toml:"below,omitempty"`     // threshold, ratio
+	Aggregate *string `toml:"aggregate,omitempty"` // threshold
+	Window    *Window `toml:"window,omitempty"`    // threshold
+
+	Tolerance *float64 `toml:"tolerance,omitempty"` // monotonic
+	Direction *string  `toml:"direction,omitempty"` // monotonic: increasing | decreasing
+
+	Patience *int     `toml:"patience,omitempty"`  // stall
+	MinDelta *float64 `toml:"min_delta,omitempty"` // stall
+	Goal     *string  `toml:"goal,omitempty"`      // stall: min | max
+
+	Within    *Number `toml:"within,omitempty"`    // converge-by
+	Counter   *string `toml:"counter,omitempty"`   // converge-by: default "iter"
+	Converged *string `toml:"converged,omitempty"` // converge-by: default "converged"
+
+	Max *Number `toml:"max,omitempty"` // max
+
+	After *Duration `toml:"after,omitempty"` // deadline
+
+	Budget       *Number `toml:"budget,omitempty"`        // budget
+	RunningTotal *bool   `toml:"running_total,omitempty"` // budget
+
+	AtLeast *float64  `toml:"at_least,omitempty"` // ratio
+	Over    *Duration `toml:"over,omitempty"`     // ratio
+
+	Timeout *Duration `toml:"timeout,omitempty"` // heartbeat
+
+	Events []string `toml:"events,omitempty"` // health
+}
+
+// FileError is a policy mistake, located: it prints as one line
+// "FILE:LINE:COL: FIELD: MESSAGE" and wraps ErrInvalid.
+type FileError struct {
+	File  string
+	Line  int
+	Col   int
+	Field string
+	Msg   string
+}
+
+func (e *FileError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.File == "" {
+		b.WriteString("policy")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Col > 0 {
+			fmt.Fprintf(&b, ":%d", e.Col)
+		}
+	}
+	if e.Field != "" {
+		b.WriteString(": " + e.Field)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+func (e *FileError) Unwrap() error { return ErrInvalid }
+
+// LoadFile reads and validates a policy file.
+func LoadFile(path string) (*Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return Parse(path, b)
+}
+
+var lineRe = regexp.MustCompile(`line (\d+)`)
+
+// Parse decodes a policy strictly: an unknown key, a wrong type, a bad
+// value or an invalid rule is a *FileError naming the file, the line (and
+// column where known) and the field.
+func Parse(name string, src []byte) (*Policy, error) {
+	var p Policy
+	md, err := toml.NewDecoder(bytes.NewReader(src)).Decode(&p)
+	if err != nil {
+		fe := &FileError{File: name, Msg: err.Error()}
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			fe.Line, fe.Col, fe.Field, fe.Msg = pe.Position.Line, pe.Position.Col, pe.LastKey, pe.Message
+		} else if m := lineRe.FindStringSubmatch(err.Error()); m != nil {
+			fe.Line, _ = strconv.Atoi(m[1])
+			fe.Msg = strings.TrimPrefix(err.Error(), "toml: ")
+		}
+		return nil, fe
+	}
+	loc := locate(src)
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		line := loc.find(k)
+		return nil, &FileError{File: name, Line: line, Field: k.String(), Msg: "unknown key" + hint(k)}
+	}
+	if err := p.validate(); err != nil {
+		var fe *FileError
+		if errors.As(err, &fe) {
+			fe.File = name
+			if fe.Line == 0 {
+				fe.Line = loc.lines[fe.Field]
+			}
+			if fe.Line == 0 {
+				fe.Line = loc.lines[tableOf(fe.Field)]
+			}
+			fe.Field = displayField(fe.Field)
+		}
+		return nil, err
+	}
+	return &p, nil
+}
+
+// hint names the known keys of the table an unknown key was found in.
+func hint(k toml.Key) string {
+	if len(k) == 1 {
+		return " (top level: description, strict, [limits], [isolation], [sampling], [markers], [actions], [recovery], [[rule]])"
+	}
+	switch k[0] {
+	case "rule":
+		return "; see DESIGN.md 'Policies' for the fields of each rule kind"
+	case "limits":
+		return " (memory, memory_high, cpus, pids, nofile, nproc, core, as, fsize, cpu_time)"
+	case "actions":
+		return " (checkpoint_signal, checkpoint_timeout, degrade_signal, kill_after)"
+	}
+	return ""
+}
+
+// locator finds the line of a key in a TOML source, reading it line by
+// line: enough for the tables and keys a policy has (the decoder itself
+// reports positions only for its own errors).
+type locator struct {
+	lines map[string]int // "limits.memory", "rule#2.above", "rule#2" -> line
+}
+
+var (
+	headerRe = regexp.MustCompile(`^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?`)
+	keyRe    = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=`)
+)
+
+func locate(src []byte) *locator {
+	l := &locator{lines: map[string]int{}}
+	table := ""
+	counts := map[string]int{}
+	for i, line := range strings.Split(string(src), "\n") {
+		if m := headerRe.FindStringSubmatch(line); m != nil {
+			table = m[2]
+			if m[1] == "[[" {
+				table = fmt.Sprintf("%s#%d", m[2], counts[m[2]])
+				counts[m[2]]++
+			}
+			if _, ok := l.lines[table]; !ok {
+				l.lines[table] = i + 1
+			}
+			continue
+		}
+		if m := keyRe.FindStringSubmatch(line); m != nil {
+			k := m[1]
+			if table != "" {
+				k = table + "." + k
+			}
+			if _, ok := l.lines[k]; !ok {
+				l.lines[k] = i + 1
+			}
+		}
+	}
+	return l
+}
+
+// find returns the first line of a decoder key (which has no array index).
+func (l *locator) find(k toml.Key) int {
+	want := strings.Join(k, ".")
+	best := 0
+	for key, line := range l.lines {
+		if stripIndex(key) == want && (best == 0 || line < best) {
+			best = line
+		}
+	}
+	return best
+}
+
+var indexRe = regexp.MustCompile(`#\d+`)
+
+func stripIndex(k string) string { return indexRe.ReplaceAllString(k, "") }
+
+func tableOf(field string) string {
+	if i := strings.LastIndexByte(field, '.'); i >= 0 {
+		return field[:i]
+	}
+	return ""
+}
+
+// displayField turns "rule#2.above" into "rule[2].above".
+func displayField(f string) string {
+	return indexRe.ReplaceAllStringFunc(f, func(s string) string { return "[" + s[1:] + "]" })
+}
+
+func fieldErr(field, format string, a ...any) error {
+	return &FileError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// validate checks what the decoder cannot: known names, ranges, rules that
+// can be built. Fields are named in locator form ("rule#1.kind").
+func (p *Policy) validate() error {
+	if p.Recovery.Strategy != nil || len(p.Recovery.Fallback) > 0 {
+		return fieldErr("recovery", "recovery strategies (restart, rollback, failover) are not supported yet")
+	}
+	for _, k := range []struct {
+		f string
+		v *string
+	}{{"actions.checkpoint_signal", p.Actions.CheckpointSignal}, {"actions.degrade_signal", p.Actions.DegradeSignal}} {
+		if k.v != nil {
+			if _, err := ParseSignal(*k.v); err != nil {
+				return fieldErr(k.f, "unknown signal %q", *k.v)
+			}
+		}
+	}
+	if iv := p.Sampling.Interval; iv != nil && iv.D() < minSampleInterval {
+		return fieldErr("sampling.interval", "must be at least %s", minSampleInterval)
+	}
+	if p.Limits.CPUs != nil && !(*p.Limits.CPUs > 0) {
+		return fieldErr("limits.cpus", "must be positive")
+	}
+	if p.Markers.Prefix != nil && (*p.Markers.Prefix == "" || strings.ContainsAny(*p.Markers.Prefix, " \t\r\n")) {
+		return fieldErr("markers.prefix", "must be one word")
+	}
+	for i, pat := range p.Markers.Pattern {
+		f := fmt.Sprintf("markers.pattern#%d.regex", i)
+		re, err := regexp.Compile(pat.Regex)
+		if err != nil {
+			return fieldErr(f, "%v", err)
+		}
+		named := 0
+		for _, n := range re.SubexpNames() {
+			if n != "" {
+				named++
+			}
+		}
+		if named == 0 {
+			return fieldErr(f, "has no named group (?P<metric>...) to turn into a metric")
+		}
+	}
+	seen := map[string]int{}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if r.Name == nil || *r.Name == "" {
+			return fieldErr(fmt.Sprintf("rule#%d", i), "a rule needs a name")
+		}
+		if j, dup := seen[*r.Name]; dup {
+			return fieldErr(fmt.Sprintf("rule#%d.name", i), "rule %q is already defined (rule %d): one file names a rule once", *r.Name, j)
+		}
+		seen[*r.Name] = i
+		// A rule that only changes fields of a rule of a lower layer
+		// (same name, no kind) is checked once the layers are merged.
+		if r.Kind == nil {
+			continue
+		}
+		if _, err := r.build(fmt.Sprintf("rule#%d", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// minSampleInterval is the shortest sampling interval a policy may ask for.
+const minSampleInterval = 10 * time.Millisecond
