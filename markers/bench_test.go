@@ -20,9 +20,10 @@ func BenchmarkParse(b *testing.B) {
 			b.SetBytes(int64(len(line)))
 			b.ReportAllocs()
 			var dst []policies.Observation
+			names := Names{}
 			for b.Loop() {
 				var err error
-				if dst, err = p.Parse(dst[:0], line, policies.SourceStdout, t0); err != nil || len(dst) != 5 {
+				if dst, err = p.ParseWith(dst[:0], line, policies.SourceStdout, t0, names); err != nil || len(dst) != 5 {
 					b.Fatal(err, len(dst))
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +254,52 @@ func TestStreamReportsOutputErrors(t *testing.T) {
 		if _, err := s.Write([]byte("hello\n")); err == nil {
 			t.Errorf("hide=%v: write error was swallowed", hide)
 		}
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	re := regexp.MustCompile(`Epoch (?P<iter>\d+).*loss[=:] ?(?P<loss>[0-9.eE+-]+)(?: phase=(?P<phase>\w+))?`)
+	p, err := NewParser(DefaultPrefix, re)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := "Epoch 3/10 batch 5 loss: 0.52\r\nnothing here\nPRISM lr=0.1\nEpoch 4/10 loss=4e-1 phase=warm\nEpoch 5 loss: 0.3"
+	for _, chunk := range []int{1, 3, 4096} {
+		var out bytes.Buffer
+		s := NewStream(&out, p, policies.SourceStderr, fixedClock{t0}, false)
+		for i := 0; i < len(in); i += chunk {
+			_, _ = s.Write([]byte(in[i:min(i+chunk, len(in))]))
+		}
+		_ = s.Close()
+		obs, bad := s.Take()
+		if got, want := kv(obs), `iter=3 loss=0.52 lr=0.1 iter=4 loss=0.4 phase="warm" iter=5 loss=0.3`; got != want || len(bad) != 0 {
+			t.Errorf("chunk %d: %s (%d bad), want %s", chunk, got, len(bad), want)
+		}
+		if out.String() != in {
+			t.Errorf("chunk %d: output changed", chunk)
+		}
+	}
+	// A line longer than MaxMarkerLine is passed, not matched.
+	long := "Epoch 9 loss: 1 " + strings.Repeat("x", MaxMarkerLine) + "\nEpoch 10 loss: 2\n"
+	var out bytes.Buffer
+	s := NewStream(&out, p, policies.SourceStdout, fixedClock{t0}, false)
+	_, _ = s.Write([]byte(long))
+	obs, _ := s.Take()
+	if kv(obs) != "iter=10 loss=2" || out.String() != long {
+		t.Errorf("long line: %s", kv(obs))
+	}
+}
+
+func TestNamesAreInterned(t *testing.T) {
+	p := newParser(t)
+	names := Names{}
+	line := []byte("PRISM iter=1 loss=0.5 lr=3e-4 entropy=1.5 latency_ms=2")
+	a, _ := p.ParseWith(nil, line, policies.SourceStdout, t0, names)
+	allocs := testing.AllocsPerRun(100, func() {
+		a, _ = p.ParseWith(a[:0], line, policies.SourceStdout, t0, names)
+	})
+	// Five keys: without interning that is five strings per line.
+	if allocs > 1 {
+		t.Errorf("%v allocations per marker line once names are known", allocs)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -25,21 +26,70 @@ const DefaultPrefix = "PRISM"
 // read. Such a line is counted and reported, never fatal.
 var ErrMalformed = errors.New("markers: malformed marker")
 
-// Parser reads marker lines. The zero value is not usable: use NewParser.
+// Parser reads marker lines, and matches the other lines against the
+// policy's patterns. The zero value is not usable: use NewParser. A Parser
+// is safe for concurrent use.
 type Parser struct {
-	prefix []byte
+	prefix   []byte
+	patterns []*regexp.Regexp
+}
+
+// Names interns observation names, so that a stream of markers does not
+// allocate a new string per key per line. Not safe for concurrent use:
+// one per goroutine.
+type Names map[string]string
+
+func (n Names) intern(b []byte) string {
+	if n == nil {
+		return string(b)
+	}
+	if s, ok := n[string(b)]; ok { // no allocation: the compiler's map-key special case
+		return s
+	}
+	if len(n) >= 4096 { // a child printing ever-new keys must not grow this forever
+		return string(b)
+	}
+	s := string(b)
+	n[s] = s
+	return s
 }
 
 // NewParser returns a parser for lines that start with prefix followed by a
-// space or a tab.
-func NewParser(prefix string) (*Parser, error) {
+// space or a tab. Each pattern's named groups turn the lines it matches
+// into observations (for programs that cannot print markers).
+func NewParser(prefix string, patterns ...*regexp.Regexp) (*Parser, error) {
 	if prefix == "" {
 		return nil, fmt.Errorf("%w: empty marker prefix", ErrMalformed)
 	}
 	if bytes.ContainsAny([]byte(prefix), " \t\r\n") {
 		return nil, fmt.Errorf("%w: marker prefix %q contains white space", ErrMalformed, prefix)
 	}
-	return &Parser{prefix: []byte(prefix)}, nil
+	return &Parser{prefix: []byte(prefix), patterns: patterns}, nil
+}
+
+// HasPatterns reports whether any line, not only marker lines, may yield
+// observations.
+func (p *Parser) HasPatterns() bool { return len(p.patterns) > 0 }
+
+// Match appends the observations the patterns find in a line that is not a
+// marker: every named group that took part in a match. A group's text that
+// is a number is a metric, otherwise text.
+func (p *Parser) Match(dst []policies.Observation, line []byte, src policies.Source, at time.Time, names Names) []policies.Observation {
+	for _, re := range p.patterns {
+		m := re.FindSubmatchIndex(line)
+		if m == nil {
+			continue
+		}
+		for g, name := range re.SubexpNames() {
+			if name == "" || m[2*g] < 0 {
+				continue
+			}
+			o := obs(names.intern([]byte(name)), src, at)
+			setBare(&o, bytes.TrimSpace(line[m[2*g]:m[2*g+1]]))
+			dst = append(dst, o)
+		}
+	}
+	return dst
 }
 
 // Prefix returns the marker prefix.
@@ -58,6 +108,11 @@ func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 // ErrMalformed: a line is read whole or not at all, so a half-understood
 // line never feeds a rule.
 func (p *Parser) Parse(dst []policies.Observation, line []byte, src policies.Source, at time.Time) ([]policies.Observation, error) {
+	return p.ParseWith(dst, line, src, at, nil)
+}
+
+// ParseWith is Parse with names interned in names.
+func (p *Parser) ParseWith(dst []policies.Observation, line []byte, src policies.Source, at time.Time, names Names) ([]policies.Observation, error) {
 	if !p.IsMarker(line) {
 		return dst, nil
 	}
@@ -70,7 +125,7 @@ func (p *Parser) Parse(dst []policies.Observation, line []byte, src policies.Sou
 	if body[0] == '{' {
 		dst, err = parseJSON(dst, body, src, at)
 	} else {
-		dst, err = parseKV(dst, body, src, at)
+		dst, err = parseKV(dst, body, src, at, names)
 	}
 	if err != nil {
 		return dst[:n], err
@@ -85,7 +140,7 @@ func obs(name string, src policies.Source, at time.Time) policies.Observation {
 // parseKV reads `key=value key2="quoted value" ...`. A bare value that is a
 // number (NaN and ±Inf included) or a boolean is a metric; any other bare
 // value, and every quoted one, is text.
-func parseKV(dst []policies.Observation, b []byte, src policies.Source, at time.Time) ([]policies.Observation, error) {
+func parseKV(dst []policies.Observation, b []byte, src policies.Source, at time.Time, names Names) ([]policies.Observation, error) {
 	for i := 0; i < len(b); {
 		if isBlank(b[i]) {
 			i++
@@ -101,7 +156,7 @@ func parseKV(dst []policies.Observation, b []byte, src policies.Source, at time.
 		if !isKeyStart(b[start]) {
 			return dst, fmt.Errorf("%w: key %q must start with a letter or '_'", ErrMalformed, b[start:i])
 		}
-		o := obs(string(b[start:i]), src, at)
+		o := obs(names.intern(b[start:i]), src, at)
 		i++ // '='
 		if i < len(b) && b[i] == '"' {
 			end, text, err := readQuoted(b, i)

@@ -31,6 +31,9 @@ type Stream struct {
 
 	state  streamState
 	held   []byte // the line start being matched, or the marker line being read
+	plain  []byte // with patterns: the plain line being read, up to MaxMarkerLine
+	long   bool   // the plain line outgrew MaxMarkerLine: not matched
+	names  Names
 	outBuf []byte // hide mode: what this chunk lets through, written once
 	obs    []policies.Observation
 	bad    []error
@@ -49,7 +52,7 @@ const (
 // NewStream returns a Stream writing to out; observations are stamped by
 // clock and carry src.
 func NewStream(out io.Writer, p *Parser, src policies.Source, clock policies.Clock, hide bool) *Stream {
-	return &Stream{out: out, parser: p, src: src, clock: clock, hide: hide}
+	return &Stream{out: out, parser: p, src: src, clock: clock, hide: hide, names: Names{}}
 }
 
 // Write passes p through and scans it. An error is the output's: the
@@ -69,6 +72,10 @@ func (s *Stream) Close() error {
 	switch s.state {
 	case atLineStart:
 		s.pass(s.held)
+		s.collect(s.held)
+		s.endPlain()
+	case inPlainLine:
+		s.endPlain()
 	case inMarker:
 		s.endMarker(false)
 	}
@@ -102,6 +109,7 @@ func (s *Stream) scan(p []byte) {
 			}
 			if !match {
 				s.pass(s.held)
+				s.collect(s.held)
 				s.held = s.held[:0]
 				s.state = inPlainLine
 				continue // p[i] belongs to the plain line
@@ -115,13 +123,19 @@ func (s *Stream) scan(p []byte) {
 			j := bytes.IndexByte(p[i:], '\n')
 			if j < 0 {
 				s.pass(p[i:])
+				if s.state == inPlainLine {
+					s.collect(p[i:])
+				}
 				return
 			}
 			s.pass(p[i : i+j+1])
-			i += j + 1
 			if s.state == inLongMarker {
 				s.bad = append(s.bad, fmt.Errorf("%w: marker line longer than %d bytes", ErrMalformed, MaxMarkerLine))
+			} else {
+				s.collect(p[i : i+j])
+				s.endPlain()
 			}
+			i += j + 1
 			s.state = atLineStart
 		case inMarker:
 			j := bytes.IndexByte(p[i:], '\n')
@@ -146,7 +160,7 @@ func (s *Stream) scan(p []byte) {
 func (s *Stream) endMarker(newline bool) {
 	var err error
 	n := len(s.obs)
-	s.obs, err = s.parser.Parse(s.obs, s.held, s.src, s.clock.Now())
+	s.obs, err = s.parser.ParseWith(s.obs, s.held, s.src, s.clock.Now(), s.names)
 	if err != nil {
 		s.bad = append(s.bad, err)
 	} else if len(s.obs) > n {
@@ -159,6 +173,27 @@ func (s *Stream) endMarker(newline bool) {
 		}
 	}
 	s.held, s.state = s.held[:0], atLineStart
+}
+
+// collect keeps a plain line for the patterns (only when there are any).
+func (s *Stream) collect(b []byte) {
+	if !s.parser.HasPatterns() || s.long {
+		return
+	}
+	if len(s.plain)+len(b) > MaxMarkerLine {
+		s.plain, s.long = s.plain[:0], true
+		return
+	}
+	s.plain = append(s.plain, b...)
+}
+
+// endPlain matches a finished plain line against the patterns.
+func (s *Stream) endPlain() {
+	if s.parser.HasPatterns() && !s.long && len(s.plain) > 0 {
+		line := bytes.TrimSuffix(s.plain, []byte{'\r'})
+		s.obs = s.parser.Match(s.obs, line, s.src, s.clock.Now(), s.names)
+	}
+	s.plain, s.long = s.plain[:0], false
 }
 
 // pass lets bytes through in hide mode (without Hide they were written

@@ -335,5 +335,12 @@ func Resolve(p *Policy) (*Resolved, error) {
 			res.Rules = append(res.Rules, rule)
 		}
 	}
+	if ce := p.Actions.CheckpointEvery; ce != nil {
+		r, err := NewPeriodic(Meta{Name: "checkpoint-every", Severity: SeverityLow, Action: ActionCheckpoint}, ce.D())
+		if err != nil {
+			return nil, &FileError{Field: "actions.checkpoint_every", Msg: err.Error()}
+		}
+		res.Rules = append(res.Rules, r)
+	}
 	return res, nil
 }

@@ -72,9 +72,8 @@ type Meta struct {
 // (one of its metric), rather than carrying an earlier verdict over a
 // clock tick or another metric's observation.
 type Verdict struct {
-	Holds  bool
-	Fresh  bool
-	Reason string
+	Holds bool
+	Fresh bool
 }
 
 // Rule is one condition over the observation stream. Rules keep their own
@@ -83,9 +82,12 @@ type Verdict struct {
 type Rule interface {
 	Meta() Meta
 	// Eval is given every observation in arrival order and the run's start,
-	// and says whether the rule's condition holds now, and why. It must
-	// judge time only by o.Time and start.
+	// and says whether the rule's condition holds now. It must judge time
+	// only by o.Time and start.
 	Eval(start time.Time, o Observation) Verdict
+	// Reason says why the rule holds, as of its last Eval. The engine asks
+	// only when it makes a decision: formatting is kept off the hot path.
+	Reason() string
 }
 
 // armedRule is a rule and its firing state. An episode is a stretch of
@@ -154,46 +156,53 @@ func (e *Engine) Observe(o Observation) []Decision {
 	var out []Decision
 	for _, a := range e.rules {
 		v := a.rule.Eval(e.start, o)
-		if d, ok := a.step(v, o.Time); ok {
-			out = append(out, d)
+		if fire, escalated := a.step(v, o.Time); fire {
+			out = append(out, a.decision(o.Time, escalated))
 		}
 	}
 	return out
 }
 
-// step advances one rule's firing state by a verdict at time now.
-func (a *armedRule) step(v Verdict, now time.Time) (Decision, bool) {
+// step advances one rule's firing state by a verdict at time now, and
+// says whether it fires, and whether that is its escalation.
+func (a *armedRule) step(v Verdict, now time.Time) (fire, escalated bool) {
 	if !v.Holds {
 		a.holdSince, a.firstFire, a.escalated = time.Time{}, time.Time{}, false
-		return Decision{}, false
+		return false, false
 	}
 	if a.holdSince.IsZero() {
 		a.holdSince = now
 	}
-	held := now.Sub(a.holdSince)
-	if held < a.meta.For {
-		return Decision{}, false
+	if now.Sub(a.holdSince) < a.meta.For {
+		return false, false
 	}
-	m := a.meta
-	d := Decision{Time: now, Rule: m.Name, Kind: m.Kind, Severity: m.Severity, Action: m.Action,
-		What: m.What, Signal: m.Signal, Reason: v.Reason, ExitCode: m.ExitCode}
-	if m.For > 0 {
-		d.Reason += fmt.Sprintf(" (held %s)", held.Round(time.Millisecond))
-	}
+	m := &a.meta
 	if !a.firstFire.IsZero() && m.Escalate != "" && !a.escalated && now.Sub(a.firstFire) >= m.EscalateAfter {
 		a.escalated, a.lastFire = true, now
-		d.Action = m.Escalate
-		d.Reason = fmt.Sprintf("still holding %s after %s: %s", now.Sub(a.firstFire).Round(time.Millisecond), m.Action, v.Reason)
-		return d, true
+		return true, true
 	}
 	if !a.due(v, now) {
-		return Decision{}, false
+		return false, false
 	}
 	if a.firstFire.IsZero() {
 		a.firstFire = now
 	}
 	a.everFired, a.lastFire = true, now
-	return d, true
+	return true, false
+}
+
+func (a *armedRule) decision(now time.Time, escalated bool) Decision {
+	m := &a.meta
+	d := Decision{Time: now, Rule: m.Name, Kind: m.Kind, Severity: m.Severity, Action: m.Action,
+		What: m.What, Signal: m.Signal, Reason: a.rule.Reason(), ExitCode: m.ExitCode}
+	if m.For > 0 {
+		d.Reason += fmt.Sprintf(" (held %s)", now.Sub(a.holdSince).Round(time.Millisecond))
+	}
+	if escalated {
+		d.Action = m.Escalate
+		d.Reason = fmt.Sprintf("still holding %s after %s: %s", now.Sub(a.firstFire).Round(time.Millisecond), m.Action, d.Reason)
+	}
+	return d
 }
 
 func (a *armedRule) due(v Verdict, now time.Time) bool {

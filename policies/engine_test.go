@@ -111,8 +111,10 @@ type holds struct{ m Meta }
 
 func (h holds) Meta() Meta { return h.m }
 func (h holds) Eval(_ time.Time, o Observation) Verdict {
-	return Verdict{Holds: o.Value > 0 || math.IsInf(o.Value, 1), Fresh: true, Reason: "positive"}
+	return Verdict{Holds: o.Value > 0 || math.IsInf(o.Value, 1), Fresh: true}
 }
+
+func (h holds) Reason() string { return "positive" }
 
 func TestRepeat(t *testing.T) {
 	values := []float64{1, 1, 0, 1, 1, 1, math.NaN(), math.Inf(1)}

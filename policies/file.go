@@ -68,6 +68,7 @@ type Pattern struct {
 
 // Actions sets how actions are carried out.
 type Actions struct {
+	CheckpointEvery   *Duration `toml:"checkpoint_every,omitempty"`
 	CheckpointSignal  *string   `toml:"checkpoint_signal,omitempty"`
 	CheckpointTimeout *Duration `toml:"checkpoint_timeout,omitempty"`
 	DegradeSignal     *string   `toml:"degrade_signal,omitempty"`
@@ -222,7 +223,7 @@ func hint(k toml.Key) string {
 	case "limits":
 		return " (memory, memory_high, cpus, pids, nofile, nproc, core, as, fsize, cpu_time)"
 	case "actions":
-		return " (checkpoint_signal, checkpoint_timeout, degrade_signal, kill_after)"
+		return " (checkpoint_every, checkpoint_signal, checkpoint_timeout, degrade_signal, kill_after)"
 	}
 	return ""
 }
@@ -315,6 +316,9 @@ func (p *Policy) validate() error {
 				return fieldErr(k.f, "unknown signal %q", *k.v)
 			}
 		}
+	}
+	if ce := p.Actions.CheckpointEvery; ce != nil && ce.D() <= 0 {
+		return fieldErr("actions.checkpoint_every", "must be positive")
 	}
 	if iv := p.Sampling.Interval; iv != nil && iv.D() < minSampleInterval {
 		return fieldErr("sampling.interval", "must be at least %s", minSampleInterval)

@@ -26,16 +26,14 @@ func (c *clock) at(t time.Time) time.Time {
 }
 
 // carried is the verdict a metric rule holds between its observations.
-type carried struct{ v Verdict }
+type carried struct{ holds bool }
 
-func (c *carried) set(holds bool, reason string) Verdict {
-	c.v = Verdict{Holds: holds, Reason: reason}
-	out := c.v
-	out.Fresh = true
-	return out
+func (c *carried) set(holds bool) Verdict {
+	c.holds = holds
+	return Verdict{Holds: holds, Fresh: true}
 }
 
-func (c *carried) get() Verdict { return c.v }
+func (c *carried) get() Verdict { return Verdict{Holds: c.holds} }
 
 func fmtv(v float64) string { return fmt.Sprintf("%g", v) }
 
@@ -50,6 +48,7 @@ type Threshold struct {
 	desc         string
 	c            carried
 	clk          clock
+	value        float64 // the aggregate last judged
 }
 
 // NewThreshold checks and returns a threshold rule over a window of n
@@ -88,15 +87,21 @@ func (r *Threshold) Eval(_ time.Time, o Observation) Verdict {
 	}
 	r.w.add(r.clk.at(o.Time), o.Value)
 	v := r.w.agg(r.Agg)
+	r.value = v
+	return r.c.set(math.IsNaN(v) || (r.Above != nil && v > *r.Above) || (r.Below != nil && v < *r.Below))
+}
+
+// Reason implements Rule.
+func (r *Threshold) Reason() string {
+	v := r.value
 	switch {
 	case math.IsNaN(v):
-		return r.c.set(true, r.desc+" is NaN")
+		return r.desc + " is NaN"
 	case r.Above != nil && v > *r.Above:
-		return r.c.set(true, fmt.Sprintf("%s = %s, above %s", r.desc, fmtv(v), fmtv(*r.Above)))
-	case r.Below != nil && v < *r.Below:
-		return r.c.set(true, fmt.Sprintf("%s = %s, below %s", r.desc, fmtv(v), fmtv(*r.Below)))
+		return fmt.Sprintf("%s = %s, above %s", r.desc, fmtv(v), fmtv(*r.Above))
+	default:
+		return fmt.Sprintf("%s = %s, below %s", r.desc, fmtv(v), fmtv(*r.Below))
 	}
-	return r.c.set(false, "")
 }
 
 // Monotonic holds on an observation that moves the wrong way by more than
@@ -107,6 +112,7 @@ type Monotonic struct {
 	Tolerance  float64
 	Increasing bool // true: must not decrease; false: must not increase
 	last       float64
+	prev       float64
 	seen       bool
 }
 
@@ -127,19 +133,24 @@ func (r *Monotonic) Eval(_ time.Time, o Observation) Verdict {
 	if o.Name != r.Metric {
 		return Verdict{}
 	}
-	prev, had := r.last, r.seen
-	r.last, r.seen = o.Value, true
+	had := r.seen
+	r.prev, r.last, r.seen = r.last, o.Value, true
+	bad := math.IsNaN(o.Value) ||
+		(had && r.Increasing && o.Value < r.prev-r.Tolerance) ||
+		(had && !r.Increasing && o.Value > r.prev+r.Tolerance)
+	return Verdict{Holds: bad, Fresh: true}
+}
+
+// Reason implements Rule.
+func (r *Monotonic) Reason() string {
 	switch {
-	case math.IsNaN(o.Value):
-		return Verdict{Holds: true, Fresh: true, Reason: r.Metric + " is NaN"}
-	case !had:
-		return Verdict{Fresh: true}
-	case r.Increasing && o.Value < prev-r.Tolerance:
-		return Verdict{Holds: true, Fresh: true, Reason: fmt.Sprintf("%s decreased from %s to %s", r.Metric, fmtv(prev), fmtv(o.Value))}
-	case !r.Increasing && o.Value > prev+r.Tolerance:
-		return Verdict{Holds: true, Fresh: true, Reason: fmt.Sprintf("%s increased from %s to %s", r.Metric, fmtv(prev), fmtv(o.Value))}
+	case math.IsNaN(r.last):
+		return r.Metric + " is NaN"
+	case r.Increasing:
+		return fmt.Sprintf("%s decreased from %s to %s", r.Metric, fmtv(r.prev), fmtv(r.last))
+	default:
+		return fmt.Sprintf("%s increased from %s to %s", r.Metric, fmtv(r.prev), fmtv(r.last))
 	}
-	return Verdict{Fresh: true}
 }
 
 // Stall holds when Patience observations in a row brought no improvement
@@ -186,14 +197,15 @@ func (r *Stall) Eval(_ time.Time, o Observation) Verdict {
 	}
 	if improved {
 		r.best, r.seen, r.since = v, true, 0
-		return r.c.set(false, "")
+		return r.c.set(false)
 	}
 	r.since++
-	if r.since >= r.Patience {
-		return r.c.set(true, fmt.Sprintf("%s has not improved by %s in %d observations (best %s)",
-			r.Metric, fmtv(r.MinDelta), r.since, fmtv(r.best)))
-	}
-	return r.c.set(false, "")
+	return r.c.set(r.since >= r.Patience)
+}
+
+// Reason implements Rule.
+func (r *Stall) Reason() string {
+	return fmt.Sprintf("%s has not improved by %s in %d observations (best %s)", r.Metric, fmtv(r.MinDelta), r.since, fmtv(r.best))
 }
 
 // ConvergeBy holds once the Counter metric passed Within without the
@@ -229,10 +241,12 @@ func (r *ConvergeBy) Eval(_ time.Time, o Observation) Verdict {
 	default:
 		return r.c.get()
 	}
-	if !r.converged && (r.iter > r.Within || math.IsNaN(r.iter)) {
-		return r.c.set(true, fmt.Sprintf("not %s after %s %s (must within %s)", r.Converge, r.Counter, fmtv(r.iter), fmtv(r.Within)))
-	}
-	return r.c.set(false, "")
+	return r.c.set(!r.converged && (r.iter > r.Within || math.IsNaN(r.iter)))
+}
+
+// Reason implements Rule.
+func (r *ConvergeBy) Reason() string {
+	return fmt.Sprintf("not %s after %s %s (must be within %s)", r.Converge, r.Counter, fmtv(r.iter), fmtv(r.Within))
 }
 
 // Max holds while a counter is above Max (the seed's 1e6 iterations).
@@ -241,6 +255,7 @@ type Max struct {
 	Metric string
 	Max    float64
 	c      carried
+	value  float64
 }
 
 // NewMax returns a max rule.
@@ -260,10 +275,13 @@ func (r *Max) Eval(_ time.Time, o Observation) Verdict {
 	if o.Name != r.Metric {
 		return r.c.get()
 	}
-	if math.IsNaN(o.Value) || o.Value > r.Max {
-		return r.c.set(true, fmt.Sprintf("%s = %s, above the maximum %s", r.Metric, fmtv(o.Value), fmtv(r.Max)))
-	}
-	return r.c.set(false, "")
+	r.value = o.Value
+	return r.c.set(math.IsNaN(o.Value) || o.Value > r.Max)
+}
+
+// Reason implements Rule.
+func (r *Max) Reason() string {
+	return fmt.Sprintf("%s = %s, above the maximum %s", r.Metric, fmtv(r.value), fmtv(r.Max))
 }
 
 // Budget holds once the spend of a metric is above Budget: the sum of its
@@ -300,10 +318,12 @@ func (r *Budget) Eval(_ time.Time, o Observation) Verdict {
 	} else {
 		r.spent += o.Value
 	}
-	if math.IsNaN(r.spent) || r.spent > r.Budget {
-		return r.c.set(true, fmt.Sprintf("%s spent %s of a budget of %s", r.Metric, fmtv(r.spent), fmtv(r.Budget)))
-	}
-	return r.c.set(false, "")
+	return r.c.set(math.IsNaN(r.spent) || r.spent > r.Budget)
+}
+
+// Reason implements Rule.
+func (r *Budget) Reason() string {
+	return fmt.Sprintf("%s spent %s of a budget of %s", r.Metric, fmtv(r.spent), fmtv(r.Budget))
 }
 
 // Ratio holds when, over the last Over of run time, the fraction of time
@@ -320,7 +340,8 @@ type Ratio struct {
 	first        time.Time
 	changes      []stateChange // oldest first; changes[0] may start before the window
 	clk          clock
-	c            carried
+	frac         float64
+	holds        bool
 }
 
 type stateChange struct {
@@ -347,8 +368,13 @@ func (r *Ratio) Meta() Meta { return r.M }
 
 // Eval implements Rule.
 func (r *Ratio) Eval(_ time.Time, o Observation) Verdict {
-	now := r.clk.at(o.Time)
 	fresh := o.Name == r.Metric
+	if !fresh && o.Source != SourceClock {
+		// Time moves for this rule with its metric and the clock; other
+		// metrics' observations carry the last verdict.
+		return Verdict{Holds: r.holds}
+	}
+	now := r.clk.at(o.Time)
 	if fresh {
 		bad := math.IsNaN(o.Value) || (r.Above != nil && o.Value > *r.Above) || (r.Below != nil && o.Value < *r.Below)
 		if r.first.IsZero() {
@@ -359,6 +385,7 @@ func (r *Ratio) Eval(_ time.Time, o Observation) Verdict {
 		}
 	}
 	if r.first.IsZero() || now.Sub(r.first) < r.Over {
+		r.holds = false
 		return Verdict{Fresh: fresh}
 	}
 	from := now.Add(-r.Over)
@@ -380,13 +407,14 @@ func (r *Ratio) Eval(_ time.Time, o Observation) Verdict {
 			good += end.Sub(start)
 		}
 	}
-	frac := float64(good) / float64(r.Over)
-	v := Verdict{Fresh: fresh}
-	if frac < r.AtLeast {
-		v.Holds = true
-		v.Reason = fmt.Sprintf("%s within bounds %.4f%% of the last %s, below %.4f%%", r.Metric, 100*frac, r.Over, 100*r.AtLeast)
-	}
-	return v
+	r.frac = float64(good) / float64(r.Over)
+	r.holds = r.frac < r.AtLeast
+	return Verdict{Holds: r.holds, Fresh: fresh}
+}
+
+// Reason implements Rule.
+func (r *Ratio) Reason() string {
+	return fmt.Sprintf("%s within bounds %.4f%% of the last %s, below %.4f%%", r.Metric, 100*r.frac, r.Over, 100*r.AtLeast)
 }
 
 // Heartbeat holds when a metric (or, with Metric "", any marker of the
@@ -397,6 +425,7 @@ type Heartbeat struct {
 	Metric  string
 	Timeout time.Duration
 	last    time.Time
+	gap     time.Duration
 	clk     clock
 }
 
@@ -422,14 +451,17 @@ func (r *Heartbeat) Eval(start time.Time, o Observation) Verdict {
 		r.last = now
 		return Verdict{Fresh: true}
 	}
-	if gap := now.Sub(r.last); gap > r.Timeout {
-		what := r.Metric
-		if what == "" {
-			what = "marker"
-		}
-		return Verdict{Holds: true, Reason: fmt.Sprintf("no %s for %s (timeout %s)", what, gap.Round(time.Millisecond), r.Timeout)}
+	r.gap = now.Sub(r.last)
+	return Verdict{Holds: r.gap > r.Timeout}
+}
+
+// Reason implements Rule.
+func (r *Heartbeat) Reason() string {
+	what := r.Metric
+	if what == "" {
+		what = "marker"
 	}
-	return Verdict{}
+	return fmt.Sprintf("no %s for %s (timeout %s)", what, r.gap.Round(time.Millisecond), r.Timeout)
 }
 
 // NameHealth is the observation the GPU health probe reports events as:
@@ -441,6 +473,8 @@ const NameHealth = "health"
 type Health struct {
 	M      Meta
 	Events []string
+	event  string
+	gpu    string
 }
 
 // NewHealth returns a health rule.
@@ -463,12 +497,14 @@ func (r *Health) Eval(_ time.Time, o Observation) Verdict {
 			match = true
 		}
 	}
-	if !match {
-		return Verdict{Fresh: true}
+	r.event, r.gpu = o.Text, o.Labels["gpu"]
+	return Verdict{Holds: match, Fresh: true}
+}
+
+// Reason implements Rule.
+func (r *Health) Reason() string {
+	if r.gpu != "" {
+		return "GPU health event " + r.event + " on GPU " + r.gpu
 	}
-	reason := "GPU health event " + o.Text
-	if gpu := o.Labels["gpu"]; gpu != "" {
-		reason += " on GPU " + gpu
-	}
-	return Verdict{Holds: true, Fresh: true, Reason: reason}
+	return "GPU health event " + r.event
 }

@@ -9,8 +9,9 @@ import (
 // limit; `--timeout`). Elapsed time is measured from the run's start to the
 // observation's time, so any observation, a clock tick included, can trip it.
 type Deadline struct {
-	M     Meta
-	After time.Duration
+	M       Meta
+	After   time.Duration
+	elapsed time.Duration
 }
 
 // NewDeadline returns a deadline rule; meta.Kind is set to "deadline" and
@@ -31,12 +32,13 @@ func (d *Deadline) Meta() Meta { return d.M }
 
 // Eval implements Rule.
 func (d *Deadline) Eval(start time.Time, o Observation) Verdict {
-	elapsed := o.Time.Sub(start)
-	if elapsed < d.After {
-		return Verdict{}
-	}
-	return Verdict{Holds: true, Fresh: true,
-		Reason: fmt.Sprintf("run time %s reached the deadline of %s", elapsed.Round(time.Millisecond), d.After)}
+	d.elapsed = o.Time.Sub(start)
+	return Verdict{Holds: d.elapsed >= d.After, Fresh: true}
+}
+
+// Reason implements Rule.
+func (d *Deadline) Reason() string {
+	return fmt.Sprintf("run time %s reached the deadline of %s", d.elapsed.Round(time.Millisecond), d.After)
 }
 
 // Periodic holds every Interval of run time: the engine's way of asking for
@@ -75,5 +77,8 @@ func (p *Periodic) Eval(start time.Time, o Observation) Verdict {
 	missed := o.Time.Sub(p.next) / p.Interval
 	p.next = p.next.Add((missed + 1) * p.Interval)
 	// Each period is an episode of its own: it holds on this observation only.
-	return Verdict{Holds: true, Fresh: true, Reason: fmt.Sprintf("periodic request every %s", p.Interval)}
+	return Verdict{Holds: true, Fresh: true}
 }
+
+// Reason implements Rule.
+func (p *Periodic) Reason() string { return fmt.Sprintf("periodic request every %s", p.Interval) }

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -72,6 +74,11 @@ type Config struct {
 
 	MarkerPrefix string
 	HideMarkers  bool
+	// Patterns turn the child's own log lines into observations.
+	Patterns []*regexp.Regexp
+
+	// The protocol's signals (0 = SIGUSR1 and SIGUSR2).
+	CheckpointSignal, DegradeSignal syscall.Signal
 
 	Rules []policies.Rule
 	Clock policies.Clock // nil = the system clock
@@ -96,6 +103,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TickInterval == 0 {
 		c.TickInterval = DefaultTickInterval
+	}
+	if c.CheckpointSignal == 0 {
+		c.CheckpointSignal = syscall.SIGUSR1
+	}
+	if c.DegradeSignal == 0 {
+		c.DegradeSignal = syscall.SIGUSR2
 	}
 	if c.MarkerPrefix == "" {
 		c.MarkerPrefix = markers.DefaultPrefix

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -163,12 +164,13 @@ func (s *session) execute(d policies.Decision) {
 	case policies.ActionLog, policies.ActionAlert:
 		// Recorded and logged above; alert delivery is telemetry's.
 	case policies.ActionCheckpoint:
-		s.requestCheckpoint(d.Rule, d.Reason, false)
+		s.requestCheckpoint(d, false)
 	case policies.ActionDegrade:
-		if !s.protocolSignalSafe(unix.SIGUSR2) {
+		sig := s.signalFor(d, s.cfg.DegradeSignal)
+		if !s.protocolSignalSafe(sig) {
 			return
 		}
-		s.sendControl(ControlLine{Action: "degrade", Signal: "SIGUSR2", Rule: d.Rule, What: d.What, Reason: d.Reason}, unix.SIGUSR2, false)
+		s.sendControl(ControlLine{Action: "degrade", Signal: unix.SignalName(sig), Rule: d.Rule, What: d.What, Reason: d.Reason}, sig, false)
 	case policies.ActionCheckpointStop, policies.ActionStop, policies.ActionKill:
 		s.beginStop(d, false)
 	}
@@ -189,40 +191,52 @@ func (s *session) beginStop(d policies.Decision, cancelled bool) {
 	case policies.ActionKill:
 		s.killNow("rule " + d.Rule + ": " + d.Reason)
 	case policies.ActionCheckpointStop:
-		s.requestCheckpoint(d.Rule, d.Reason, true)
+		s.requestCheckpoint(d, true)
 	default:
 		s.terminate()
 	}
 }
 
-// requestCheckpoint appends the control line and sends SIGUSR1. The
-// protocol signals (SIGUSR1, SIGUSR2) go to the main child only: their
-// default action is to terminate, so sending them to the whole group would
-// kill every helper (a data-loader worker, a shell wrapper's sleep) that
-// does not handle them.
-func (s *session) requestCheckpoint(rule, reason string, forStop bool) {
+// requestCheckpoint appends the control line and sends the checkpoint
+// signal. The protocol signals (SIGUSR1, SIGUSR2) go to the main child
+// only: their default action is to terminate, so sending them to the whole
+// group would kill every helper (a data-loader worker, a shell wrapper's
+// sleep) that does not handle them.
+func (s *session) requestCheckpoint(d policies.Decision, forStop bool) {
 	if s.pending != nil {
 		if forStop {
 			// The child is already checkpointing: let that one count, and
 			// give it the full timeout from now.
-			s.pending.forStop, s.pending.rule = true, rule
+			s.pending.forStop, s.pending.rule = true, d.Rule
 			stopTimer(s.ckTimer)
 			s.ckTimer = time.NewTimer(s.cfg.CheckpointTimeout)
 		} else {
-			s.log.Warn().Str("rule", rule).Msg("checkpoint request skipped: the previous one is not acknowledged yet")
+			s.log.Warn().Str("rule", d.Rule).Msg("checkpoint request skipped: the previous one is not acknowledged yet")
 		}
 		return
 	}
-	if !s.protocolSignalSafe(unix.SIGUSR1) ||
-		!s.sendControl(ControlLine{Action: "checkpoint", Signal: "SIGUSR1", Rule: rule, Reason: reason}, unix.SIGUSR1, false) {
+	sig := s.signalFor(d, s.cfg.CheckpointSignal)
+	if !s.protocolSignalSafe(sig) ||
+		!s.sendControl(ControlLine{Action: "checkpoint", Signal: unix.SignalName(sig), Rule: d.Rule, Reason: d.Reason}, sig, false) {
 		if forStop {
 			s.terminate()
 		}
 		return
 	}
-	s.pending = &checkpointRequest{rule: rule, at: s.cfg.Clock.Now(), forStop: forStop}
+	s.pending = &checkpointRequest{rule: d.Rule, at: s.cfg.Clock.Now(), forStop: forStop}
 	s.ckTimer = time.NewTimer(s.cfg.CheckpointTimeout)
-	s.log.Info().Str("rule", rule).Stringer("timeout", s.cfg.CheckpointTimeout).Msg("checkpoint requested")
+	s.log.Info().Str("rule", d.Rule).Stringer("timeout", s.cfg.CheckpointTimeout).Msg("checkpoint requested")
+}
+
+// signalFor is the signal a decision's action sends: the rule's own, or
+// the policy's default for the action.
+func (s *session) signalFor(d policies.Decision, def syscall.Signal) syscall.Signal {
+	if d.Signal != "" {
+		if n := unix.SignalNum(d.Signal); n != 0 {
+			return n
+		}
+	}
+	return def
 }
 
 func (s *session) checkpointTimedOut() {
@@ -244,7 +258,11 @@ func (s *session) terminate() {
 		return
 	}
 	s.stop.signalled = true
-	s.sendControl(ControlLine{Action: "stop", Signal: "SIGTERM", Rule: s.stop.decision.Rule, Reason: s.stop.decision.Reason}, unix.SIGTERM, true)
+	sig := unix.SIGTERM
+	if s.stop.decision.Action == policies.ActionStop {
+		sig = s.signalFor(s.stop.decision, unix.SIGTERM) // a rule may stop with, say, SIGINT
+	}
+	s.sendControl(ControlLine{Action: "stop", Signal: unix.SignalName(sig), Rule: s.stop.decision.Rule, Reason: s.stop.decision.Reason}, sig, true)
 	s.kill = time.NewTimer(s.cfg.KillAfter)
 }
 
@@ -267,7 +285,7 @@ func (s *session) killNow(reason string) {
 
 // protocolSignalSafe checks that the main child handles sig before a
 // policy sends it: a checkpoint request must never be what kills the job.
-func (s *session) protocolSignalSafe(sig unix.Signal) bool {
+func (s *session) protocolSignalSafe(sig syscall.Signal) bool {
 	safe, ok := signalSafe(s.cfg.ProcRoot, s.pid, sig)
 	if ok && !safe {
 		s.log.Warn().Str("signal", unix.SignalName(sig)).
@@ -307,7 +325,7 @@ func (s *session) handleSignal(sig os.Signal) {
 		// A checkpoint request from outside: Slurm's --signal=B:USR1@T
 		// before the time limit, or a person.
 		s.log.Info().Msg("SIGUSR1 received: requesting a checkpoint")
-		s.requestCheckpoint("signal", "SIGUSR1 sent to prism-run", false)
+		s.requestCheckpoint(policies.Decision{Rule: "signal", Reason: "SIGUSR1 sent to prism-run"}, false)
 		return
 	}
 	s.log.Info().Str("signal", name).Msg("forwarding signal to the child's process group")

@@ -120,7 +120,7 @@ func prepare(cfg Config, res *Result) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	parser, err := markers.NewParser(cfg.MarkerPrefix)
+	parser, err := markers.NewParser(cfg.MarkerPrefix, cfg.Patterns...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

@@ -1,0 +1,208 @@
+// Package replay runs the policy engine over a recorded output, as
+// `prism-run replay` does: the same recording and policy always give the
+// same decisions, byte for byte, so a policy can be tried on yesterday's
+// log before it governs tomorrow's run.
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/prism-run/prism-run/markers"
+	"github.com/prism-run/prism-run/policies"
+)
+
+// Options of a replay.
+type Options struct {
+	Rules  []policies.Rule // fresh rules: they keep state
+	Parser *markers.Parser
+	// Tick is the time one line stands for when lines carry no time.
+	Tick time.Duration
+	// JSON prints one JSON object per decision instead of text.
+	JSON bool
+	// KeepGoing goes on after a decision that would have ended the child.
+	KeepGoing bool
+}
+
+// Summary is what a replay found.
+type Summary struct {
+	Lines     int
+	Markers   int
+	Malformed int
+	Decisions int
+	EndedBy   *policies.Decision // the decision that would have ended the child
+}
+
+// epoch is where time starts for recordings without timestamps, so that
+// their decisions carry stable times.
+var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Run reads a recording from r and writes the decisions to w. A line's
+// time is, in order: an RFC 3339 timestamp at its start (the rest of the
+// line is the output), a `t=SECONDS` key of its marker (seconds since the
+// start), or one Tick after the previous line.
+func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
+	var sum Summary
+	if opt.Tick <= 0 {
+		opt.Tick = 100 * time.Millisecond
+	}
+	br := bufio.NewReaderSize(r, 256<<10)
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+
+	var (
+		eng     *policies.Engine
+		start   time.Time
+		last    time.Time
+		obs     []policies.Observation
+		names   = markers.Names{}
+		long    []byte
+		outLine []byte
+	)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, line...)
+			continue
+		}
+		if len(long) > 0 {
+			line = append(long, line...)
+			long = long[:0]
+		}
+		if len(line) == 0 && err != nil {
+			break
+		}
+		sum.Lines++
+		line = bytes.TrimRight(line, "\r\n")
+		at, rest, stamped := leadingTime(line)
+		var perr error
+		obs = obs[:0]
+		if opt.Parser.IsMarker(rest) {
+			obs, perr = opt.Parser.ParseWith(obs, rest, policies.SourceStdout, time.Time{}, names)
+			if perr != nil {
+				sum.Malformed++
+			} else {
+				sum.Markers++
+			}
+		} else if opt.Parser.HasPatterns() {
+			obs = opt.Parser.Match(obs, rest, policies.SourceStdout, time.Time{}, names)
+		}
+		if !stamped {
+			at = last.Add(opt.Tick)
+			if eng == nil {
+				at = epoch
+			}
+			for _, o := range obs {
+				if o.Name == "t" && o.Text == "" && !isNaNOrInf(o.Value) {
+					at = epoch.Add(time.Duration(o.Value * float64(time.Second)))
+				}
+			}
+		}
+		if eng == nil {
+			start = at
+			if eng, err = policies.NewEngine(fixed(start), opt.Rules); err != nil {
+				return sum, err
+			}
+		}
+		last = at
+		ended := false
+		emit := func(ds []policies.Decision) {
+			for i := range ds {
+				d := ds[i]
+				sum.Decisions++
+				outLine = format(outLine[:0], d, d.Time.Sub(start), stamped, opt.JSON)
+				_, _ = bw.Write(outLine)
+				if d.Action.Ends() && sum.EndedBy == nil {
+					sum.EndedBy = &d
+					ended = true
+				}
+			}
+		}
+		emit(eng.Observe(policies.Observation{Time: at, Source: policies.SourceClock,
+			Name: policies.NameElapsed, Value: at.Sub(start).Seconds()}))
+		for _, o := range obs {
+			o.Time = at
+			emit(eng.Observe(o))
+		}
+		if ended && !opt.KeepGoing {
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
+	if sum.EndedBy != nil && !opt.JSON {
+		fmt.Fprintf(bw, "ended: rule %s would have ended the child (%s) at +%s\n",
+			sum.EndedBy.Rule, sum.EndedBy.Action, offset(sum.EndedBy.Time.Sub(start)))
+	}
+	return sum, nil
+}
+
+func isNaNOrInf(f float64) bool { return f != f || f > 1e300 || f < -1e300 }
+
+type fixed time.Time
+
+func (f fixed) Now() time.Time { return time.Time(f) }
+
+// leadingTime reads an RFC 3339 timestamp that starts the line and is
+// followed by a space or a tab.
+func leadingTime(line []byte) (time.Time, []byte, bool) {
+	if len(line) < 20 || line[0] < '0' || line[0] > '9' || line[4] != '-' {
+		return time.Time{}, line, false
+	}
+	end := bytes.IndexAny(line, " \t")
+	if end < 0 {
+		return time.Time{}, line, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(line[:end]))
+	if err != nil {
+		return time.Time{}, line, false
+	}
+	return t, bytes.TrimLeft(line[end:], " \t"), true
+}
+
+func offset(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
+}
+
+// record is one decision in JSON output.
+type record struct {
+	At       string            `json:"at"`
+	Time     *time.Time        `json:"time,omitempty"`
+	Rule     string            `json:"rule"`
+	Kind     string            `json:"kind"`
+	Severity policies.Severity `json:"severity"`
+	Action   policies.Action   `json:"action"`
+	What     string            `json:"what,omitempty"`
+	Signal   string            `json:"signal,omitempty"`
+	ExitCode *int              `json:"exit_code,omitempty"`
+	Reason   string            `json:"reason"`
+}
+
+func format(dst []byte, d policies.Decision, off time.Duration, stamped, asJSON bool) []byte {
+	if asJSON {
+		r := record{At: "+" + offset(off), Rule: d.Rule, Kind: d.Kind, Severity: d.Severity, Action: d.Action,
+			What: d.What, Signal: d.Signal, ExitCode: d.ExitCode, Reason: d.Reason}
+		if stamped {
+			t := d.Time
+			r.Time = &t
+		}
+		b, _ := json.Marshal(r)
+		return append(append(dst, b...), '\n')
+	}
+	dst = fmt.Appendf(dst, "+%s", offset(off))
+	if stamped {
+		dst = fmt.Appendf(dst, " %s", d.Time.UTC().Format(time.RFC3339Nano))
+	}
+	dst = fmt.Appendf(dst, " rule=%s kind=%s severity=%s action=%s", d.Rule, d.Kind, d.Severity, d.Action)
+	if d.What != "" {
+		dst = fmt.Appendf(dst, " what=%s", d.What)
+	}
+	return fmt.Appendf(dst, ": %s\n", d.Reason)
+}
