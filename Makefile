@@ -32,12 +32,13 @@ lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./markers ./supervisor
+	$(GO) test -run '^$$' -bench . -benchmem ./markers ./supervisor ./replay
 
 # Short fuzzing rounds; FUZZTIME=10m for a long one.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./markers
 	$(GO) test -run '^$$' -fuzz '^FuzzStream$$' -fuzztime $(FUZZTIME) ./markers
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./policies
 
 # Builds everything and runs the world-record example under prism-run:
 # a deadline that checkpoints and stops it (exit 75), then a resume.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/supervisor"
@@ -20,6 +21,9 @@ import (
 )
 
 const usageText = `prism-run [flags] -- COMMAND [ARGS...]
+   prism-run check [--mission NAME] FILE...
+   prism-run missions [NAME]
+   prism-run replay [--mission NAME | --policy FILE] [--format text|json] FILE|-
    prism-run version`
 
 const description = `prism-run starts COMMAND as a child, passes its output through byte for
@@ -29,29 +33,46 @@ the child's own code; 75 stopped by a policy after a confirmed checkpoint
 (resumable); 124 stopped by a policy without one; 125 prism-run failed;
 126 found but not executable; 127 not found; 128+N killed by signal N.
 
+Policies layer: --mission, then each --policy file in order, then flags;
+later wins, and rules merge by name.
+
 Every flag can also be set by the environment variable named in [].
 
 Examples:
+   # the PWSA mission: stop the tracker at its first frame over 5 ms
+   prism-run --mission pwsa -- ./tracker
+
    # stop after 2h, asking for a checkpoint first; exit 75 if it was written
    prism-run --timeout 2h -- ./solver --frames 10000
 
    # checkpoint every 10 minutes, keep checkpoints in ./ck, write a report
    prism-run --checkpoint-every 10m --checkpoint-dir ck --report run.json -- python train.py
 
+   # see what a mission plus your policy resolves to, without running anything
+   prism-run --mission llm --policy mine.toml --dry-run
+
    # inside Slurm: sbatch --signal=B:USR1@300 turns into a checkpoint request
-   srun prism-run --checkpoint-dir "$SCRATCH/ck" -- ./colorer DSJC1000.5`
+   srun prism-run --mission world-record --checkpoint-dir "$SCRATCH/ck" --resume latest -- ./colorer`
 
 // options are the parsed flags of one run.
 type options struct {
 	timeout, killAfter, checkpointEvery, checkpointTimeout time.Duration
 	checkpointDir, runID, markerPrefix, report, resume     string
+	mission                                                string
+	policies                                               []string
 	seed                                                   uint64
-	seedSet, hideMarkers                                   bool
+	seedSet, hideMarkers, strict, dryRun                   bool
 	log                                                    logOptions
 }
 
 func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result) *cli.App {
 	var o options
+	policyFlags := []cli.Flag{
+		&cli.StringFlag{Name: "mission", EnvVars: []string{"PRISM_MISSION"}, Destination: &o.mission,
+			Usage: "built-in mission `NAME` (prism-run missions lists them)"},
+		&cli.StringSliceFlag{Name: "policy", EnvVars: []string{"PRISM_POLICY"},
+			Usage: "policy `FILE` (TOML) layered over the mission; repeat for more"},
+	}
 	app := &cli.App{
 		Name:            "prism-run",
 		Usage:           "supervise a long GPU computation: confine, watch, checkpoint, stop",
@@ -63,10 +84,12 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 		ErrWriter:       stderr,
 		ExitErrHandler:  cliExit,
 		HideHelpCommand: true,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%w: %v (see prism-run --help)", errUsage, err)
-		},
-		Flags: []cli.Flag{
+		OnUsageError:    usageError,
+		Flags: append(append([]cli.Flag{}, policyFlags...),
+			&cli.BoolFlag{Name: "strict", EnvVars: []string{"PRISM_STRICT"}, Destination: &o.strict,
+				Usage: "refuse to start (exit 125) if a limit or isolation the policy asks for cannot be enforced"},
+			&cli.BoolFlag{Name: "dry-run", EnvVars: []string{"PRISM_DRY_RUN"}, Destination: &o.dryRun,
+				Usage: "print the resolved policy and what would be enforced, then exit without starting anything"},
 			&cli.DurationFlag{Name: "timeout", EnvVars: []string{"PRISM_TIMEOUT"}, Destination: &o.timeout,
 				Usage: "ask for a checkpoint after `DUR`, then stop the child (exit 75 if the checkpoint was acknowledged, else 124)"},
 			&cli.DurationFlag{Name: "kill-after", EnvVars: []string{"PRISM_KILL_AFTER"}, Value: supervisor.DefaultKillAfter, Destination: &o.killAfter,
@@ -95,18 +118,24 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 				Usage: "`LEVEL`: debug | info | warn | error"},
 			&cli.StringFlag{Name: "log-file", EnvVars: []string{"PRISM_LOG_FILE"}, Destination: &o.log.file,
 				Usage: "write prism-run's own log to `FILE` (appended) instead of stderr"},
-		},
-		Commands: []*cli.Command{{
-			Name:  "version",
-			Usage: "print the version",
-			Action: func(*cli.Context) error {
-				fmt.Fprintf(stdout, "prism-run %s (commit %s, built %s, %s %s/%s)\n", version, commit, date,
-					runtime.Version(), runtime.GOOS, runtime.GOARCH)
-				return nil
+		),
+		Commands: []*cli.Command{
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(*cli.Context) error {
+					fmt.Fprintf(stdout, "prism-run %s (commit %s, built %s, %s %s/%s)\n", version, commit, date,
+						runtime.Version(), runtime.GOOS, runtime.GOARCH)
+					return nil
+				},
 			},
-		}},
+			checkCommand(stdout),
+			missionsCommand(stdout),
+			replayCommand(stdout),
+		},
 		Action: func(c *cli.Context) error {
 			o.seedSet = c.IsSet("seed")
+			o.policies = c.StringSlice("policy")
 			cmd := command
 			if cmd == nil {
 				cmd = c.Args().Slice()
@@ -117,8 +146,12 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 	return app
 }
 
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w: %v (see prism-run --help)", errUsage, err)
+}
+
 func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Writer, resOut **supervisor.Result) error {
-	if len(command) == 0 {
+	if len(command) == 0 && !o.dryRun {
 		return fmt.Errorf("%w: no command to run (prism-run [flags] -- COMMAND [ARGS...])", errUsage)
 	}
 	log, closeLog, err := newLogger(o.log, stderr)
@@ -132,7 +165,7 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 	if !o.seedSet {
 		o.seed = randomSeed()
 	}
-	rep := &runReport{Version: version, Command: command, Seed: o.seed, Attempts: 1}
+	rep := &runReport{Version: version, Command: command, Mission: o.mission, Policies: o.policies, Seed: o.seed, Attempts: 1}
 	fail := func(err error) error {
 		// Bad input still gets its report, and the same exit code.
 		r := &supervisor.Result{RunID: o.runID, Start: time.Now(), End: time.Now(), Exit: supervisor.ExitInternal,
@@ -142,12 +175,19 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		writeReport(log, o.report, rep)
 		return err
 	}
-	rules, err := flagRules(o)
+	pol, err := resolvePolicy(c, o)
 	if err != nil {
 		return fail(err)
 	}
-	if o.killAfter < 0 || o.checkpointTimeout < 0 {
-		return fail(fmt.Errorf("%w: --kill-after and --checkpoint-timeout must not be negative", errUsage))
+	gaps := enforcementGaps(pol.Policy)
+	if o.dryRun {
+		return dryRun(stdout, o, pol, gaps, command)
+	}
+	if pol.Strict && len(gaps) > 0 {
+		return fail(fmt.Errorf("%w: strict mode: cannot enforce %s", errUsage, joinGaps(gaps)))
+	}
+	for _, g := range gaps {
+		log.Warn().Str("setting", g.setting).Msg("not enforced: " + g.why)
 	}
 
 	// Catch the signals to forward before the child exists, so none is
@@ -163,14 +203,19 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		Stdout:            stdout,
 		Stderr:            stderr,
 		RunID:             o.runID,
+		Mission:           o.mission,
 		Seed:              o.seed,
 		CheckpointDir:     o.checkpointDir,
 		Resume:            o.resume,
-		KillAfter:         o.killAfter,
-		CheckpointTimeout: o.checkpointTimeout,
-		MarkerPrefix:      o.markerPrefix,
+		KillAfter:         pol.KillAfter,
+		CheckpointTimeout: pol.CheckpointTimeout,
+		TickInterval:      pol.SampleInterval,
+		MarkerPrefix:      pol.MarkerPrefix,
+		Patterns:          pol.Patterns,
+		CheckpointSignal:  unix.SignalNum(pol.CheckpointSignal),
+		DegradeSignal:     unix.SignalNum(pol.DegradeSignal),
 		HideMarkers:       o.hideMarkers,
-		Rules:             rules,
+		Rules:             pol.Rules,
 		Signals:           sigs,
 		Log:               log,
 	})
@@ -184,27 +229,111 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 	return nil
 }
 
-// flagRules turns the policy flags into rules.
-func flagRules(o options) ([]policies.Rule, error) {
-	var rules []policies.Rule
+// resolvePolicy layers the mission, the policy files and the flags.
+func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
+	layers, err := loadLayers(o.mission, o.policies)
+	if err != nil {
+		return nil, err
+	}
+	flags := &policies.Policy{}
 	if o.timeout != 0 {
+		if o.timeout < 0 {
+			return nil, fmt.Errorf("%w: --timeout must be positive", errUsage)
+		}
 		// The seed's world-record deadline: save a checkpoint, then abort.
-		r, err := policies.NewDeadline(policies.Meta{Name: "timeout", Severity: policies.SeverityHigh,
-			Action: policies.ActionCheckpointStop}, o.timeout)
-		if err != nil {
-			return nil, fmt.Errorf("%w: --timeout: %w", errUsage, err)
-		}
-		rules = append(rules, r)
+		name, kind, sev, act, after := "timeout", "deadline", "high", "checkpoint-stop", policies.Duration(o.timeout)
+		flags.Rules = append(flags.Rules, policies.RuleSpec{Name: &name, Kind: &kind, Severity: &sev, Action: &act, After: &after})
 	}
-	if o.checkpointEvery != 0 {
-		r, err := policies.NewPeriodic(policies.Meta{Name: "checkpoint-every", Severity: policies.SeverityLow,
-			Action: policies.ActionCheckpoint}, o.checkpointEvery)
-		if err != nil {
-			return nil, fmt.Errorf("%w: --checkpoint-every: %w", errUsage, err)
+	setDur := func(flag string, v time.Duration, dst **policies.Duration) error {
+		if !c.IsSet(flag) {
+			return nil
 		}
-		rules = append(rules, r)
+		if v <= 0 && flag != "kill-after" || v < 0 {
+			return fmt.Errorf("%w: --%s must be positive", errUsage, flag)
+		}
+		d := policies.Duration(v)
+		*dst = &d
+		return nil
 	}
-	return rules, nil
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+		dst  **policies.Duration
+	}{
+		{"checkpoint-every", o.checkpointEvery, &flags.Actions.CheckpointEvery},
+		{"kill-after", o.killAfter, &flags.Actions.KillAfter},
+		{"checkpoint-timeout", o.checkpointTimeout, &flags.Actions.CheckpointTimeout},
+	} {
+		if err := setDur(f.name, f.v, f.dst); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsSet("marker-prefix") {
+		flags.Markers.Prefix = &o.markerPrefix
+	}
+	if c.IsSet("strict") {
+		flags.Strict = &o.strict
+	}
+	return policies.Resolve(policies.Merge(append(layers, flags)...))
+}
+
+func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
+	var layers []*policies.Policy
+	if mission != "" {
+		p, err := policies.LoadMission(mission)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --mission: %w", errUsage, err)
+		}
+		layers = append(layers, p)
+	}
+	for _, f := range files {
+		p, err := policies.LoadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, p)
+	}
+	return layers, nil
+}
+
+// gap is a setting the policy asks for that this build cannot enforce.
+type gap struct{ setting, why string }
+
+// enforcementGaps lists the limits and isolation settings of a policy:
+// confinement (rlimits, cgroups, isolation) is not built yet, so each is
+// a gap; strict mode refuses to run with any.
+func enforcementGaps(p *policies.Policy) []gap {
+	var out []gap
+	const why = "confinement (rlimits, cgroups, isolation) is not implemented in this build yet"
+	l, i := p.Limits, p.Isolation
+	for _, s := range []struct {
+		name string
+		set  bool
+	}{
+		{"limits.memory", l.Memory != nil}, {"limits.memory_high", l.MemoryHigh != nil}, {"limits.cpus", l.CPUs != nil},
+		{"limits.pids", l.Pids != nil}, {"limits.nofile", l.Nofile != nil}, {"limits.nproc", l.Nproc != nil},
+		{"limits.core", l.Core != nil}, {"limits.as", l.AS != nil}, {"limits.fsize", l.Fsize != nil},
+		{"limits.cpu_time", l.CPUTime != nil},
+		{"isolation.no_new_privs", i.NoNewPrivs != nil && *i.NoNewPrivs},
+		{"isolation.clean_env", i.CleanEnv != nil && *i.CleanEnv},
+		{"isolation.isolate_net", i.IsolateNet != nil && *i.IsolateNet},
+	} {
+		if s.set {
+			out = append(out, gap{s.name, why})
+		}
+	}
+	return out
+}
+
+func joinGaps(gaps []gap) string {
+	s := ""
+	for i, g := range gaps {
+		if i > 0 {
+			s += ", "
+		}
+		s += g.setting
+	}
+	return s + " (" + gaps[0].why + ")"
 }
 
 // runReport is the JSON run report: the supervisor's Result plus what only
@@ -213,6 +342,7 @@ type runReport struct {
 	Version  string   `json:"prism_run_version"`
 	Command  []string `json:"command"`
 	Mission  string   `json:"mission,omitempty"`
+	Policies []string `json:"policies,omitempty"`
 	Seed     uint64   `json:"seed"`
 	Attempts int      `json:"attempts"`
 	*supervisor.Result

@@ -323,3 +323,21 @@ func TestMissionNumbers(t *testing.T) {
 		t.Errorf("privacy %+v", b)
 	}
 }
+
+func TestAllKindsFile(t *testing.T) {
+	p, err := LoadFile("testdata/policies/all-kinds.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Resolve(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, rule := range r.Rules {
+		kinds = append(kinds, rule.Meta().Kind)
+	}
+	if strings.Join(kinds, ",") != strings.Join(Kinds, ",") {
+		t.Errorf("kinds %v, want every kind %v", kinds, Kinds)
+	}
+}
