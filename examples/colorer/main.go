@@ -107,12 +107,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "colorer: checkpoint:", err)
 			}
 		}
-		if what, ok := proto.DegradeRequested(); ok {
-			if what == "increase-effort" {
-				st.Effort *= 2
+		if whats, ok := proto.DegradeRequested(); ok {
+			for _, what := range whats {
+				if what == "increase-effort" {
+					st.Effort *= 2
+				}
+				proto.Printf("degrade request %q: effort now %dx\n", what, st.Effort)
+				proto.Marker("effort", st.Effort)
 			}
-			proto.Printf("degrade request %q: effort now %dx\n", what, st.Effort)
-			proto.Marker("effort", st.Effort)
 		}
 		if proto.Terminated() {
 			proto.Printf("terminated at step %d with %d colours\n", st.Iter, st.BestK)

@@ -69,3 +69,21 @@ func TestResumeIsExact(t *testing.T) {
 		t.Errorf("resumed run ends %q, uninterrupted %q", resumed[max(0, len(resumed)-2):], full[len(full)-2:])
 	}
 }
+
+// Two requests that land before the child reads them are both applied.
+func TestTwoDegradeRequestsAtOnce(t *testing.T) {
+	e := workloadtest.Setup(t, "1", "")
+	_, lines := workloadtest.Run(t, Main, []string{"-max-iters", "8", "-pace", "0"}, func(l string) syscall.Signal {
+		if strings.HasPrefix(l, "PRISM iter=2 ") {
+			e.AppendControl(t, "degrade", "increase-temperature")
+			e.AppendControl(t, "degrade", "reduce-ensemble")
+			return syscall.SIGUSR2
+		}
+		return 0
+	})
+	all := strings.Join(lines, "\n")
+	if !strings.Contains(all, `degrade request "increase-temperature": 12 members, temperature 1.50`) ||
+		!strings.Contains(all, `degrade request "reduce-ensemble": 6 members, temperature 1.50`) {
+		t.Errorf("both requests not applied:\n%s", all)
+	}
+}

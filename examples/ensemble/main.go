@@ -127,14 +127,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "ensemble: checkpoint:", err)
 			}
 		}
-		if what, ok := proto.DegradeRequested(); ok {
-			switch what {
-			case "reduce-ensemble":
-				st.Members = reduce(st.Members)
-			case "increase-temperature":
-				st.Temperature *= 1.5
+		if whats, ok := proto.DegradeRequested(); ok {
+			for _, what := range whats {
+				switch what {
+				case "reduce-ensemble":
+					st.Members = reduce(st.Members)
+				case "increase-temperature":
+					st.Temperature *= 1.5
+				}
+				proto.Printf("degrade request %q: %d members, temperature %.2f\n", what, len(st.Members), st.Temperature)
 			}
-			proto.Printf("degrade request %q: %d members, temperature %.2f\n", what, len(st.Members), st.Temperature)
 		}
 		if proto.Terminated() {
 			proto.Printf("terminated at round %d\n", st.Iter)

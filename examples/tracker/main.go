@@ -119,11 +119,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "tracker: checkpoint:", err)
 			}
 		}
-		if what, ok := proto.DegradeRequested(); ok {
-			if what == "reduce-precision" || what == "free-memory" || what == "" {
-				st.Degraded = true
+		if whats, ok := proto.DegradeRequested(); ok {
+			for _, what := range whats {
+				if what == "reduce-precision" || what == "free-memory" {
+					st.Degraded = true
+					proto.Printf("degrade request %q: alpha-beta filters now\n", what)
+				}
 			}
-			proto.Printf("degrade request %q: alpha-beta filters now\n", what)
 		}
 		if proto.Terminated() {
 			proto.Printf("terminated at frame %d\n", st.Frame)

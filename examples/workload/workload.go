@@ -11,6 +11,7 @@ package workload
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,13 +34,14 @@ type Protocol struct {
 	Resume        string // checkpoint to resume from ("" = start fresh)
 	ControlPath   string
 
-	mu       sync.Mutex // one marker line at a time
-	out      *bufio.Writer
-	ckpt     atomic.Bool
-	degrade  atomic.Bool
-	term     atomic.Bool
-	sigs     chan os.Signal
-	sigsDone chan struct{}
+	mu        sync.Mutex // one marker line at a time
+	ctlOffset int64      // how much of the control file has been read
+	out       *bufio.Writer
+	ckpt      atomic.Bool
+	degrade   atomic.Bool
+	term      atomic.Bool
+	sigs      chan os.Signal
+	sigsDone  chan struct{}
 }
 
 // FromEnv reads the protocol's environment. defaultSeed is used when
@@ -105,17 +107,55 @@ func (p *Protocol) CheckpointRequested() bool { return p.ckpt.Swap(false) }
 // Terminated reports whether SIGTERM arrived: finish the step and exit.
 func (p *Protocol) Terminated() bool { return p.term.Load() }
 
-// DegradeRequested reports (once) whether a SIGUSR2 arrived, and what the
-// last control line asks for ("" when there is none to read).
-func (p *Protocol) DegradeRequested() (string, bool) {
+// DegradeRequested reports (once) whether a SIGUSR2 arrived, and what
+// each degrade line added to the control file since the last call asks
+// for: two requests that arrive close together are both seen, in order.
+func (p *Protocol) DegradeRequested() ([]string, bool) {
 	if !p.degrade.Swap(false) {
-		return "", false
+		return nil, false
 	}
-	l, err := LastControl(p.ControlPath)
+	lines, err := p.newControlLines()
 	if err != nil {
-		return "", true
+		return nil, true
 	}
-	return l.What, true
+	var whats []string
+	for _, l := range lines {
+		if l.Action == "degrade" {
+			whats = append(whats, l.What)
+		}
+	}
+	return whats, true
+}
+
+// newControlLines reads the control lines appended since the last read.
+func (p *Protocol) newControlLines() ([]ControlLine, error) {
+	if p.ControlPath == "" {
+		return nil, errors.New("no control file (not run under prism-run)")
+	}
+	f, err := os.Open(p.ControlPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(p.ctlOffset, io.SeekStart); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	// Only whole lines: prism-run writes each in one write(2), but read
+	// what is complete and leave a partial tail for next time.
+	end := bytes.LastIndexByte(b, '\n') + 1
+	p.ctlOffset += int64(end)
+	var out []ControlLine
+	for _, line := range bytes.Split(b[:end], []byte("\n")) {
+		var l ControlLine
+		if len(line) > 0 && json.Unmarshal(line, &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 // Marker prints one `PRISM k=v ...` line from alternating keys and values.
@@ -212,19 +252,4 @@ type ControlLine struct {
 	Rule   string `json:"rule"`
 	What   string `json:"what"`
 	Reason string `json:"reason"`
-}
-
-// LastControl reads the last line of the control file.
-func LastControl(path string) (ControlLine, error) {
-	var l ControlLine
-	if path == "" {
-		return l, errors.New("no control file (not run under prism-run)")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return l, err
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	err = json.Unmarshal([]byte(lines[len(lines)-1]), &l)
-	return l, err
 }
