@@ -86,6 +86,18 @@ func Run(t *testing.T, main Main, args []string, onLine func(line string) syscal
 			if err := syscall.Kill(os.Getpid(), sig); err != nil {
 				t.Fatal(err)
 			}
+			// The example is blocked writing its next line until this
+			// returns (the pipe is synchronous). Wait until os/signal has
+			// dispatched the signal (to our channel, and so to the
+			// example's), then give the example's signal goroutine time to
+			// raise its flag: the example sees the signal at its next step,
+			// however loaded the machine.
+			select {
+			case <-hold:
+			case <-time.After(10 * time.Second):
+				t.Fatal("signal not delivered")
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	select {
