@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -63,6 +64,22 @@ type options struct {
 	seed                                                   uint64
 	seedSet, hideMarkers, strict, dryRun                   bool
 	log                                                    logOptions
+
+	// Confinement flags; rlimits as strings, read like the policy's [limits].
+	rlimits              map[string]string
+	noNewPrivs, cleanEnv bool
+	env                  []string
+	user                 string
+}
+
+// rlimitFlags are the rlimit flags and the [limits] keys they set.
+var rlimitFlags = []struct{ flag, key, usage string }{
+	{"as", "as", "address-space limit of the child, `SIZE` such as 16GiB (RLIMIT_AS)"},
+	{"nofile", "nofile", "open files the child may have, `N` (RLIMIT_NOFILE)"},
+	{"nproc", "nproc", "processes the child's user may have, `N` (RLIMIT_NPROC)"},
+	{"core", "core", "core dump size, `SIZE`; 0 = none (RLIMIT_CORE)"},
+	{"cpu-time", "cpu_time", "CPU time of each process, `DUR` such as 2h (RLIMIT_CPU)"},
+	{"fsize", "fsize", "largest file the child may write, `SIZE` (RLIMIT_FSIZE)"},
 }
 
 func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result) *cli.App {
@@ -88,6 +105,14 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 		Flags: append(append([]cli.Flag{}, policyFlags...),
 			&cli.BoolFlag{Name: "strict", EnvVars: []string{"PRISM_STRICT"}, Destination: &o.strict,
 				Usage: "refuse to start (exit 125) if a limit or isolation the policy asks for cannot be enforced"},
+			&cli.BoolFlag{Name: "no-new-privs", EnvVars: []string{"PRISM_NO_NEW_PRIVS"}, Destination: &o.noNewPrivs,
+				Usage: "the child and its descendants can never gain privileges (PR_SET_NO_NEW_PRIVS)"},
+			&cli.BoolFlag{Name: "clean-env", EnvVars: []string{"PRISM_CLEAN_ENV"}, Destination: &o.cleanEnv,
+				Usage: "give the child only PATH, HOME, LANG, TERM, PRISM_* and what --env names"},
+			&cli.StringSliceFlag{Name: "env", EnvVars: []string{"PRISM_ENV"},
+				Usage: "`K[=V]`: set K for the child, or pass prism-run's K through --clean-env; repeatable"},
+			&cli.StringFlag{Name: "user", EnvVars: []string{"PRISM_USER"}, Destination: &o.user,
+				Usage: "run the child as `UID[:GID]` or a user name (prism-run must be root)"},
 			&cli.BoolFlag{Name: "dry-run", EnvVars: []string{"PRISM_DRY_RUN"}, Destination: &o.dryRun,
 				Usage: "print the resolved policy and what would be enforced, then exit without starting anything"},
 			&cli.DurationFlag{Name: "timeout", EnvVars: []string{"PRISM_TIMEOUT"}, Destination: &o.timeout,
@@ -136,12 +161,22 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 		Action: func(c *cli.Context) error {
 			o.seedSet = c.IsSet("seed")
 			o.policies = c.StringSlice("policy")
+			o.env = c.StringSlice("env")
+			o.rlimits = map[string]string{}
+			for _, f := range rlimitFlags {
+				if c.IsSet(f.flag) {
+					o.rlimits[f.key] = c.String(f.flag)
+				}
+			}
 			cmd := command
 			if cmd == nil {
 				cmd = c.Args().Slice()
 			}
 			return supervise(c, o, cmd, stdout, stderr, res)
 		},
+	}
+	for _, f := range rlimitFlags {
+		app.Flags = append(app.Flags, &cli.StringFlag{Name: f.flag, EnvVars: []string{"PRISM_" + strings.ToUpper(strings.ReplaceAll(f.flag, "-", "_"))}, Usage: f.usage})
 	}
 	return app
 }
@@ -190,6 +225,15 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		log.Warn().Str("setting", g.setting).Msg("not enforced: " + g.why)
 	}
 
+	rl, err := rlimitsOf(pol.Policy.Limits)
+	if err != nil {
+		return fail(err)
+	}
+	uid, gid, err := lookupUser(o.user)
+	if err != nil {
+		return fail(err)
+	}
+
 	// Catch the signals to forward before the child exists, so none is
 	// lost in between; Notify (unlike Ignore) leaves the child with default
 	// dispositions after execve.
@@ -218,6 +262,12 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		Rules:             pol.Rules,
 		Signals:           sigs,
 		Log:               log,
+		Rlimits:           rl,
+		NoNewPrivs:        isSet(pol.Policy.Isolation.NoNewPrivs),
+		CleanEnv:          isSet(pol.Policy.Isolation.CleanEnv),
+		KeepEnv:           o.env,
+		UID:               uid,
+		GID:               gid,
 	})
 	*resOut = res
 	rep.Result = res
@@ -271,6 +321,15 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 	if c.IsSet("marker-prefix") {
 		flags.Markers.Prefix = &o.markerPrefix
 	}
+	if err := rlimitLayer(o.rlimits, &flags.Limits); err != nil {
+		return nil, err
+	}
+	if o.noNewPrivs {
+		flags.Isolation.NoNewPrivs = &o.noNewPrivs
+	}
+	if o.cleanEnv {
+		flags.Isolation.CleanEnv = &o.cleanEnv
+	}
 	if c.IsSet("strict") {
 		flags.Strict = &o.strict
 	}
@@ -299,31 +358,31 @@ func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
 // gap is a setting the policy asks for that this build cannot enforce.
 type gap struct{ setting, why string }
 
-// enforcementGaps lists the limits and isolation settings of a policy:
-// confinement (rlimits, cgroups, isolation) is not built yet, so each is
-// a gap; strict mode refuses to run with any.
+// enforcementGaps lists the settings of a policy that this build cannot
+// enforce: cgroup limits and the network namespace are not built yet
+// (rlimits, no_new_privs and a clean environment are). Strict mode refuses
+// to run with any.
 func enforcementGaps(p *policies.Policy) []gap {
 	var out []gap
-	const why = "confinement (rlimits, cgroups, isolation) is not implemented in this build yet"
+	const cg = "cgroup limits are not implemented in this build yet"
 	l, i := p.Limits, p.Isolation
 	for _, s := range []struct {
 		name string
 		set  bool
+		why  string
 	}{
-		{"limits.memory", l.Memory != nil}, {"limits.memory_high", l.MemoryHigh != nil}, {"limits.cpus", l.CPUs != nil},
-		{"limits.pids", l.Pids != nil}, {"limits.nofile", l.Nofile != nil}, {"limits.nproc", l.Nproc != nil},
-		{"limits.core", l.Core != nil}, {"limits.as", l.AS != nil}, {"limits.fsize", l.Fsize != nil},
-		{"limits.cpu_time", l.CPUTime != nil},
-		{"isolation.no_new_privs", i.NoNewPrivs != nil && *i.NoNewPrivs},
-		{"isolation.clean_env", i.CleanEnv != nil && *i.CleanEnv},
-		{"isolation.isolate_net", i.IsolateNet != nil && *i.IsolateNet},
+		{"limits.memory", l.Memory != nil, cg}, {"limits.memory_high", l.MemoryHigh != nil, cg},
+		{"limits.cpus", l.CPUs != nil, cg}, {"limits.pids", l.Pids != nil, cg},
+		{"isolation.isolate_net", isSet(i.IsolateNet), "network namespaces are not implemented in this build yet"},
 	} {
 		if s.set {
-			out = append(out, gap{s.name, why})
+			out = append(out, gap{s.name, s.why})
 		}
 	}
 	return out
 }
+
+func isSet(b *bool) bool { return b != nil && *b }
 
 func joinGaps(gaps []gap) string {
 	s := ""

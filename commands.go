@@ -167,6 +167,18 @@ func dryRun(w io.Writer, o options, pol *policies.Resolved, gaps []gap, command 
 	if len(pol.Rules) == 0 {
 		fmt.Fprintln(&buf, "#   no rules: the child runs until it exits")
 	}
+	if rl, err := rlimitsOf(pol.Policy.Limits); err == nil {
+		for _, r := range rl {
+			fmt.Fprintf(&buf, "#   rlimit %s = %d\n", r.Name, r.Cur)
+		}
+	}
+	iso := pol.Policy.Isolation
+	if isSet(iso.NoNewPrivs) {
+		fmt.Fprintln(&buf, "#   no_new_privs, verified on the running child")
+	}
+	if isSet(iso.CleanEnv) {
+		fmt.Fprintln(&buf, "#   a clean environment (PATH, HOME, LANG, TERM, PRISM_*, --env)")
+	}
 	for _, g := range gaps {
 		fmt.Fprintf(&buf, "# NOT enforced: %s: %s\n", g.setting, g.why)
 	}

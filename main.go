@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/supervisor"
 )
 
@@ -50,6 +51,10 @@ func exitCode(res *supervisor.Result, err error) int {
 // run is prism-run without the process around it: arguments in, exit code
 // out.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 1 && args[1] == limits.ShimArg {
+		// prism-run re-executed as the shim that confines the child.
+		return limits.ShimMain(args[2:])
+	}
 	// Everything after the first "--" is the command, never prism-run's:
 	// `prism-run -- version` runs a program called version.
 	var command []string

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/markers"
 	"github.com/prism-run/prism-run/policies"
 )
@@ -83,6 +84,20 @@ type Config struct {
 	Rules []policies.Rule
 	Clock policies.Clock // nil = the system clock
 
+	// Confinement applied to the child before it runs (through the limits
+	// package's shim when needed).
+	Rlimits    []limits.Rlimit
+	NoNewPrivs bool
+	UID, GID   *int
+	// CleanEnv gives the child only PATH, HOME, LANG, TERM, the PRISM_*
+	// variables and KeepEnv ("K=V" sets K; "K" passes prism-run's K).
+	CleanEnv bool
+	KeepEnv  []string
+
+	// Self is the prism-run executable the shim re-executes
+	// ("" = /proc/self/exe).
+	Self string
+
 	// Signals delivers the signals sent to prism-run that are to be
 	// forwarded or turned into checkpoint requests; the caller owns the
 	// signal.Notify. Nil = none.
@@ -118,6 +133,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ProcRoot == "" {
 		c.ProcRoot = "/proc"
+	}
+	if c.Self == "" {
+		c.Self = "/proc/self/exe"
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/markers"
 	"github.com/prism-run/prism-run/policies"
 )
@@ -201,6 +202,11 @@ func (s *session) childEnv() []string {
 	if base == nil {
 		base = os.Environ()
 	}
+	if s.cfg.CleanEnv {
+		base = cleanEnv(base, s.cfg.KeepEnv)
+	} else {
+		base = append(base[:len(base):len(base)], setEnv(s.cfg.KeepEnv)...)
+	}
 	ours := map[string]string{
 		EnvRunID:         s.cfg.RunID,
 		EnvControl:       s.res.ControlFile,
@@ -257,7 +263,13 @@ func (s *session) start() error {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	s.outR, s.errR = outR, errR
-	cmd := exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
+	cmd, shimR, err := s.command()
+	if err != nil {
+		_ = outW.Close()
+		_ = errW.Close()
+		s.res.Exit, s.res.Reason = classifyStartError(err)
+		return s.startError(err)
+	}
 	cmd.Dir = s.cfg.Dir
 	cmd.Env = s.childEnv()
 	cmd.Stdin = s.cfg.Stdin // nil: /dev/null
@@ -269,21 +281,47 @@ func (s *session) start() error {
 		// If prism-run is SIGKILLed, the kernel kills the child. The
 		// signal fires when the forking *thread* exits (prctl(2)); the Go
 		// runtime never ends a thread unless a goroutine exits while
-		// locked to it, which prism-run never does.
+		// locked to it, which prism-run never does. execve(2) keeps it
+		// (it is cleared only for set-user-ID programs), so it survives
+		// the shim.
 		Pdeathsig: syscall.SIGKILL,
 	}
 	err = cmd.Start()
 	_ = outW.Close()
 	_ = errW.Close()
+	if shimR != nil {
+		for _, f := range cmd.ExtraFiles {
+			_ = f.Close()
+		}
+		if err == nil {
+			// Blocks until the shim has exec'd the command (the pipe closes)
+			// or reported why it could not.
+			if serr := limits.ReadShimError(shimR); serr != nil {
+				var ws unix.WaitStatus
+				_, _ = unix.Wait4(cmd.Process.Pid, &ws, 0, nil)
+				err = serr
+			}
+		}
+		_ = shimR.Close()
+	}
 	if err != nil {
 		s.res.Exit, s.res.Reason = classifyStartError(err)
-		if s.res.Exit == ExitNotFound {
-			return fmt.Errorf("%w: %w", ErrNotFound, err)
-		}
-		return fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return s.startError(err)
 	}
 	s.cmd, s.pid = cmd, cmd.Process.Pid
 	s.res.PID = s.pid
+	if s.cfg.NoNewPrivs {
+		// Verify on the running child, not on what was asked: the shim has
+		// exec'd by now (its error pipe closed), so this is the command.
+		if err := verifyNoNewPrivs(s.cfg.ProcRoot, s.pid); err != nil {
+			_ = unix.Kill(s.pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(s.pid, &ws, 0, nil)
+			s.res.Exit, s.res.Reason = ExitInternal, ReasonError
+			return fmt.Errorf("%w: %w", ErrSetup, err)
+		}
+		s.log.Info().Int("pid", s.pid).Msg("verified: no_new_privs is set on the child")
+	}
 	s.log.Info().Int("pid", s.pid).Str("run_id", s.cfg.RunID).Strs("command", s.cfg.Command).Msg("child started")
 
 	s.batches = make(chan batch, 64)
@@ -291,6 +329,40 @@ func (s *session) start() error {
 	go s.pump(outR, s.cfg.Stdout, policies.SourceStdout)
 	go s.pump(errR, s.cfg.Stderr, policies.SourceStderr)
 	return nil
+}
+
+// command builds the command to start: the command itself, or the shim
+// that confines itself and then becomes the command. With the shim it
+// returns the read end of the shim's error pipe.
+func (s *session) command() (*exec.Cmd, *os.File, error) {
+	spec := &limits.ShimSpec{Rlimits: s.cfg.Rlimits, NoNewPrivs: s.cfg.NoNewPrivs, UID: s.cfg.UID, GID: s.cfg.GID}
+	if !spec.Needed() {
+		return exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...), nil, nil
+	}
+	// Resolve the command as os/exec would (prism-run's PATH), so that
+	// "not found" is known before anything starts.
+	path, err := exec.LookPath(s.cfg.Command[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	spec.Path, spec.Args = path, s.cfg.Command
+	cmd, err := limits.Command(s.cfg.Self, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.ExtraFiles = []*os.File{w}
+	return cmd, r, nil
+}
+
+func (s *session) startError(err error) error {
+	if s.res.Exit == ExitNotFound {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return fmt.Errorf("%w: %w", ErrCannotRun, err)
 }
 
 func classifyStartError(err error) (int, Reason) {
@@ -365,4 +437,54 @@ func resolveResume(resume, ckDir string) (string, error) {
 		}
 	}
 	return best, nil
+}
+
+// cleanEnv keeps what a program needs to run at all and the protocol's
+// variables, plus what keep names (the seed's zero trust: nothing of the
+// caller's environment leaks in unasked).
+func cleanEnv(base, keep []string) []string {
+	allowed := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "TERM": true}
+	for _, k := range keep {
+		if !strings.Contains(k, "=") {
+			allowed[k] = true
+		}
+	}
+	var out []string
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if allowed[k] || strings.HasPrefix(k, "PRISM_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, setEnv(keep)...)
+}
+
+// setEnv returns the "K=V" entries of keep. They are appended after the
+// base: os/exec keeps the last value of a duplicated key (Cmd.Env), so
+// they override.
+func setEnv(keep []string) []string {
+	var out []string
+	for _, kv := range keep {
+		if strings.Contains(kv, "=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// verifyNoNewPrivs reads NoNewPrivs from /proc/PID/status (proc(5)).
+func verifyNoNewPrivs(procRoot string, pid int) error {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return fmt.Errorf("verify no_new_privs: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == "NoNewPrivs" {
+			if strings.TrimSpace(v) == "1" {
+				return nil
+			}
+			return fmt.Errorf("verify no_new_privs: the child has NoNewPrivs %s", strings.TrimSpace(v))
+		}
+	}
+	return errors.New("verify no_new_privs: this kernel does not report NoNewPrivs")
 }

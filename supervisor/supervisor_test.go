@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -19,11 +20,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/prism-run/prism-run/internal/testchild"
+	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
 )
 
 // The test binary doubles as the child (os/exec's helper-process pattern).
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == limits.ShimArg {
+		os.Exit(limits.ShimMain(os.Args[2:]))
+	}
 	if os.Getenv("PRISM_TESTCHILD") == "1" {
 		os.Exit(testchild.Main(os.Args[1:]))
 	}
@@ -474,5 +479,151 @@ func TestResumeReachesTheChild(t *testing.T) {
 	h.run(t)
 	if want := "PRISM_RESUME=" + filepath.Join(ck, "state.json") + "\n"; h.stdout.String() != want {
 		t.Errorf("child saw %q, want %q", h.stdout, want)
+	}
+}
+
+func rl(t *testing.T, name string, v uint64) limits.Rlimit {
+	t.Helper()
+	r, err := limits.NewRlimit(name, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// The child sees exactly the limits asked for, nofile included (Go would
+// otherwise hand children its own saved soft limit back).
+func TestRlimitsReachTheChild(t *testing.T) {
+	h := newHarness(t, "rlimits")
+	h.cfg.Rlimits = []limits.Rlimit{rl(t, "nofile", 77), rl(t, "core", 0), rl(t, "fsize", 1<<30), rl(t, "as", 8<<30), rl(t, "cpu_time", 3600), rl(t, "nproc", 5000)}
+	res := h.run(t)
+	out := h.stdout.String()
+	for _, want := range []string{"nofile=77:77\n", "core=0:0\n", "fsize=1073741824:1073741824\n", "as=8589934592:8589934592\n", "cpu_time=3600:3600\n", "nproc=5000:5000\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("child's limits lack %q:\n%s", want, out)
+		}
+	}
+	if res.Exit != 0 {
+		t.Errorf("exit %d", res.Exit)
+	}
+}
+
+// Without a nofile limit the child gets the soft limit prism-run itself
+// was started with, not the one the Go runtime raised itself to, with and
+// without the shim.
+func TestNofileUnchangedWithoutTheFlag(t *testing.T) {
+	// What this test process was given is what its parent has.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", os.Getppid()))
+	if err != nil {
+		t.Skip(err)
+	}
+	var soft string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); strings.HasPrefix(line, "Max open files") && len(f) >= 5 {
+			soft = f[3]
+		}
+	}
+	for _, shim := range []bool{false, true} {
+		h := newHarness(t, "rlimits")
+		h.cfg.NoNewPrivs = shim // a setting that needs the shim
+		h.run(t)
+		if !strings.Contains(h.stdout.String(), "nofile="+soft+":") {
+			t.Errorf("shim=%v: child has %q, want the original soft limit %s", shim, h.stdout, soft)
+		}
+	}
+}
+
+func TestNoNewPrivs(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		h := newHarness(t, "status")
+		h.cfg.NoNewPrivs = on
+		h.run(t)
+		want := "NoNewPrivs: 0\n"
+		if on {
+			want = "NoNewPrivs: 1\n"
+		}
+		if !strings.Contains(h.stdout.String(), want) {
+			t.Errorf("no_new_privs=%v: child status %q", on, h.stdout)
+		}
+	}
+}
+
+func TestUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	uid, gid := 65534, 65534
+	// The other user must be able to run the test binary: a copy in a
+	// folder it can enter.
+	dir, err := os.MkdirTemp("", "prism-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "child")
+	data, err := os.ReadFile(os.Args[0])
+	if err == nil {
+		err = os.WriteFile(bin, data, 0o755)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, "status")
+	h.cfg.Command[0] = bin
+	h.cfg.UID, h.cfg.GID = &uid, &gid
+	h.run(t)
+	if !strings.Contains(h.stdout.String(), "uid=65534 gid=65534") {
+		t.Errorf("child ran as %q", h.stdout)
+	}
+}
+
+// Through the shim, 126 and 127 keep their meaning.
+func TestShimStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "script.sh")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		cmd  string
+		code int
+		err  error
+	}{{filepath.Join(dir, "missing"), 127, ErrNotFound}, {notExec, 126, ErrCannotRun}, {"prism-no-such-command", 127, ErrNotFound}} {
+		h := newHarness(t)
+		h.cfg.Command = []string{tt.cmd}
+		h.cfg.NoNewPrivs = true
+		res, err := Run(context.Background(), h.cfg)
+		if !errors.Is(err, tt.err) || res.Exit != tt.code {
+			t.Errorf("%s: %v, exit %d; want %v, %d", tt.cmd, err, res.Exit, tt.err, tt.code)
+		}
+	}
+	// A limit the kernel refuses is reported by the shim, not lost.
+	h := newHarness(t, "exit", "0")
+	h.cfg.Rlimits = []limits.Rlimit{{Name: "nofile", Resource: syscall.RLIMIT_NOFILE, Cur: 10, Max: 5}}
+	res, err := Run(context.Background(), h.cfg)
+	if !errors.Is(err, ErrCannotRun) || !strings.Contains(err.Error(), "rlimit: nofile=10") || res.Exit != 126 {
+		t.Errorf("bad rlimit: %v, exit %d", err, res.Exit)
+	}
+}
+
+func TestCleanEnv(t *testing.T) {
+	h := newHarness(t, "environ")
+	h.cfg.Env = []string{"PATH=/usr/bin:/bin", "HOME=/root", "SECRET=hunter2", "LANG=C.UTF-8", "AWS_KEY=x", "PRISM_TESTCHILD=1", "GORACE=atexit_sleep_ms=0", "KEEP_ME=yes"}
+	h.cfg.CleanEnv = true
+	h.cfg.KeepEnv = []string{"KEEP_ME", "EXTRA=1", "HOME=/scratch"}
+	h.run(t)
+	out := h.stdout.String()
+	for _, want := range []string{"PATH=/usr/bin:/bin\n", "LANG=C.UTF-8\n", "KEEP_ME=yes\n", "EXTRA=1\n", "HOME=/scratch\n", "PRISM_RUN_ID="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("clean environment lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"SECRET", "AWS_KEY", "GORACE", "HOME=/root"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("clean environment has %s:\n%s", bad, out)
+		}
 	}
 }

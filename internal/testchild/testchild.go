@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,7 +37,10 @@ const Usage = `testchild MODE [ARGS]
   pidfile FILE           write "PID PPID" to FILE, then sleep
   escape FILE            detach a daemon (new session, ignores SIGTERM) that writes its pid to FILE, exit 0
   kill-self SIG          kill itself with signal number SIG
-  env NAME...            print NAME=VALUE for each NAME`
+  env NAME...            print NAME=VALUE for each NAME
+  rlimits                print each resource limit as name=soft:hard
+  status                 print NoNewPrivs, uid and gid as the kernel sees them
+  environ                print the whole environment, sorted`
 
 // RandomBytes returns the deterministic byte stream `randbytes n seed`
 // writes, for tests to compare against.
@@ -129,6 +133,36 @@ func Main(args []string) int {
 		_ = syscall.Kill(os.Getpid(), syscall.Signal(n))
 		time.Sleep(10 * time.Second)
 		return 99
+	case "rlimits":
+		for _, r := range []struct {
+			name string
+			res  int
+		}{{"as", syscall.RLIMIT_AS}, {"nofile", syscall.RLIMIT_NOFILE}, {"nproc", 6}, {"core", syscall.RLIMIT_CORE},
+			{"cpu_time", syscall.RLIMIT_CPU}, {"fsize", syscall.RLIMIT_FSIZE}} {
+			var l syscall.Rlimit
+			if err := syscall.Getrlimit(r.res, &l); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			fmt.Printf("%s=%s:%s\n", r.name, limitString(l.Cur), limitString(l.Max))
+		}
+	case "status":
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			return 1
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "NoNewPrivs:") {
+				fmt.Println(strings.Join(strings.Fields(l), " "))
+			}
+		}
+		fmt.Printf("uid=%d gid=%d\n", os.Getuid(), os.Getgid())
+	case "environ":
+		env := os.Environ()
+		sort.Strings(env)
+		for _, kv := range env {
+			fmt.Println(kv)
+		}
 	case "env":
 		for _, k := range args {
 			v, ok := os.LookupEnv(k)
@@ -142,6 +176,13 @@ func Main(args []string) int {
 		return 2
 	}
 	return 0
+}
+
+func limitString(v uint64) string {
+	if v == ^uint64(0) {
+		return "unlimited"
+	}
+	return strconv.FormatUint(v, 10)
 }
 
 func writeFile(path, s string) {
