@@ -1,0 +1,492 @@
+package limits
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The cgroup library is containerd/cgroups/v3: one package per mode
+// (cgroup1, cgroup2) with the operations a supervisor needs (create with
+// resources, kill through cgroup.kill with a freeze-kill-thaw fallback,
+// memory.events / memory.oom_control statistics, delete), and it writes
+// plain files under a mount point it is given, so a fake cgroupfs in a
+// test folder works. opencontainers/cgroups (runc's) is as capable but
+// built around runc's container config, and refuses files that are not
+// on a real cgroupfs unless a package-wide test switch is set.
+
+// ErrCgroup wraps every failure to set up the run's cgroup.
+var ErrCgroup = errors.New("limits: cgroup")
+
+// CgroupSpec is what the run's cgroup enforces; zero means "no limit".
+type CgroupSpec struct {
+	Memory     int64   // hard limit, bytes (v2 memory.max, v1 memory.limit_in_bytes)
+	MemoryHigh int64   // throttle (v2 memory.high) / soft limit (v1 memory.soft_limit_in_bytes)
+	CPUs       float64 // cores (cfs quota / period)
+	Pids       int64   // tasks (pids.max)
+}
+
+// Usage is what the cgroup measured.
+type Usage struct {
+	MemoryCurrent uint64 `json:"memory_current_bytes"`
+	MemoryPeak    uint64 `json:"memory_peak_bytes"`
+	OOMKills      uint64 `json:"oom_kills"`
+}
+
+// Cgroup is the run's own cgroup: one read covers every descendant, one
+// write kills them all.
+type Cgroup interface {
+	Mode() Mode
+	Path() string // the cgroup's path in its hierarchy
+	// ProcsFiles are the cgroup.procs files a process writes its pid to
+	// join (v1: one per controller; the shim does it before exec).
+	ProcsFiles() []string
+	// Dir is the v2 cgroup folder, to open for clone3's CLONE_INTO_CGROUP.
+	Dir() string
+	Kill() error
+	Procs() ([]int, error)
+	Usage() (Usage, error)
+	Delete() error
+}
+
+// cpuPeriod is the CFS period used for --cpus (the kernel's default).
+const cpuPeriod = 100_000
+
+// Host is where cgroups live on this machine, as read from /proc.
+type Host struct {
+	Hierarchy Hierarchy
+	OwnV1     map[string]string // this process's cgroup per v1 controller
+	OwnV2     string            // this process's v2 cgroup
+}
+
+// ReadHost reads the real host's cgroup layout.
+func ReadHost() (Host, error) {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return Host{}, err
+	}
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return Host{}, err
+	}
+	h := Host{Hierarchy: DetectMode(mi)}
+	h.OwnV1, h.OwnV2 = OwnCgroups(own)
+	return h, nil
+}
+
+// runCgroupPrefix names the cgroups prism-run creates, followed by the pid
+// of the prism-run that owns it (for stale cleanup) and the run id.
+const runCgroupPrefix = "prism-run-"
+
+// RunCgroupName is the name of a run's cgroup.
+func RunCgroupName(pid int, runID string) string {
+	return fmt.Sprintf("%s%d-%s", runCgroupPrefix, pid, strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, runID))
+}
+
+// NewCgroup creates the run's cgroup, nested under this process's own
+// (so it works inside a Slurm job's or a container's delegated subtree),
+// with spec's limits.
+func NewCgroup(h Host, name string, spec CgroupSpec) (Cgroup, error) {
+	switch h.Hierarchy.Mode {
+	case ModeV2:
+		return newV2(h, name, spec)
+	case ModeV1:
+		return newV1(h, name, spec)
+	}
+	return nil, fmt.Errorf("%w: no cgroup file system is mounted", ErrCgroup)
+}
+
+// --- v2 ---
+
+type v2Cgroup struct {
+	mgr   *cgroup2.Manager
+	group string
+	dir   string
+}
+
+func v2Resources(spec CgroupSpec) *cgroup2.Resources {
+	r := &cgroup2.Resources{}
+	if spec.Memory > 0 || spec.MemoryHigh > 0 {
+		r.Memory = &cgroup2.Memory{}
+		if spec.Memory > 0 {
+			r.Memory.Max = &spec.Memory
+		}
+		if spec.MemoryHigh > 0 {
+			r.Memory.High = &spec.MemoryHigh
+		}
+	}
+	if spec.CPUs > 0 {
+		quota, period := int64(math.Ceil(spec.CPUs*cpuPeriod)), uint64(cpuPeriod)
+		r.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}
+	}
+	if spec.Pids > 0 {
+		r.Pids = &cgroup2.Pids{Max: spec.Pids}
+	}
+	return r
+}
+
+func newV2(h Host, name string, spec CgroupSpec) (Cgroup, error) {
+	m := h.Hierarchy.Unified
+	parent := relTo(m, h.OwnV2)
+	group := path.Join(parent, name)
+	mgr, err := cgroup2.NewManager(m.Point, group, v2Resources(spec))
+	if errors.Is(err, syscall.EBUSY) {
+		// cgroup v2's "no internal processes" rule: controllers can be
+		// enabled for children only of a cgroup with no processes of its
+		// own, and prism-run is one. Move prism-run into a leaf of its
+		// own cgroup first (what systemd and runc do), then try again.
+		leaf := path.Join(parent, runCgroupPrefix+"supervisor-"+strconv.Itoa(os.Getpid()))
+		lm, lerr := cgroup2.NewManager(m.Point, leaf, &cgroup2.Resources{})
+		if lerr == nil {
+			lerr = lm.AddProc(uint64(os.Getpid()))
+		}
+		if lerr != nil {
+			return nil, fmt.Errorf("%w: enable controllers in %s: %v (and moving prism-run to a leaf failed: %v)", ErrCgroup, parent, err, lerr)
+		}
+		mgr, err = cgroup2.NewManager(m.Point, group, v2Resources(spec))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: create %s: %w", ErrCgroup, group, err)
+	}
+	return &v2Cgroup{mgr: mgr, group: group, dir: filepath.Join(m.Point, group)}, nil
+}
+
+// relTo turns a /proc/self/cgroup path into one relative to the mount.
+func relTo(m Mount, p string) string {
+	if m.Root != "/" && m.Root != "" {
+		if r, ok := strings.CutPrefix(p, m.Root); ok {
+			p = r
+		}
+	}
+	if p == "" {
+		p = "/"
+	}
+	return p
+}
+
+func (c *v2Cgroup) Mode() Mode           { return ModeV2 }
+func (c *v2Cgroup) Path() string         { return c.group }
+func (c *v2Cgroup) Dir() string          { return c.dir }
+func (c *v2Cgroup) ProcsFiles() []string { return []string{filepath.Join(c.dir, "cgroup.procs")} }
+
+// Kill writes cgroup.kill (Linux >= 5.14), or freezes, kills every
+// process and thaws (the library's fallback).
+func (c *v2Cgroup) Kill() error { return c.mgr.Kill() }
+
+func (c *v2Cgroup) Procs() ([]int, error) {
+	pids, err := c.mgr.Procs(true)
+	return toInts(pids), err
+}
+
+func (c *v2Cgroup) Usage() (Usage, error) {
+	st, err := c.mgr.Stat()
+	if err != nil {
+		return Usage{}, err
+	}
+	var u Usage
+	if st.Memory != nil {
+		u.MemoryCurrent, u.MemoryPeak = st.Memory.Usage, st.Memory.MaxUsage
+	}
+	if st.MemoryEvents != nil {
+		u.OOMKills = st.MemoryEvents.OomKill
+	}
+	return u, nil
+}
+
+func (c *v2Cgroup) Delete() error { return c.mgr.Delete() }
+
+// --- v1 ---
+
+type v1Cgroup struct {
+	cg    cgroup1.Cgroup
+	paths map[string]string // controller -> path in its hierarchy
+	dirs  map[string]string // controller -> folder on disk
+}
+
+func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
+	paths, dirs := map[string]string{}, map[string]string{}
+	var subs []cgroup1.Subsystem
+	for _, c := range Controllers {
+		m, ok := h.Hierarchy.V1[c]
+		if !ok {
+			continue
+		}
+		own := h.OwnV1[c]
+		if own == "" {
+			own = "/"
+		}
+		p := path.Join(relTo(m, own), name)
+		paths[c], dirs[c] = p, filepath.Join(m.Point, p)
+		// The library's controllers take the folder that holds the
+		// controller mounts and add the controller's name, so a mount must
+		// be reachable as ROOT/NAME: true of the usual layout
+		// (/sys/fs/cgroup/memory), and of combined mounts through their
+		// symlinks (/sys/fs/cgroup/cpu -> cpu,cpuacct).
+		root := filepath.Dir(m.Point)
+		if fi, err := os.Stat(filepath.Join(root, c)); err != nil || !fi.IsDir() || !sameFile(filepath.Join(root, c), m.Point) {
+			return nil, fmt.Errorf("%w: the %s controller is mounted at %s, not reachable as %s", ErrCgroup, c, m.Point, filepath.Join(root, c))
+		}
+		switch c {
+		case "memory":
+			subs = append(subs, cgroup1.NewMemory(root))
+		case "cpu":
+			subs = append(subs, cgroup1.NewCpu(root))
+		case "pids":
+			subs = append(subs, cgroup1.NewPids(root))
+		case "freezer":
+			subs = append(subs, cgroup1.NewFreezer(root))
+		}
+	}
+	need := map[string]bool{"memory": spec.Memory > 0 || spec.MemoryHigh > 0, "cpu": spec.CPUs > 0, "pids": spec.Pids > 0}
+	for c, n := range need {
+		if _, ok := paths[c]; n && !ok {
+			return nil, fmt.Errorf("%w: the %s controller is not mounted", ErrCgroup, c)
+		}
+	}
+	res := &specs.LinuxResources{}
+	if spec.Memory > 0 || spec.MemoryHigh > 0 {
+		res.Memory = &specs.LinuxMemory{}
+		if spec.Memory > 0 {
+			res.Memory.Limit = &spec.Memory
+		}
+		if spec.MemoryHigh > 0 {
+			res.Memory.Reservation = &spec.MemoryHigh
+		}
+	}
+	if spec.CPUs > 0 {
+		quota, period := int64(math.Ceil(spec.CPUs*cpuPeriod)), uint64(cpuPeriod)
+		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	if spec.Pids > 0 {
+		res.Pids = &specs.LinuxPids{Limit: &spec.Pids}
+	}
+	pathOf := func(n cgroup1.Name) (string, error) {
+		if p, ok := paths[string(n)]; ok {
+			return p, nil
+		}
+		return "", fmt.Errorf("controller %s not used", n)
+	}
+	cg, err := cgroup1.New(pathOf, res, cgroup1.WithHierarchy(func() ([]cgroup1.Subsystem, error) { return subs, nil }))
+	if err != nil {
+		return nil, fmt.Errorf("%w: create %s: %w", ErrCgroup, name, err)
+	}
+	return &v1Cgroup{cg: cg, paths: paths, dirs: dirs}, nil
+}
+
+func (c *v1Cgroup) Mode() Mode { return ModeV1 }
+
+func (c *v1Cgroup) Path() string {
+	if p, ok := c.paths["memory"]; ok {
+		return p
+	}
+	for _, p := range c.paths {
+		return p
+	}
+	return ""
+}
+
+func (c *v1Cgroup) Dir() string { return "" }
+
+func (c *v1Cgroup) ProcsFiles() []string {
+	var out []string
+	for _, ctl := range Controllers {
+		if d, ok := c.dirs[ctl]; ok {
+			out = append(out, filepath.Join(d, "cgroup.procs"))
+		}
+	}
+	return out
+}
+
+// Kill freezes the cgroup (so nothing forks in between), SIGKILLs every
+// process, thaws, and repeats until the cgroup is empty. Without the
+// freezer it is a kill loop.
+func (c *v1Cgroup) Kill() error {
+	_, frozen := c.dirs["freezer"]
+	for round := 0; round < 50; round++ {
+		if frozen {
+			_ = c.cg.Freeze()
+		}
+		pids, err := c.Procs()
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		if frozen {
+			_ = c.cg.Thaw()
+		}
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("%w: processes survive in %s", ErrCgroup, c.Path())
+}
+
+func (c *v1Cgroup) Procs() ([]int, error) {
+	seen := map[int]bool{}
+	var out []int
+	for ctl := range c.dirs {
+		procs, err := c.cg.Processes(cgroup1.Name(ctl), true)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return out, err
+		}
+		for _, p := range procs {
+			if !seen[p.Pid] {
+				seen[p.Pid] = true
+				out = append(out, p.Pid)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *v1Cgroup) Usage() (Usage, error) {
+	var u Usage
+	if _, ok := c.dirs["memory"]; !ok {
+		return u, nil
+	}
+	st, err := c.cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return u, err
+	}
+	if st.Memory != nil && st.Memory.Usage != nil {
+		u.MemoryCurrent, u.MemoryPeak = st.Memory.Usage.Usage, st.Memory.Usage.Max
+	}
+	if st.MemoryOomControl != nil {
+		u.OOMKills = st.MemoryOomControl.OomKill
+	}
+	return u, nil
+}
+
+func (c *v1Cgroup) Delete() error { return c.cg.Delete() }
+
+func toInts(pids []uint64) []int {
+	out := make([]int, len(pids))
+	for i, p := range pids {
+		out[i] = int(p)
+	}
+	return out
+}
+
+// CleanStale removes the cgroups that a prism-run which no longer exists
+// (SIGKILLed, or its machine rebooted into the same hierarchy) left under
+// this process's cgroup: their processes are killed, then the cgroup is
+// removed. It returns the paths it removed.
+func CleanStale(h Host) ([]string, error) {
+	var dirs []string // parent folders to scan
+	switch h.Hierarchy.Mode {
+	case ModeV2:
+		dirs = append(dirs, filepath.Join(h.Hierarchy.Unified.Point, relTo(h.Hierarchy.Unified, h.OwnV2)))
+	case ModeV1:
+		for _, c := range Controllers {
+			if m, ok := h.Hierarchy.V1[c]; ok {
+				own := h.OwnV1[c]
+				if own == "" {
+					own = "/"
+				}
+				dirs = append(dirs, filepath.Join(m.Point, relTo(m, own)))
+			}
+		}
+	default:
+		return nil, nil
+	}
+	var removed []string
+	var errs []error
+	for _, parent := range dirs {
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			pid, ok := ownerPid(e.Name())
+			if !e.IsDir() || !ok || alive(pid) {
+				continue
+			}
+			dir := filepath.Join(parent, e.Name())
+			if err := killAndRemove(dir); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, dir)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// ownerPid reads the pid out of "prism-run-PID-RUNID" (not the
+// "prism-run-supervisor-PID" leaf, which holds a live prism-run).
+func ownerPid(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, runCgroupPrefix)
+	if !ok {
+		return 0, false
+	}
+	if s, isLeaf := strings.CutPrefix(rest, "supervisor-"); isLeaf {
+		rest = s
+	}
+	num, _, _ := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(num)
+	return pid, err == nil && pid > 0
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// killAndRemove empties a cgroup folder (and its children) and removes
+// it: rmdir(2) is how a cgroup is deleted, its files need no removing.
+func killAndRemove(dir string) error {
+	var sub []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			sub = append(sub, p)
+		}
+		return nil
+	})
+	for i := len(sub) - 1; i >= 0; i-- {
+		for round := 0; round < 50; round++ {
+			b, _ := os.ReadFile(filepath.Join(sub[i], "cgroup.procs"))
+			pids := strings.Fields(string(b))
+			if len(pids) == 0 {
+				break
+			}
+			for _, p := range pids {
+				if n, err := strconv.Atoi(p); err == nil {
+					_ = syscall.Kill(n, syscall.SIGKILL)
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := syscall.Rmdir(sub[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("%w: remove stale %s: %w", ErrCgroup, sub[i], err)
+		}
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}

@@ -1,0 +1,291 @@
+package limits
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const mountinfoV1 = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+`
+
+const mountinfoV2 = `22 1 0:21 / /proc rw,nosuid - proc proc rw
+29 22 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+`
+
+const mountinfoCombined = `35 31 0:32 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+36 31 0:33 /docker/abc /sys/fs/cgroup/my\040memory rw,relatime - cgroup cgroup rw,memory
+`
+
+func TestDetectMode(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		mode    Mode
+		memory  string
+		unified string
+	}{
+		{"v1 (hybrid: v1 controllers and an empty v2 mount)", mountinfoV1, ModeV1, "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"},
+		{"v2", mountinfoV2, ModeV2, "", "/sys/fs/cgroup"},
+		{"combined controllers, escaped names, container root", mountinfoCombined, ModeV1, "/sys/fs/cgroup/my memory", ""},
+		{"none", "22 1 0:21 / /proc rw - proc proc rw\n", ModeNone, "", ""},
+		{"garbage", "not a mountinfo line\n\n - - -\n", ModeNone, "", ""},
+	}
+	for _, tt := range tests {
+		h := DetectMode([]byte(tt.in))
+		if h.Mode != tt.mode || h.V1["memory"].Point != tt.memory || h.Unified.Point != tt.unified {
+			t.Errorf("%s: %+v", tt.name, h)
+		}
+	}
+	h := DetectMode([]byte(mountinfoCombined))
+	if h.V1["cpu"].Root != "/docker/abc" || h.V1["cpu"].Dir("/docker/abc/x") != "/sys/fs/cgroup/cpu,cpuacct/x" {
+		t.Errorf("container root: %+v", h.V1["cpu"])
+	}
+}
+
+func TestOwnCgroups(t *testing.T) {
+	v1, v2 := OwnCgroups([]byte("9:name=systemd:/\n4:memory:/process_api/5402\n1:cpu,cpuacct:/\n0::/\n"))
+	if v1["memory"] != "/process_api/5402" || v1["cpu"] != "/" || v1["cpuacct"] != "/" || v2 != "/" {
+		t.Errorf("v1 %v v2 %q", v1, v2)
+	}
+	_, v2 = OwnCgroups([]byte("0::/user.slice/user-0.slice/session-1.scope\n"))
+	if v2 != "/user.slice/user-0.slice/session-1.scope" {
+		t.Errorf("v2 %q", v2)
+	}
+}
+
+func TestRunCgroupNameAndOwner(t *testing.T) {
+	n := RunCgroupName(4242, "2026 run/1")
+	if n != "prism-run-4242-2026_run_1" {
+		t.Errorf("name %q", n)
+	}
+	for name, want := range map[string]int{n: 4242, "prism-run-supervisor-77": 77, "prism-run-x": 0, "other": 0} {
+		if pid, ok := ownerPid(name); pid != want || ok != (want > 0) {
+			t.Errorf("ownerPid(%q) = %d %v", name, pid, ok)
+		}
+	}
+}
+
+// fakeV2 lays out a cgroup2 file system in a folder: the mount with its
+// controllers, and this process's cgroup below it.
+func fakeV2(t *testing.T) (Host, string) {
+	t.Helper()
+	root := t.TempDir()
+	own := "/system.slice/job.scope"
+	for _, d := range []string{root, filepath.Join(root, own)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range map[string]string{"cgroup.controllers": "cpuset cpu io memory pids\n", "cgroup.subtree_control": ""} {
+			if err := os.WriteFile(filepath.Join(d, f), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return Host{Hierarchy: Hierarchy{Mode: ModeV2, Unified: Mount{Point: root, Root: "/"}}, OwnV2: own}, filepath.Join(root, own)
+}
+
+func read(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestV2AgainstAFakeTree(t *testing.T) {
+	h, own := fakeV2(t)
+	cg, err := NewCgroup(h, "prism-run-1-test", CgroupSpec{Memory: 1 << 30, MemoryHigh: 900 << 20, CPUs: 0.5, Pids: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(own, "prism-run-1-test")
+	if cg.Dir() != dir || cg.Path() != "/system.slice/job.scope/prism-run-1-test" || cg.Mode() != ModeV2 {
+		t.Fatalf("cgroup at %s (%s)", cg.Dir(), cg.Path())
+	}
+	for f, want := range map[string]string{"memory.max": "1073741824", "memory.high": "943718400", "cpu.max": "50000 100000", "pids.max": "64"} {
+		if got := read(t, filepath.Join(dir, f)); got != want {
+			t.Errorf("%s = %q, want %q", f, got, want)
+		}
+	}
+	// The controllers were enabled for the children of prism-run's cgroup.
+	if sc := read(t, filepath.Join(own, "cgroup.subtree_control")); !strings.Contains(sc, "memory") || !strings.Contains(sc, "pids") || !strings.Contains(sc, "cpu") {
+		t.Errorf("subtree_control %q", sc)
+	}
+	// What the kernel would report.
+	for f, v := range map[string]string{"memory.current": "1000\n", "memory.peak": "5000\n", "memory.stat": "anon 1000\nfile 0\n",
+		"memory.events": "low 0\nhigh 3\nmax 2\noom 1\noom_kill 1\n", "cgroup.procs": "11\n12\n"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := cg.Usage()
+	if err != nil || u.MemoryCurrent != 1000 || u.MemoryPeak != 5000 || u.OOMKills != 1 {
+		t.Errorf("usage %+v, %v", u, err)
+	}
+	if pids, err := cg.Procs(); err != nil || len(pids) != 2 || pids[0] != 11 {
+		t.Errorf("procs %v, %v", pids, err)
+	}
+	if err := cg.Kill(); err != nil || read(t, filepath.Join(dir, "cgroup.kill")) != "1" {
+		t.Errorf("kill: %v", err)
+	}
+	if pf := cg.ProcsFiles(); len(pf) != 1 || pf[0] != filepath.Join(dir, "cgroup.procs") {
+		t.Errorf("procs files %v", pf)
+	}
+}
+
+func TestCleanStaleFakeTree(t *testing.T) {
+	h, own := fakeV2(t)
+	dead := filepath.Join(own, RunCgroupName(deadPid(t), "old"))
+	live := filepath.Join(own, RunCgroupName(os.Getpid(), "now"))
+	for _, d := range []string{dead, live} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := CleanStale(h)
+	if err != nil || len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("removed %v, %v", removed, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Error("the cgroup of a live prism-run was removed")
+	}
+}
+
+// deadPid returns the pid of a process that has exited and been reaped.
+func deadPid(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip(err)
+	}
+	return cmd.Process.Pid
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+}
+
+func realHost(t *testing.T, mode Mode, controllers ...string) Host {
+	t.Helper()
+	requireRoot(t)
+	h, err := ReadHost()
+	if err != nil {
+		t.Skip(err)
+	}
+	if h.Hierarchy.Mode != mode {
+		t.Skipf("cgroup %s not on this host (it has %s)", mode, h.Hierarchy.Mode)
+	}
+	if mode == ModeV1 {
+		for _, c := range controllers {
+			if _, ok := h.Hierarchy.V1[c]; !ok {
+				t.Skipf("the %s controller is not mounted", c)
+			}
+		}
+	}
+	if mode == ModeV2 {
+		ctl, err := os.ReadFile(filepath.Join(h.Hierarchy.Unified.Point, relTo(h.Hierarchy.Unified, h.OwnV2), "cgroup.controllers"))
+		for _, c := range controllers {
+			if err != nil || !strings.Contains(string(ctl), c) {
+				t.Skipf("the %s controller is not delegated to this cgroup", c)
+			}
+		}
+	}
+	return h
+}
+
+// A real cgroup on this host: created under our own, limits written, a
+// process joined, measured, killed, removed, nothing left.
+func TestRealCgroup(t *testing.T) {
+	for _, mode := range []Mode{ModeV1, ModeV2} {
+		t.Run(mode.String(), func(t *testing.T) {
+			h := realHost(t, mode, "memory", "pids", "cpu")
+			name := RunCgroupName(os.Getpid(), "test-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+			cg, err := NewCgroup(h, name, CgroupSpec{Memory: 256 << 20, MemoryHigh: 200 << 20, CPUs: 0.5, Pids: 32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			deleted := false
+			t.Cleanup(func() {
+				if !deleted {
+					_ = cg.Kill()
+					_ = cg.Delete()
+				}
+			})
+			// The limits are written where the kernel reads them.
+			files := map[string]string{"memory.max": "268435456", "memory.high": "209715200", "cpu.max": "50000 100000", "pids.max": "32"}
+			if mode == ModeV1 {
+				files = map[string]string{"memory/memory.limit_in_bytes": "268435456", "memory/memory.soft_limit_in_bytes": "209715200",
+					"cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000", "pids/pids.max": "32"}
+			}
+			for f, want := range files {
+				var p string
+				if mode == ModeV1 {
+					ctl, file, _ := strings.Cut(f, "/")
+					p = filepath.Join(h.Hierarchy.V1[ctl].Point, cg.(*v1Cgroup).paths[ctl], file)
+				} else {
+					p = filepath.Join(cg.Dir(), f)
+				}
+				if got := read(t, p); got != want {
+					t.Errorf("%s = %q, want %q", p, got, want)
+				}
+			}
+			// A process that joins, then execs, as the shim does (v1 charges
+			// memory to the cgroup a process is in when it allocates).
+			cmd := exec.Command("sh", append([]string{"-c", `for f in "$@"; do echo $$ > "$f"; done; exec sleep 60`, "sh"}, cg.ProcsFiles()...)...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var pids []int
+			for i := 0; i < 500 && len(pids) == 0; i++ {
+				time.Sleep(10 * time.Millisecond)
+				pids, err = cg.Procs()
+			}
+			if err != nil || len(pids) != 1 || pids[0] != cmd.Process.Pid {
+				t.Fatalf("procs %v, %v", pids, err)
+			}
+			time.Sleep(50 * time.Millisecond) // let the exec happen
+			u, err := cg.Usage()
+			if err != nil || u.MemoryCurrent == 0 {
+				t.Errorf("usage %+v, %v", u, err)
+			}
+			if err := cg.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			err = cmd.Wait()
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+				t.Errorf("sleep ended with %v, want SIGKILL", err)
+			}
+			for round := 0; round < 100; round++ {
+				if err = cg.Delete(); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			deleted = true
+			for _, f := range cg.ProcsFiles() {
+				if _, err := os.Stat(filepath.Dir(f)); !os.IsNotExist(err) {
+					t.Errorf("%s left behind", filepath.Dir(f))
+				}
+			}
+		})
+	}
+}
