@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/supervisor"
 	"github.com/prism-run/prism-run/telemetry"
@@ -80,6 +81,10 @@ var rlimitFlags = []struct{ flag, key, usage string }{
 	{"core", "core", "core dump size, `SIZE`; 0 = none (RLIMIT_CORE)"},
 	{"cpu-time", "cpu_time", "CPU time of each process, `DUR` such as 2h (RLIMIT_CPU)"},
 	{"fsize", "fsize", "largest file the child may write, `SIZE` (RLIMIT_FSIZE)"},
+	{"memory", "memory", "hard memory limit of the run's cgroup, `SIZE`: over it the kernel OOM-kills (exit 137, reason oom)"},
+	{"memory-high", "memory_high", "memory throttle of the run's cgroup, `SIZE` (v2 memory.high, v1 soft limit)"},
+	{"cpus", "cpus", "CPU quota of the run's cgroup in cores, `N` such as 0.5"},
+	{"pids", "pids", "most processes and threads in the run's cgroup, `N`"},
 }
 
 func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result) *cli.App {
@@ -233,6 +238,15 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 	if err != nil {
 		return fail(err)
 	}
+	cg, cgSpec, cgErr := runCgroup(log, pol.Policy.Limits, o.runID)
+	if cgErr != nil && cgSpec != (limits.CgroupSpec{}) {
+		// Limits were asked for and cannot be had: strict refuses, else
+		// one warning and the run goes on unconfined.
+		if pol.Strict {
+			return fail(fmt.Errorf("%w: strict mode: cannot enforce the cgroup limits: %v", errUsage, cgErr))
+		}
+		log.Warn().Err(cgErr).Msg("not enforced: cgroup limits (memory, cpus, pids)")
+	}
 
 	// Catch the signals to forward before the child exists, so none is
 	// lost in between; Notify (unlike Ignore) leaves the child with default
@@ -268,6 +282,8 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		KeepEnv:           o.env,
 		UID:               uid,
 		GID:               gid,
+		Cgroup:            cg,
+		MemoryLimit:       cgSpec.Memory,
 	})
 	*resOut = res
 	rep.Result = res
@@ -359,27 +375,13 @@ func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
 type gap struct{ setting, why string }
 
 // enforcementGaps lists the settings of a policy that this build cannot
-// enforce: cgroup limits and the network namespace are not built yet
-// (rlimits, no_new_privs and a clean environment are). Strict mode refuses
-// to run with any.
+// enforce at all (cgroup limits are checked when the cgroup is made).
+// Strict mode refuses to run with any.
 func enforcementGaps(p *policies.Policy) []gap {
-	var out []gap
-	const cg = "cgroup limits are not implemented in this build yet"
-	l, i := p.Limits, p.Isolation
-	for _, s := range []struct {
-		name string
-		set  bool
-		why  string
-	}{
-		{"limits.memory", l.Memory != nil, cg}, {"limits.memory_high", l.MemoryHigh != nil, cg},
-		{"limits.cpus", l.CPUs != nil, cg}, {"limits.pids", l.Pids != nil, cg},
-		{"isolation.isolate_net", isSet(i.IsolateNet), "network namespaces are not implemented in this build yet"},
-	} {
-		if s.set {
-			out = append(out, gap{s.name, s.why})
-		}
+	if isSet(p.Isolation.IsolateNet) {
+		return []gap{{"isolation.isolate_net", "network namespaces are not implemented in this build yet"}}
 	}
-	return out
+	return nil
 }
 
 func isSet(b *bool) bool { return b != nil && *b }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -27,6 +28,18 @@ func rlimitLayer(flags map[string]string, l *policies.Limits) error {
 			} else {
 				l.Nproc = &n
 			}
+		case "pids":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("%w: --pids %q: want a positive count", errUsage, v)
+			}
+			l.Pids = &n
+		case "cpus":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(f > 0) {
+				return fmt.Errorf("%w: --cpus %q: want a positive number of cores", errUsage, v)
+			}
+			l.CPUs = &f
 		case "cpu_time":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
@@ -41,6 +54,10 @@ func rlimitLayer(flags map[string]string, l *policies.Limits) error {
 			}
 			z := policies.Size(f)
 			switch key {
+			case "memory":
+				l.Memory = &z
+			case "memory_high":
+				l.MemoryHigh = &z
 			case "as":
 				l.AS = &z
 			case "core":
@@ -117,4 +134,42 @@ func lookupUser(s string) (*int, *int, error) {
 		gid = n
 	}
 	return &uid, &gid, nil
+}
+
+// runCgroup makes the run's own cgroup when this host allows it, with the
+// policy's cgroup limits. Without limits asked for, a cgroup that cannot
+// be made is no error (the tree is then tracked through /proc); with
+// limits it is, and the caller decides (strict refuses).
+func runCgroup(log zerologger, l policies.Limits, runID string) (limits.Cgroup, limits.CgroupSpec, error) {
+	var spec limits.CgroupSpec
+	if l.Memory != nil {
+		spec.Memory = int64(*l.Memory)
+	}
+	if l.MemoryHigh != nil {
+		spec.MemoryHigh = int64(*l.MemoryHigh)
+	}
+	if l.CPUs != nil {
+		spec.CPUs = *l.CPUs
+	}
+	if l.Pids != nil {
+		spec.Pids = *l.Pids
+	}
+	host, err := limits.ReadHost()
+	if err != nil {
+		return nil, spec, err
+	}
+	if removed, err := limits.CleanStale(host); err != nil {
+		log.Warn().Err(err).Msg("stale cgroups of an earlier prism-run")
+	} else if len(removed) > 0 {
+		log.Info().Strs("cgroups", removed).Msg("removed the cgroups of a prism-run that is gone")
+	}
+	cg, err := limits.NewCgroup(host, limits.RunCgroupName(os.Getpid(), runID), spec)
+	if err != nil {
+		if spec == (limits.CgroupSpec{}) {
+			log.Debug().Err(err).Msg("no cgroup for this run; the process tree is tracked through /proc")
+		}
+		return nil, spec, err
+	}
+	log.Info().Str("cgroup", cg.Path()).Stringer("mode", cg.Mode()).Msg("run cgroup created")
+	return cg, spec, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prism-run/prism-run/examples/ensemble"
 	"github.com/prism-run/prism-run/examples/tracker"
 	"github.com/prism-run/prism-run/internal/testchild"
+	"github.com/prism-run/prism-run/limits"
 )
 
 // TestMain installs this test binary as the commands the scripts run:
@@ -39,8 +40,13 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		Condition: func(cond string) (bool, error) {
-			if cond == "root" {
+			switch cond {
+			case "root":
 				return os.Getuid() == 0, nil
+			case "cgroup":
+				// Root, and a cgroup hierarchy with the memory, cpu and
+				// pids controllers (v1 here; v2 where delegated).
+				return os.Getuid() == 0 && cgroupUsable(), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -168,4 +174,18 @@ func cmdAllBytes(ts *testscript.TestScript, neg bool, args []string) {
 	if len(got) != n || strings.Count(got, args[2]) != n {
 		ts.Fatalf("%s: %d bytes (%d of %q), want %d", args[0], len(got), strings.Count(got, args[2]), args[2], n)
 	}
+}
+
+func cgroupUsable() bool {
+	h, err := limits.ReadHost()
+	if err != nil {
+		return false
+	}
+	name := limits.RunCgroupName(os.Getpid(), "probe")
+	cg, err := limits.NewCgroup(h, name, limits.CgroupSpec{Memory: 1 << 30, CPUs: 1, Pids: 100})
+	if err != nil {
+		return false
+	}
+	_ = cg.Delete()
+	return true
 }

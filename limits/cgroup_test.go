@@ -289,3 +289,42 @@ func TestRealCgroup(t *testing.T) {
 		})
 	}
 }
+
+// A cgroup left by a prism-run that was SIGKILLed, with a process still
+// in it, is emptied and removed at the next start.
+func TestCleanStaleReal(t *testing.T) {
+	h := realHost(t, ModeV1, "memory", "pids")
+	if h.Hierarchy.Mode == ModeNone {
+		t.Skip()
+	}
+	cg, err := NewCgroup(h, RunCgroupName(deadPid(t), "stale"), CgroupSpec{Pids: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", append([]string{"-c", `for f in "$@"; do echo $$ > "$f"; done; exec sleep 60`, "sh"}, cg.ProcsFiles()...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for i := 0; i < 500; i++ {
+		if pids, _ := cg.Procs(); len(pids) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	removed, err := CleanStale(h)
+	if err != nil || len(removed) == 0 {
+		t.Fatalf("removed %v, %v", removed, err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the process in the stale cgroup was not killed")
+	}
+	for _, f := range cg.ProcsFiles() {
+		if _, err := os.Stat(filepath.Dir(f)); !os.IsNotExist(err) {
+			t.Errorf("%s still there", filepath.Dir(f))
+		}
+	}
+}

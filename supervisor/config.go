@@ -94,6 +94,14 @@ type Config struct {
 	CleanEnv bool
 	KeepEnv  []string
 
+	// Cgroup is the run's own cgroup, created by the caller (nil = none:
+	// the tree is then tracked through /proc alone). The child is put in
+	// it before it runs, its limits hold for every descendant, and it is
+	// how the whole tree is killed and how OOM kills are seen.
+	Cgroup limits.Cgroup
+	// MemoryLimit is the cgroup's memory limit, for the report.
+	MemoryLimit int64
+
 	// Self is the prism-run executable the shim re-executes
 	// ("" = /proc/self/exe).
 	Self string

@@ -35,6 +35,7 @@ func (s *session) loop(ctx context.Context) error {
 		case b := <-s.batches:
 			s.handleBatch(b, true)
 		case <-ticker.C:
+			s.pollCgroup()
 			now := s.cfg.Clock.Now()
 			s.observe(policies.Observation{Time: now, Source: policies.SourceClock,
 				Name: policies.NameElapsed, Value: now.Sub(s.engine.Start()).Seconds()})
@@ -54,8 +55,10 @@ func (s *session) loop(ctx context.Context) error {
 	}
 	stopTimer(s.ckTimer)
 	stopTimer(s.kill)
+	s.pollCgroup() // an OOM kill of the main child shows here
 	s.killLeftovers()
 	s.drain()
+	s.closeCgroup()
 	_ = s.cmd.Process.Release()
 	return s.conclude()
 }
@@ -343,6 +346,18 @@ func (s *session) signalTree(sig unix.Signal) int {
 	// The group id outlives the main child while any member is alive, and
 	// the kernel does not reuse a pid that is still a group id.
 	_ = unix.Kill(-s.pid, sig)
+	if cg := s.cfg.Cgroup; cg != nil {
+		if sig == unix.SIGKILL {
+			// One write kills everything in the cgroup, however detached.
+			if err := cg.Kill(); err != nil {
+				s.log.Warn().Err(err).Msg("cgroup kill")
+			}
+		} else if pids, err := cg.Procs(); err == nil {
+			for _, pid := range pids {
+				_ = unix.Kill(pid, sig)
+			}
+		}
+	}
 	procs, err := readProcs(s.cfg.ProcRoot)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("cannot list processes")
@@ -355,12 +370,79 @@ func (s *session) signalTree(sig unix.Signal) int {
 	return len(left)
 }
 
+// liveTree counts what is left of the run: prism-run's live descendants,
+// and what is left in the run's cgroup (a process that escaped the tree
+// altogether, say by re-parenting through a daemon outside it, is still
+// in the cgroup).
 func (s *session) liveTree() int {
-	procs, err := readProcs(s.cfg.ProcRoot)
-	if err != nil {
-		return 0
+	seen := map[int]bool{}
+	if procs, err := readProcs(s.cfg.ProcRoot); err == nil {
+		for _, pid := range liveDescendants(procs, os.Getpid()) {
+			seen[pid] = true
+		}
 	}
-	return len(liveDescendants(procs, os.Getpid()))
+	if cg := s.cfg.Cgroup; cg != nil {
+		if pids, err := cg.Procs(); err == nil {
+			for _, pid := range pids {
+				if !isZombie(s.cfg.ProcRoot, pid) {
+					seen[pid] = true
+				}
+			}
+		}
+	}
+	return len(seen)
+}
+
+// pollCgroup reads the run's cgroup: the memory peak, and OOM kills, each
+// of which is a violation whether or not the main child survives it.
+func (s *session) pollCgroup() {
+	cg := s.cfg.Cgroup
+	if cg == nil {
+		return
+	}
+	u, err := cg.Usage()
+	if err != nil {
+		return
+	}
+	r := s.res.Cgroup
+	r.MemoryPeak = max(r.MemoryPeak, u.MemoryPeak, u.MemoryCurrent)
+	if u.OOMKills > r.OOMKills {
+		n := u.OOMKills - r.OOMKills
+		r.OOMKills = u.OOMKills
+		reason := fmt.Sprintf("the kernel OOM-killed %d process(es) in the run's cgroup (limit %d bytes, peak %d bytes)", n, r.MemoryLimit, r.MemoryPeak)
+		d := policies.Decision{Time: s.cfg.Clock.Now(), Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
+			Action: policies.ActionLog, Reason: reason}
+		s.res.Decisions = append(s.res.Decisions, d)
+		s.log.Error().Str("rule", "oom").Uint64("oom_kills", u.OOMKills).Uint64("memory_peak_bytes", r.MemoryPeak).
+			Int64("memory_limit_bytes", r.MemoryLimit).Msg(reason)
+	}
+}
+
+// closeCgroup removes the run's cgroup once nothing is left in it.
+func (s *session) closeCgroup() {
+	cg := s.cfg.Cgroup
+	if cg == nil || s.cgClosed {
+		return
+	}
+	s.cgClosed = true
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = cg.Delete(); err == nil {
+			return
+		}
+		_ = cg.Kill()
+		time.Sleep(pollEvery)
+	}
+	s.log.Warn().Err(err).Str("cgroup", cg.Path()).Msg("cannot remove the run's cgroup; the next prism-run will")
+}
+
+func isZombie(procRoot string, pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
+	if err != nil {
+		return true
+	}
+	e, ok := parseStat(b)
+	return ok && (e.state == 'Z' || e.state == 'X')
 }
 
 // killLeftovers ends what the main child left running: SIGTERM, then
@@ -462,6 +544,12 @@ func (s *session) conclude() error {
 	case st.Exited():
 		r.Exit, r.Reason = st.ExitStatus(), ReasonExited
 		r.Message = fmt.Sprintf("exited with code %d", r.Exit)
+	case st.Signaled() && st.Signal() == unix.SIGKILL && r.Cgroup != nil && r.Cgroup.OOMKills > 0:
+		// SIGKILL that no policy sent, while the kernel OOM-killed in the
+		// run's cgroup: the main child was the OOM killer's victim.
+		r.Exit, r.Reason = 128+int(unix.SIGKILL), ReasonOOM
+		r.Message = fmt.Sprintf("OOM-killed by the kernel (pid %d): memory limit %d bytes, peak %d bytes",
+			s.pid, r.Cgroup.MemoryLimit, r.Cgroup.MemoryPeak)
 	case st.Signaled():
 		r.Exit, r.Reason = 128+int(st.Signal()), ReasonSignaled
 		r.Signal = unix.SignalName(st.Signal())

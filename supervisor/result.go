@@ -17,6 +17,7 @@ const (
 	ReasonSignaled Reason = "signaled" // the child died of a signal no policy sent
 	ReasonPolicy   Reason = "policy"   // a policy stopped the child
 	ReasonError    Reason = "error"    // prism-run failed, or could not start the child
+	ReasonOOM      Reason = "oom"      // the kernel OOM-killed the child in its cgroup (exit 137)
 )
 
 // Exit codes of DESIGN.md that prism-run chooses itself.
@@ -52,6 +53,8 @@ type Result struct {
 	Decisions        []policies.Decision   `json:"decisions"`
 	Forwarded        []string              `json:"forwarded_signals,omitempty"`
 
+	Cgroup *CgroupReport `json:"cgroup,omitempty"`
+
 	CheckpointDir string `json:"checkpoint_dir,omitempty"`
 	ControlFile   string `json:"control_file,omitempty"`
 }
@@ -85,4 +88,13 @@ func (f Float) MarshalJSON() ([]byte, error) {
 		return []byte(strconv.Quote(strconv.FormatFloat(v, 'g', -1, 64))), nil
 	}
 	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
+}
+
+// CgroupReport is what the run's cgroup enforced and measured.
+type CgroupReport struct {
+	Mode        string `json:"mode"`
+	Path        string `json:"path"`
+	MemoryLimit int64  `json:"memory_limit_bytes,omitempty"`
+	MemoryPeak  uint64 `json:"memory_peak_bytes"`
+	OOMKills    uint64 `json:"oom_kills"`
 }

@@ -87,6 +87,8 @@ type session struct {
 	exited bool
 	status unix.WaitStatus
 
+	cgClosed bool
+
 	pending *checkpointRequest
 	ckTimer *time.Timer
 	stop    *stopState
@@ -174,6 +176,7 @@ func safeName(s string) string {
 // cleanup removes the run folder unless the child left checkpoints in it.
 func (s *session) cleanup() {
 	s.stopSignals()
+	s.closeCgroup() // when the child never started
 	if s.control != nil {
 		_ = s.control.close()
 	}
@@ -286,6 +289,19 @@ func (s *session) start() error {
 		// the shim.
 		Pdeathsig: syscall.SIGKILL,
 	}
+	if cg := s.cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV2 {
+		// clone3(CLONE_INTO_CGROUP): the child is in the run's cgroup from
+		// its first instruction (Linux >= 5.7; Go's SysProcAttr.UseCgroupFD).
+		dir, derr := os.Open(cg.Dir())
+		if derr != nil {
+			_ = outW.Close()
+			_ = errW.Close()
+			s.res.Exit, s.res.Reason = ExitInternal, ReasonError
+			return fmt.Errorf("%w: open cgroup: %w", ErrSetup, derr)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
+	}
 	err = cmd.Start()
 	_ = outW.Close()
 	_ = errW.Close()
@@ -310,6 +326,12 @@ func (s *session) start() error {
 	}
 	s.cmd, s.pid = cmd, cmd.Process.Pid
 	s.res.PID = s.pid
+	if cg := s.cfg.Cgroup; cg != nil {
+		s.res.Cgroup = &CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(), MemoryLimit: s.cfg.MemoryLimit}
+		if u, err := cg.Usage(); err == nil {
+			s.res.Cgroup.OOMKills = u.OOMKills // count only this run's
+		}
+	}
 	if s.cfg.NoNewPrivs {
 		// Verify on the running child, not on what was asked: the shim has
 		// exec'd by now (its error pipe closed), so this is the command.
@@ -336,6 +358,10 @@ func (s *session) start() error {
 // returns the read end of the shim's error pipe.
 func (s *session) command() (*exec.Cmd, *os.File, error) {
 	spec := &limits.ShimSpec{Rlimits: s.cfg.Rlimits, NoNewPrivs: s.cfg.NoNewPrivs, UID: s.cfg.UID, GID: s.cfg.GID}
+	if cg := s.cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV1 {
+		// v1 has no CLONE_INTO_CGROUP: the shim joins before it execs.
+		spec.CgroupProcs = cg.ProcsFiles()
+	}
 	if !spec.Needed() {
 		return exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...), nil, nil
 	}

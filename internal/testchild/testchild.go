@@ -40,7 +40,10 @@ const Usage = `testchild MODE [ARGS]
   env NAME...            print NAME=VALUE for each NAME
   rlimits                print each resource limit as name=soft:hard
   status                 print NoNewPrivs, uid and gid as the kernel sees them
-  environ                print the whole environment, sorted`
+  environ                print the whole environment, sorted
+  alloc MIB [DUR]        allocate MIB MiB (touching every page), print "allocated", then sleep DUR
+  spawn N                start N sleeping children, print how many started, exit 0
+  spin DUR               keep one core busy for DUR of wall time, print the CPU seconds used and cores (their ratio)`
 
 // RandomBytes returns the deterministic byte stream `randbytes n seed`
 // writes, for tests to compare against.
@@ -163,6 +166,43 @@ func Main(args []string) int {
 		for _, kv := range env {
 			fmt.Println(kv)
 		}
+	case "alloc":
+		n, _ := strconv.Atoi(arg(0))
+		var hold [][]byte
+		for i := 0; i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			hold = append(hold, b)
+		}
+		fmt.Printf("allocated %d MiB\n", len(hold))
+		if len(args) > 1 {
+			d, _ := time.ParseDuration(args[1])
+			time.Sleep(d)
+		}
+	case "spawn":
+		n, _ := strconv.Atoi(arg(0))
+		started := 0
+		for i := 0; i < n; i++ {
+			if err := exec.Command("sleep", "300").Start(); err != nil {
+				fmt.Printf("spawn %d: %v\n", i, err)
+				break
+			}
+			started++
+		}
+		fmt.Printf("started %d of %d\n", started, n)
+	case "spin":
+		d, _ := time.ParseDuration(arg(0))
+		end := time.Now().Add(d)
+		x := 0
+		for time.Now().Before(end) {
+			x++
+		}
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		fmt.Printf("cpu=%.3f wall=%.3f cores=%.3f\n", cpu.Seconds(), d.Seconds(), cpu.Seconds()/d.Seconds())
 	case "env":
 		for _, k := range args {
 			v, ok := os.LookupEnv(k)
