@@ -26,6 +26,7 @@ const usageText = `prism-run [flags] -- COMMAND [ARGS...]
    prism-run check [--mission NAME] FILE...
    prism-run missions [NAME]
    prism-run replay [--mission NAME | --policy FILE] [--format text|json] FILE|-
+   prism-run doctor
    prism-run version`
 
 const description = `prism-run starts COMMAND as a child, passes its output through byte for
@@ -69,6 +70,7 @@ type options struct {
 	// Confinement flags; rlimits as strings, read like the policy's [limits].
 	rlimits              map[string]string
 	noNewPrivs, cleanEnv bool
+	isolateNet           bool
 	env                  []string
 	user                 string
 }
@@ -114,6 +116,8 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 				Usage: "the child and its descendants can never gain privileges (PR_SET_NO_NEW_PRIVS)"},
 			&cli.BoolFlag{Name: "clean-env", EnvVars: []string{"PRISM_CLEAN_ENV"}, Destination: &o.cleanEnv,
 				Usage: "give the child only PATH, HOME, LANG, TERM, PRISM_* and what --env names"},
+			&cli.BoolFlag{Name: "isolate-net", EnvVars: []string{"PRISM_ISOLATE_NET"}, Destination: &o.isolateNet,
+				Usage: "run the child in a new network namespace with loopback only (needs root)"},
 			&cli.StringSliceFlag{Name: "env", EnvVars: []string{"PRISM_ENV"},
 				Usage: "`K[=V]`: set K for the child, or pass prism-run's K through --clean-env; repeatable"},
 			&cli.StringFlag{Name: "user", EnvVars: []string{"PRISM_USER"}, Destination: &o.user,
@@ -162,6 +166,7 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 			checkCommand(stdout),
 			missionsCommand(stdout),
 			replayCommand(stdout),
+			doctorCommand(stdout),
 		},
 		Action: func(c *cli.Context) error {
 			o.seedSet = c.IsSet("seed")
@@ -219,12 +224,12 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 	if err != nil {
 		return fail(err)
 	}
-	gaps := enforcementGaps(pol.Policy)
+	gaps := enforcementGaps(pol.Policy, os.Geteuid())
 	if o.dryRun {
 		return dryRun(stdout, o, pol, gaps, command)
 	}
 	if pol.Strict && len(gaps) > 0 {
-		return fail(fmt.Errorf("%w: strict mode: cannot enforce %s", errUsage, joinGaps(gaps)))
+		return fail(fmt.Errorf("%w: cannot enforce %s", errStrict, joinGaps(gaps)))
 	}
 	for _, g := range gaps {
 		log.Warn().Str("setting", g.setting).Msg("not enforced: " + g.why)
@@ -242,10 +247,11 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 	if cgErr != nil && cgSpec != (limits.CgroupSpec{}) {
 		// Limits were asked for and cannot be had: strict refuses, else
 		// one warning and the run goes on unconfined.
+		g := []gap{{"limits.memory/memory_high/cpus/pids", cgErr.Error()}}
 		if pol.Strict {
-			return fail(fmt.Errorf("%w: strict mode: cannot enforce the cgroup limits: %v", errUsage, cgErr))
+			return fail(fmt.Errorf("%w: cannot enforce %s", errStrict, joinGaps(g)))
 		}
-		log.Warn().Err(cgErr).Msg("not enforced: cgroup limits (memory, cpus, pids)")
+		log.Warn().Err(cgErr).Msg("not enforced: cgroup limits (memory, memory_high, cpus, pids)")
 	}
 
 	// Catch the signals to forward before the child exists, so none is
@@ -279,6 +285,7 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		Rlimits:           rl,
 		NoNewPrivs:        isSet(pol.Policy.Isolation.NoNewPrivs),
 		CleanEnv:          isSet(pol.Policy.Isolation.CleanEnv),
+		IsolateNet:        isSet(pol.Policy.Isolation.IsolateNet) && os.Geteuid() == 0, // else a gap, warned above
 		KeepEnv:           o.env,
 		UID:               uid,
 		GID:               gid,
@@ -346,6 +353,9 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 	if o.cleanEnv {
 		flags.Isolation.CleanEnv = &o.cleanEnv
 	}
+	if o.isolateNet {
+		flags.Isolation.IsolateNet = &o.isolateNet
+	}
 	if c.IsSet("strict") {
 		flags.Strict = &o.strict
 	}
@@ -374,12 +384,12 @@ func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
 // gap is a setting the policy asks for that this build cannot enforce.
 type gap struct{ setting, why string }
 
-// enforcementGaps lists the settings of a policy that this build cannot
-// enforce at all (cgroup limits are checked when the cgroup is made).
+// enforcementGaps lists the settings of a policy that cannot be enforced
+// for this user (cgroup limits are checked when the cgroup is made).
 // Strict mode refuses to run with any.
-func enforcementGaps(p *policies.Policy) []gap {
-	if isSet(p.Isolation.IsolateNet) {
-		return []gap{{"isolation.isolate_net", "network namespaces are not implemented in this build yet"}}
+func enforcementGaps(p *policies.Policy, euid int) []gap {
+	if isSet(p.Isolation.IsolateNet) && euid != 0 {
+		return []gap{{"isolation.isolate_net", "a network namespace needs root (CAP_SYS_ADMIN)"}}
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ func main() {
 // errUsage marks a mistake in how prism-run was called.
 var errUsage = errors.New("usage")
 
+// errStrict: strict mode refused a run it could not confine as asked.
+var errStrict = errors.New("strict mode")
+
 // exitCode is the one place errors become exit codes (DESIGN.md's table).
 // A run that got as far as a Result carries its own code.
 func exitCode(res *supervisor.Result, err error) int {
@@ -43,7 +46,7 @@ func exitCode(res *supervisor.Result, err error) int {
 		return supervisor.ExitNotFound
 	case errors.Is(err, supervisor.ErrCannotRun):
 		return supervisor.ExitCannotRun
-	default: // errUsage, supervisor.ErrConfig, ErrSetup, a bad flag value...
+	default: // errUsage, errStrict, supervisor.ErrConfig, ErrSetup, a bad flag value...
 		return supervisor.ExitInternal
 	}
 }

@@ -394,10 +394,25 @@ func toInts(pids []uint64) []int {
 // this process's cgroup: their processes are killed, then the cgroup is
 // removed. It returns the paths it removed.
 func CleanStale(h Host) ([]string, error) {
-	var dirs []string // parent folders to scan
+	var removed []string
+	var errs []error
+	for _, dir := range ListStale(h) {
+		if err := killAndRemove(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// ListStale lists the run cgroups under this process's cgroup whose
+// prism-run is gone.
+func ListStale(h Host) []string {
+	var parents []string
 	switch h.Hierarchy.Mode {
 	case ModeV2:
-		dirs = append(dirs, filepath.Join(h.Hierarchy.Unified.Point, relTo(h.Hierarchy.Unified, h.OwnV2)))
+		parents = append(parents, filepath.Join(h.Hierarchy.Unified.Point, relTo(h.Hierarchy.Unified, h.OwnV2)))
 	case ModeV1:
 		for _, c := range Controllers {
 			if m, ok := h.Hierarchy.V1[c]; ok {
@@ -405,33 +420,23 @@ func CleanStale(h Host) ([]string, error) {
 				if own == "" {
 					own = "/"
 				}
-				dirs = append(dirs, filepath.Join(m.Point, relTo(m, own)))
+				parents = append(parents, filepath.Join(m.Point, relTo(m, own)))
 			}
 		}
-	default:
-		return nil, nil
 	}
-	var removed []string
-	var errs []error
-	for _, parent := range dirs {
+	var out []string
+	for _, parent := range parents {
 		entries, err := os.ReadDir(parent)
 		if err != nil {
 			continue
 		}
 		for _, e := range entries {
-			pid, ok := ownerPid(e.Name())
-			if !e.IsDir() || !ok || alive(pid) {
-				continue
+			if pid, ok := ownerPid(e.Name()); e.IsDir() && ok && !alive(pid) {
+				out = append(out, filepath.Join(parent, e.Name()))
 			}
-			dir := filepath.Join(parent, e.Name())
-			if err := killAndRemove(dir); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			removed = append(removed, dir)
 		}
 	}
-	return removed, errors.Join(errs...)
+	return out
 }
 
 // ownerPid reads the pid out of "prism-run-PID-RUNID" (not the

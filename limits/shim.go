@@ -67,11 +67,14 @@ type ShimSpec struct {
 	CgroupProcs []string `json:"cgroup_procs,omitempty"` // v1: cgroup.procs files to join
 	UID         *int     `json:"uid,omitempty"`
 	GID         *int     `json:"gid,omitempty"`
+	// LoopbackUp: the shim runs in a new network namespace (the caller
+	// sets CLONE_NEWNET) and brings its loopback interface up.
+	LoopbackUp bool `json:"loopback_up,omitempty"`
 }
 
 // Needed reports whether the shim has anything to do.
 func (s *ShimSpec) Needed() bool {
-	return len(s.Rlimits) > 0 || s.NoNewPrivs || len(s.CgroupProcs) > 0 || s.UID != nil || s.GID != nil
+	return len(s.Rlimits) > 0 || s.NoNewPrivs || len(s.CgroupProcs) > 0 || s.UID != nil || s.GID != nil || s.LoopbackUp
 }
 
 // ShimError is how the shim reports a failure before the execve.
@@ -150,6 +153,11 @@ func ShimMain(args []string) int {
 			return fail("cgroup", fmt.Errorf("join %s: %w", p, err))
 		}
 	}
+	if spec.LoopbackUp {
+		if err := loopbackUp(); err != nil {
+			return fail("isolate_net", fmt.Errorf("bring up lo: %w", err))
+		}
+	}
 	for _, r := range spec.Rlimits {
 		// syscall.Setrlimit, not unix's: for RLIMIT_NOFILE the Go runtime
 		// would otherwise restore its own saved soft limit on exec
@@ -180,4 +188,23 @@ func ShimMain(args []string) int {
 	}
 	err := syscall.Exec(spec.Path, spec.Args, os.Environ())
 	return fail("exec", fmt.Errorf("%s: %w", spec.Path, err))
+}
+
+// loopbackUp sets IFF_UP on "lo" (netdevice(7): SIOCGIFFLAGS, then
+// SIOCSIFFLAGS), the one interface a fresh network namespace has, down.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

@@ -93,6 +93,9 @@ type Config struct {
 	// variables and KeepEnv ("K=V" sets K; "K" passes prism-run's K).
 	CleanEnv bool
 	KeepEnv  []string
+	// IsolateNet runs the child in a new network namespace with only its
+	// loopback interface, up (needs CAP_SYS_ADMIN and CAP_NET_ADMIN).
+	IsolateNet bool
 
 	// Cgroup is the run's own cgroup, created by the caller (nil = none:
 	// the tree is then tracked through /proc alone). The child is put in

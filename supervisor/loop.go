@@ -406,9 +406,10 @@ func (s *session) pollCgroup() {
 	}
 	r := s.res.Cgroup
 	r.MemoryPeak = max(r.MemoryPeak, u.MemoryPeak, u.MemoryCurrent)
-	if u.OOMKills > r.OOMKills {
-		n := u.OOMKills - r.OOMKills
-		r.OOMKills = u.OOMKills
+	if u.OOMKills > s.oomSeen {
+		n := u.OOMKills - s.oomSeen
+		s.oomSeen = u.OOMKills
+		r.OOMKills = u.OOMKills - s.oomBase
 		reason := fmt.Sprintf("the kernel OOM-killed %d process(es) in the run's cgroup (limit %d bytes, peak %d bytes)", n, r.MemoryLimit, r.MemoryPeak)
 		d := policies.Decision{Time: s.cfg.Clock.Now(), Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
 			Action: policies.ActionLog, Reason: reason}

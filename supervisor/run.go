@@ -87,7 +87,8 @@ type session struct {
 	exited bool
 	status unix.WaitStatus
 
-	cgClosed bool
+	cgClosed         bool
+	oomBase, oomSeen uint64 // the cgroup's oom_kill count at the start, and last read
 
 	pending *checkpointRequest
 	ckTimer *time.Timer
@@ -289,6 +290,9 @@ func (s *session) start() error {
 		// the shim.
 		Pdeathsig: syscall.SIGKILL,
 	}
+	if s.cfg.IsolateNet {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
 	if cg := s.cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV2 {
 		// clone3(CLONE_INTO_CGROUP): the child is in the run's cgroup from
 		// its first instruction (Linux >= 5.7; Go's SysProcAttr.UseCgroupFD).
@@ -329,7 +333,7 @@ func (s *session) start() error {
 	if cg := s.cfg.Cgroup; cg != nil {
 		s.res.Cgroup = &CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(), MemoryLimit: s.cfg.MemoryLimit}
 		if u, err := cg.Usage(); err == nil {
-			s.res.Cgroup.OOMKills = u.OOMKills // count only this run's
+			s.oomBase, s.oomSeen = u.OOMKills, u.OOMKills // count only this run's
 		}
 	}
 	if s.cfg.NoNewPrivs {
@@ -357,7 +361,8 @@ func (s *session) start() error {
 // that confines itself and then becomes the command. With the shim it
 // returns the read end of the shim's error pipe.
 func (s *session) command() (*exec.Cmd, *os.File, error) {
-	spec := &limits.ShimSpec{Rlimits: s.cfg.Rlimits, NoNewPrivs: s.cfg.NoNewPrivs, UID: s.cfg.UID, GID: s.cfg.GID}
+	spec := &limits.ShimSpec{Rlimits: s.cfg.Rlimits, NoNewPrivs: s.cfg.NoNewPrivs, UID: s.cfg.UID, GID: s.cfg.GID,
+		LoopbackUp: s.cfg.IsolateNet}
 	if cg := s.cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV1 {
 		// v1 has no CLONE_INTO_CGROUP: the shim joins before it execs.
 		spec.CgroupProcs = cg.ProcsFiles()

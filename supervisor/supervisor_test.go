@@ -627,3 +627,88 @@ func TestCleanEnv(t *testing.T) {
 		}
 	}
 }
+
+// fakeCgroup stands in for the run's cgroup: v1-like, so the shim joins
+// it by writing its pid to files in a test folder.
+type fakeCgroup struct {
+	dir     string
+	mu      sync.Mutex
+	usage   limits.Usage // what it reports after the first read
+	reads   int
+	kills   int
+	deleted bool
+}
+
+func (f *fakeCgroup) Mode() limits.Mode    { return limits.ModeV1 }
+func (f *fakeCgroup) Path() string         { return "/fake/prism-run-test" }
+func (f *fakeCgroup) Dir() string          { return "" }
+func (f *fakeCgroup) ProcsFiles() []string { return []string{filepath.Join(f.dir, "cgroup.procs")} }
+func (f *fakeCgroup) Procs() ([]int, error) {
+	return nil, nil
+}
+func (f *fakeCgroup) Kill() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.kills++
+	return nil
+}
+func (f *fakeCgroup) Usage() (limits.Usage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if f.reads == 1 {
+		return limits.Usage{OOMKills: 7}, nil // a count from before the run, not this run's
+	}
+	u := f.usage
+	u.OOMKills += 7
+	return u, nil
+}
+func (f *fakeCgroup) Delete() error { f.deleted = true; return nil }
+
+func TestOOMAttribution(t *testing.T) {
+	tests := []struct {
+		name   string
+		mode   []string
+		oom    uint64
+		exit   int
+		reason Reason
+	}{
+		{"main child OOM-killed", []string{"kill-self", "9"}, 1, 137, ReasonOOM},
+		{"SIGKILL without an OOM kill", []string{"kill-self", "9"}, 0, 137, ReasonSignaled},
+		{"a worker OOM-killed, main exits", []string{"exit", "0"}, 1, 0, ReasonExited},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cg := &fakeCgroup{dir: t.TempDir(), usage: limits.Usage{OOMKills: tt.oom, MemoryPeak: 5 << 20}}
+			h := newHarness(t, tt.mode...)
+			h.cfg.Cgroup, h.cfg.MemoryLimit = cg, 4<<20
+			res := h.run(t)
+			if res.Exit != tt.exit || res.Reason != tt.reason {
+				t.Fatalf("exit %d reason %s, want %d %s (%s)", res.Exit, res.Reason, tt.exit, tt.reason, res.Message)
+			}
+			if res.Cgroup == nil || res.Cgroup.OOMKills != tt.oom || res.Cgroup.MemoryPeak != 5<<20 || res.Cgroup.MemoryLimit != 4<<20 {
+				t.Errorf("cgroup report %+v", res.Cgroup)
+			}
+			if tt.reason == ReasonOOM && !strings.Contains(res.Message, "memory limit 4194304 bytes, peak 5242880 bytes") {
+				t.Errorf("message %q", res.Message)
+			}
+			oomDecisions := 0
+			for _, d := range res.Decisions {
+				if d.Rule == "oom" {
+					oomDecisions++
+				}
+			}
+			if oomDecisions != int(tt.oom) {
+				t.Errorf("%d oom violations recorded, want %d", oomDecisions, tt.oom)
+			}
+			// The shim joined the child to the cgroup before exec, and the
+			// cgroup was removed at the end.
+			if b, _ := os.ReadFile(cg.ProcsFiles()[0]); strings.TrimSpace(string(b)) != strconv.Itoa(res.PID) {
+				t.Errorf("cgroup.procs holds %q, want the child's pid %d", b, res.PID)
+			}
+			if !cg.deleted {
+				t.Error("cgroup not deleted")
+			}
+		})
+	}
+}

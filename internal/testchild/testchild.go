@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -43,6 +44,7 @@ const Usage = `testchild MODE [ARGS]
   environ                print the whole environment, sorted
   alloc MIB [DUR]        allocate MIB MiB (touching every page), print "allocated", then sleep DUR
   spawn N                start N sleeping children, print how many started, exit 0
+  netifs                 print each network interface and whether it is up
   spin DUR               keep one core busy for DUR of wall time, print the CPU seconds used and cores (their ratio)`
 
 // RandomBytes returns the deterministic byte stream `randbytes n seed`
@@ -192,6 +194,15 @@ func Main(args []string) int {
 			started++
 		}
 		fmt.Printf("started %d of %d\n", started, n)
+	case "netifs":
+		ifs, err := net.Interfaces()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for _, i := range ifs {
+			fmt.Printf("%s up=%v\n", i.Name, i.Flags&net.FlagUp != 0)
+		}
 	case "spin":
 		d, _ := time.ParseDuration(arg(0))
 		end := time.Now().Add(d)
