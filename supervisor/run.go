@@ -348,6 +348,20 @@ func (s *session) start() error {
 		}
 		s.log.Info().Int("pid", s.pid).Msg("verified: no_new_privs is set on the child")
 	}
+	if s.cfg.CleanEnv {
+		if err := verifyEnv(s.cfg.ProcRoot, s.pid, cmd.Env); errors.Is(err, unix.ESRCH) || errors.Is(err, fs.ErrNotExist) {
+			// The child has already exited: a zombie's environ is gone.
+			s.log.Info().Int("pid", s.pid).Msg("clean environment not verified: the child exited at once")
+		} else if err != nil {
+			_ = unix.Kill(s.pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(s.pid, &ws, 0, nil)
+			s.res.Exit, s.res.Reason = ExitInternal, ReasonError
+			return fmt.Errorf("%w: %w", ErrSetup, err)
+		} else {
+			s.log.Info().Int("pid", s.pid).Int("variables", len(cmd.Env)).Msg("verified: the child's environment is the clean one")
+		}
+	}
 	s.log.Info().Int("pid", s.pid).Str("run_id", s.cfg.RunID).Strs("command", s.cfg.Command).Msg("child started")
 
 	s.batches = make(chan batch, 64)
@@ -518,4 +532,24 @@ func verifyNoNewPrivs(procRoot string, pid int) error {
 		}
 	}
 	return errors.New("verify no_new_privs: this kernel does not report NoNewPrivs")
+}
+
+// verifyEnv checks /proc/PID/environ (the environment the command was
+// exec'd with) holds nothing beyond want.
+func verifyEnv(procRoot string, pid int, want []string) error {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "environ"))
+	if err != nil {
+		return fmt.Errorf("verify clean environment: %w", err)
+	}
+	allowed := map[string]bool{}
+	for _, kv := range want {
+		allowed[kv] = true
+	}
+	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+		if kv != "" && !allowed[kv] {
+			k, _, _ := strings.Cut(kv, "=")
+			return fmt.Errorf("verify clean environment: the child has %s, which was not given", k)
+		}
+	}
+	return nil
 }
