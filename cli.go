@@ -18,6 +18,7 @@ import (
 
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/probes/gpu"
 	"github.com/prism-run/prism-run/supervisor"
 	"github.com/prism-run/prism-run/telemetry"
 )
@@ -71,6 +72,8 @@ type options struct {
 	rlimits              map[string]string
 	noNewPrivs, cleanEnv bool
 	isolateNet           bool
+	gpus                 string
+	sampleInterval       time.Duration
 	env                  []string
 	user                 string
 }
@@ -89,7 +92,7 @@ var rlimitFlags = []struct{ flag, key, usage string }{
 	{"pids", "pids", "most processes and threads in the run's cgroup, `N`"},
 }
 
-func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result) *cli.App {
+func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result, nvml func() gpu.Library) *cli.App {
 	var o options
 	policyFlags := []cli.Flag{
 		&cli.StringFlag{Name: "mission", EnvVars: []string{"PRISM_MISSION"}, Destination: &o.mission,
@@ -122,6 +125,10 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 				Usage: "`K[=V]`: set K for the child, or pass prism-run's K through --clean-env; repeatable"},
 			&cli.StringFlag{Name: "user", EnvVars: []string{"PRISM_USER"}, Destination: &o.user,
 				Usage: "run the child as `UID[:GID]` or a user name (prism-run must be root)"},
+			&cli.StringFlag{Name: "gpus", EnvVars: []string{"PRISM_GPUS"}, Destination: &o.gpus,
+				Usage: "`LIST` of GPU indices (0,2) the child may use: sets CUDA_VISIBLE_DEVICES and limits sampling to them; 'none' turns GPU sampling off"},
+			&cli.DurationFlag{Name: "sample-interval", EnvVars: []string{"PRISM_SAMPLE_INTERVAL"}, Destination: &o.sampleInterval,
+				Usage: "how often the probes sample, `DUR` (default 100ms, at least 10ms)"},
 			&cli.BoolFlag{Name: "dry-run", EnvVars: []string{"PRISM_DRY_RUN"}, Destination: &o.dryRun,
 				Usage: "print the resolved policy and what would be enforced, then exit without starting anything"},
 			&cli.DurationFlag{Name: "timeout", EnvVars: []string{"PRISM_TIMEOUT"}, Destination: &o.timeout,
@@ -166,7 +173,7 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 			checkCommand(stdout),
 			missionsCommand(stdout),
 			replayCommand(stdout),
-			doctorCommand(stdout),
+			doctorCommand(stdout, nvml),
 		},
 		Action: func(c *cli.Context) error {
 			o.seedSet = c.IsSet("seed")
@@ -182,7 +189,7 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result)
 			if cmd == nil {
 				cmd = c.Args().Slice()
 			}
-			return supervise(c, o, cmd, stdout, stderr, res)
+			return supervise(c, o, cmd, stdout, stderr, res, nvml)
 		},
 	}
 	for _, f := range rlimitFlags {
@@ -195,7 +202,7 @@ func usageError(_ *cli.Context, err error, _ bool) error {
 	return fmt.Errorf("%w: %v (see prism-run --help)", errUsage, err)
 }
 
-func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Writer, resOut **supervisor.Result) error {
+func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Writer, resOut **supervisor.Result, nvml func() gpu.Library) error {
 	if len(command) == 0 && !o.dryRun {
 		return fmt.Errorf("%w: no command to run (prism-run [flags] -- COMMAND [ARGS...])", errUsage)
 	}
@@ -243,6 +250,18 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 	if err != nil {
 		return fail(err)
 	}
+	gpus, gpuEnv, err := parseGPUs(o.gpus)
+	if err != nil {
+		return fail(err)
+	}
+	var gpuProbe *gpu.Background
+	if gpus == nil || len(gpus) > 0 {
+		gpuProbe, err = startGPU(log, nvml, gpus, pol.Strict && needsGPU(pol.Policy))
+		if err != nil {
+			return fail(err)
+		}
+		defer gpuProbe.Close()
+	}
 	cg, cgSpec, cgErr := runCgroup(log, pol.Policy.Limits, o.runID)
 	if cgErr != nil && cgSpec != (limits.CgroupSpec{}) {
 		// Limits were asked for and cannot be had: strict refuses, else
@@ -286,7 +305,9 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		NoNewPrivs:        isSet(pol.Policy.Isolation.NoNewPrivs),
 		CleanEnv:          isSet(pol.Policy.Isolation.CleanEnv),
 		IsolateNet:        isSet(pol.Policy.Isolation.IsolateNet) && os.Geteuid() == 0, // else a gap, warned above
-		KeepEnv:           o.env,
+		KeepEnv:           append(o.env, gpuEnv...),
+		Samplers:          samplers(cg, gpuProbe),
+		Watchers:          watchers(gpuProbe),
 		UID:               uid,
 		GID:               gid,
 		Cgroup:            cg,
@@ -343,6 +364,10 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 	}
 	if c.IsSet("marker-prefix") {
 		flags.Markers.Prefix = &o.markerPrefix
+	}
+	if c.IsSet("sample-interval") {
+		d := policies.Duration(o.sampleInterval)
+		flags.Sampling.Interval = &d
 	}
 	if err := rlimitLayer(o.rlimits, &flags.Limits); err != nil {
 		return nil, err

@@ -13,19 +13,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prism-run/prism-run/limits"
+	"github.com/prism-run/prism-run/probes/gpu"
 	"github.com/prism-run/prism-run/supervisor"
 )
 
 // doctor finds out what this host can enforce for this user by trying
 // each thing (a nested cgroup per limit, a child per isolation), not by
 // reading configuration.
-func doctorCommand(stdout io.Writer) *cli.Command {
+func doctorCommand(stdout io.Writer, nvml func() gpu.Library) *cli.Command {
 	return &cli.Command{
 		Name:         "doctor",
 		Usage:        "find out, by trying, what this host can enforce for this user",
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			ok := runDoctor(c.Context, stdout)
+			ok := runDoctor(c.Context, stdout, nvml)
 			if !ok {
 				return fmt.Errorf("%w: the default mission cannot run here (see above)", errDoctor)
 			}
@@ -40,7 +41,7 @@ type check struct {
 	name, result, detail string
 }
 
-func runDoctor(ctx context.Context, w io.Writer) bool {
+func runDoctor(ctx context.Context, w io.Writer, nvml func() gpu.Library) bool {
 	var checks []check
 	add := func(name string, err error, okDetail string) bool {
 		c := check{name: name, result: "ok", detail: okDetail}
@@ -104,7 +105,13 @@ func runDoctor(ctx context.Context, w io.Writer) bool {
 	add("rlimits", try(supervisor.Config{Rlimits: mustRlimit("core", 0)}), "set in the child before it runs")
 	add("no_new_privs", try(supervisor.Config{NoNewPrivs: true}), "set and verified on a child")
 	add("network namespace", try(supervisor.Config{IsolateNet: true}), "a child with loopback only")
-	checks = append(checks, check{"GPU (NVML)", "no", "not in this build yet"})
+	probe := gpu.New(nvml(), nil)
+	if err := probe.Init(); err != nil {
+		checks = append(checks, check{"GPU (NVML)", "no", err.Error() + " (GPU rules cannot see anything; --strict refuses them)"})
+	} else {
+		checks = append(checks, check{"GPU (NVML)", "ok", fmt.Sprintf("%d GPU(s): %v", len(probe.Devices()), probe.Devices())})
+		probe.Close()
+	}
 
 	fmt.Fprintf(w, "prism-run doctor: what this host can enforce for uid %d\n", os.Geteuid())
 	for _, c := range checks {

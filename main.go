@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/prism-run/prism-run/limits"
+	"github.com/prism-run/prism-run/probes/gpu"
 	"github.com/prism-run/prism-run/supervisor"
 )
 
@@ -54,6 +55,12 @@ func exitCode(res *supervisor.Result, err error) int {
 // run is prism-run without the process around it: arguments in, exit code
 // out.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, stdout, stderr, gpu.System)
+}
+
+// runWith is run with the NVML library injected (tests pass a simulated
+// GPU server).
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, nvml func() gpu.Library) int {
 	if len(args) > 1 && args[1] == limits.ShimArg {
 		// prism-run re-executed as the shim that confines the child.
 		return limits.ShimMain(args[2:])
@@ -71,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	var res *supervisor.Result
-	app := newApp(stdout, stderr, command, &res)
+	app := newApp(stdout, stderr, command, &res, nvml)
 	err := app.RunContext(ctx, args)
 	if err != nil && !errors.Is(err, errReported) {
 		fmt.Fprintf(stderr, "prism-run: %v\n", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +21,8 @@ import (
 	"github.com/prism-run/prism-run/examples/tracker"
 	"github.com/prism-run/prism-run/internal/testchild"
 	"github.com/prism-run/prism-run/limits"
+	"github.com/prism-run/prism-run/probes/gpu"
+	"github.com/prism-run/prism-run/probes/gpu/gputest"
 )
 
 // TestMain installs this test binary as the commands the scripts run:
@@ -30,8 +33,13 @@ func TestMain(m *testing.M) {
 		"prism-run": func() { os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr)) },
 		"testchild": func() { os.Exit(testchild.Main(os.Args[1:])) },
 		"colorer":   func() { os.Exit(colorer.Main(os.Args[1:], os.Stdout, os.Stderr)) },
-		"tracker":   func() { os.Exit(tracker.Main(os.Args[1:], os.Stdout, os.Stderr)) },
-		"ensemble":  func() { os.Exit(ensemble.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		// prism-run with a simulated DGX H100 in place of NVML: the
+		// test-only build of the binary for GPU rules end to end.
+		"prism-run-mockgpu": func() {
+			os.Exit(runWith(context.Background(), os.Args, os.Stdout, os.Stderr, mockGPU))
+		},
+		"tracker":  func() { os.Exit(tracker.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		"ensemble": func() { os.Exit(ensemble.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 
@@ -62,6 +70,7 @@ func TestScripts(t *testing.T) {
 			"gone":       cmdGone,
 			"bytesmatch": cmdBytesMatch,
 			"allbytes":   cmdAllBytes,
+			"atleast":    cmdAtLeast,
 		},
 	})
 }
@@ -188,4 +197,93 @@ func cgroupUsable() bool {
 	}
 	_ = cg.Delete()
 	return true
+}
+
+// mockGPU is the simulated GPU server of prism-run-mockgpu: GPU 0 shows
+// every process below this prism-run using $PRISM_TEST_GPU_BYTES, and
+// $PRISM_TEST_GPU_XID, if set, arrives as a critical Xid on GPU 1 once a
+// child is there.
+func mockGPU() gpu.Library {
+	s := gputest.New()
+	bytes, _ := strconv.ParseUint(os.Getenv("PRISM_TEST_GPU_BYTES"), 10, 64)
+	s.PidsFunc = func(g int) map[uint32]uint64 {
+		out := map[uint32]uint64{}
+		if g != 0 {
+			return out
+		}
+		for _, pid := range descendants(os.Getpid()) {
+			out[uint32(pid)] = bytes
+		}
+		return out
+	}
+	if g, err := strconv.Atoi(os.Getenv("PRISM_TEST_GPU_LOSE")); err == nil {
+		go func() {
+			for len(descendants(os.Getpid())) == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			s.Lose(g)
+		}()
+	}
+	if xid, err := strconv.ParseUint(os.Getenv("PRISM_TEST_GPU_XID"), 10, 64); err == nil {
+		go func() {
+			for len(descendants(os.Getpid())) == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			s.Xid(1, xid)
+		}()
+	}
+	return s
+}
+
+// descendants lists the processes below pid, from /proc.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		for _, c := range children[queue[0]] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+		queue = queue[1:]
+	}
+	return out
+}
+
+// atleast FILE KEY MIN: the JSON FILE has "KEY": N somewhere with N >= MIN.
+func cmdAtLeast(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: atleast FILE KEY MIN")
+	}
+	min, err := strconv.ParseFloat(args[2], 64)
+	ts.Check(err)
+	re := regexp.MustCompile(`"` + regexp.QuoteMeta(args[1]) + `":\s*([-0-9.eE+]+)`)
+	m := re.FindStringSubmatch(ts.ReadFile(args[0]))
+	if m == nil {
+		ts.Fatalf("%s has no %q", args[0], args[1])
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	ts.Check(err)
+	if v < min {
+		ts.Fatalf("%s: %s = %v, want at least %v", args[0], args[1], v, min)
+	}
 }

@@ -39,9 +39,10 @@ type CgroupSpec struct {
 
 // Usage is what the cgroup measured.
 type Usage struct {
-	MemoryCurrent uint64 `json:"memory_current_bytes"`
-	MemoryPeak    uint64 `json:"memory_peak_bytes"`
-	OOMKills      uint64 `json:"oom_kills"`
+	MemoryCurrent uint64        `json:"memory_current_bytes"`
+	MemoryPeak    uint64        `json:"memory_peak_bytes"`
+	OOMKills      uint64        `json:"oom_kills"`
+	CPU           time.Duration `json:"cpu_ns"` // CPU time used by every process of the cgroup
 }
 
 // Cgroup is the run's own cgroup: one read covers every descendant, one
@@ -206,6 +207,9 @@ func (c *v2Cgroup) Usage() (Usage, error) {
 	if st.MemoryEvents != nil {
 		u.OOMKills = st.MemoryEvents.OomKill
 	}
+	if st.CPU != nil {
+		u.CPU = time.Duration(st.CPU.UsageUsec) * time.Microsecond
+	}
 	return u, nil
 }
 
@@ -251,6 +255,8 @@ func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 			subs = append(subs, cgroup1.NewPids(root))
 		case "freezer":
 			subs = append(subs, cgroup1.NewFreezer(root))
+		case "cpuacct":
+			subs = append(subs, cgroup1.NewCpuacct(root))
 		}
 	}
 	need := map[string]bool{"memory": spec.Memory > 0 || spec.MemoryHigh > 0, "cpu": spec.CPUs > 0, "pids": spec.Pids > 0}
@@ -363,9 +369,6 @@ func (c *v1Cgroup) Procs() ([]int, error) {
 
 func (c *v1Cgroup) Usage() (Usage, error) {
 	var u Usage
-	if _, ok := c.dirs["memory"]; !ok {
-		return u, nil
-	}
 	st, err := c.cg.Stat(cgroup1.IgnoreNotExist)
 	if err != nil {
 		return u, err
@@ -375,6 +378,9 @@ func (c *v1Cgroup) Usage() (Usage, error) {
 	}
 	if st.MemoryOomControl != nil {
 		u.OOMKills = st.MemoryOomControl.OomKill
+	}
+	if st.CPU != nil && st.CPU.Usage != nil {
+		u.CPU = time.Duration(st.CPU.Usage.Total) // ns, from cpuacct
 	}
 	return u, nil
 }

@@ -313,9 +313,11 @@ func TestCleanStaleReal(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	removed, err := CleanStale(h)
-	if err != nil || len(removed) == 0 {
-		t.Fatalf("removed %v, %v", removed, err)
+	// (A prism-run of another package's tests, running at the same time,
+	// may clean it first: it runs the same CleanStale at its start. What
+	// matters is the end state below.)
+	if _, err := CleanStale(h); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case <-done:

@@ -22,8 +22,8 @@ func (m Mode) String() string {
 	return [...]string{"none", "v1", "v2"}[m]
 }
 
-// Controllers prism-run uses.
-var Controllers = []string{"memory", "cpu", "pids", "freezer"}
+// Controllers prism-run uses (v1 names; cpuacct is v1's CPU accounting).
+var Controllers = []string{"memory", "cpu", "cpuacct", "pids", "freezer"}
 
 // Hierarchy is what DetectMode found: where each v1 controller is mounted
 // (and the mount's root within its hierarchy), or the v2 mount.

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -122,6 +123,12 @@ func ReadShimError(r *os.File) error {
 // ShimMain is the shim: it applies the spec to itself and execs the
 // command. It returns only on failure, with an exit code.
 func ShimMain(args []string) int {
+	// Everything below must happen on one OS thread: no_new_privs is a
+	// per-thread attribute (prctl(2): "set the calling thread's
+	// no_new_privs attribute"), and the execve that follows inherits the
+	// calling thread's. Without the lock the goroutine may set it on one
+	// thread and exec from another (seen under load: a child without it).
+	runtime.LockOSThread()
 	errPipe := os.NewFile(shimErrFD, "prism-run-shim-errors")
 	fail := func(stage string, err error) int {
 		e := ShimError{Stage: stage, Msg: err.Error()}

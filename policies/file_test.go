@@ -232,7 +232,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 
 func TestMissions(t *testing.T) {
 	want := map[string][]string{
-		"default":      {"gpu-memory", "gpu-memory-warning", "host-memory", "max-iterations", "convergence-stall", "entropy-decrease", "gpu-utilization", "gpu-utilization-very-low"},
+		"default":      {"gpu-memory", "gpu-memory-warning", "host-memory", "max-iterations", "convergence-stall", "entropy-decrease", "gpu-utilization", "gpu-utilization-very-low", "gpu-health"},
 		"pwsa":         {"latency-hard", "uptime"},
 		"world-record": {"colors-above-target", "colors-stuck", "deadline"},
 		"llm":          {"converge-within-3", "privacy-budget", "consensus-low"},

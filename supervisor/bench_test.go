@@ -8,8 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/prism-run/prism-run/probes"
+	"github.com/prism-run/prism-run/probes/gpu"
+	"github.com/prism-run/prism-run/probes/gpu/gputest"
 )
 
 // BenchmarkPump measures the child's output throughput through prism-run
@@ -68,4 +73,28 @@ func BenchmarkPump(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSamplingTick is one sampling tick as a run does it without a
+// cgroup, at the default 100ms: the tree walked through /proc (once a
+// second, so on one tick in ten), the host probe summing over it
+// (gopsutil), and the GPU probe over a simulated 8-GPU server. The
+// "%core@100ms" metric is its cost as a share of one core.
+func BenchmarkSamplingTick(b *testing.B) {
+	srv := gputest.New()
+	g := gpu.New(srv, nil)
+	if err := g.Init(); err != nil {
+		b.Fatal(err)
+	}
+	s := &session{cfg: Config{ProcRoot: "/proc", Samplers: []Sampler{probes.NewHost(nil), g}}, pid: os.Getpid()}
+	s.cfg.Clock = systemClock{}
+	tc := &treeCache{}
+	wall := time.Now()
+	start := time.Now()
+	for b.Loop() {
+		tc.sample(s, wall)
+		wall = wall.Add(100 * time.Millisecond) // the ticks' wall time
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.ReportMetric(100*float64(per)/float64(100*time.Millisecond), "%core@100ms")
 }

@@ -105,6 +105,11 @@ type Config struct {
 	// MemoryLimit is the cgroup's memory limit, for the report.
 	MemoryLimit int64
 
+	// Samplers run on every tick (TickInterval) while the child runs;
+	// Watchers report events as they come.
+	Samplers []Sampler
+	Watchers []Watcher
+
 	// Self is the prism-run executable the shim re-executes
 	// ("" = /proc/self/exe).
 	Self string

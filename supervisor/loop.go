@@ -29,6 +29,7 @@ func (s *session) loop(ctx context.Context) error {
 	defer ticker.Stop()
 	done := ctx.Done()
 
+	stopSampling := s.startSampling()
 	s.reap() // a child that died before SIGCHLD was being watched
 	for !s.exited {
 		select {
@@ -55,6 +56,7 @@ func (s *session) loop(ctx context.Context) error {
 	}
 	stopTimer(s.ckTimer)
 	stopTimer(s.kill)
+	s.stopSamplingDraining(stopSampling)
 	s.pollCgroup() // an OOM kill of the main child shows here
 	s.killLeftovers()
 	s.drain()
@@ -80,6 +82,21 @@ func timerC(t *time.Timer) <-chan time.Time {
 func stopTimer(t *time.Timer) {
 	if t != nil {
 		t.Stop()
+	}
+}
+
+// stopSamplingDraining stops the samplers while still taking what they
+// send, so that none blocks on a full channel.
+func (s *session) stopSamplingDraining(stop func()) {
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	for {
+		select {
+		case b := <-s.batches:
+			s.handleBatch(b, false)
+		case <-done:
+			return
+		}
 	}
 }
 
@@ -109,6 +126,15 @@ func (s *session) handleBatch(b batch, act bool) {
 // record keeps what the report says of a marker, and notices checkpoint
 // acknowledgements.
 func (s *session) record(o policies.Observation) {
+	if o.Source == policies.SourceProbe {
+		if v, seen := s.res.Peaks[o.Name]; o.Text == "" && (!seen || Float(o.Value) > v) {
+			s.res.Peaks[o.Name] = Float(o.Value)
+		}
+		if o.Name == policies.NameHealth {
+			s.log.Error().Str("event", o.Text).Str("gpu", o.Labels["gpu"]).Msg("GPU health event")
+		}
+		return // samples are not markers
+	}
 	m := s.res.Markers[o.Name]
 	m.Count++
 	m.Last, m.Text, m.Time = Float(o.Value), o.Text, o.Time

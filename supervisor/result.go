@@ -47,6 +47,10 @@ type Result struct {
 	// ended, all of which were killed.
 	Leftovers int `json:"leftovers_killed,omitempty"`
 
+	// Peaks are the highest values the probes saw (memory_bytes,
+	// gpu_memory_bytes, cpu_ratio, gpu_util, ...).
+	Peaks map[string]Float `json:"peaks,omitempty"`
+
 	Checkpoints      []Checkpoint          `json:"checkpoints"`
 	Markers          map[string]MarkerStat `json:"markers"`
 	MalformedMarkers int                   `json:"malformed_markers"`
@@ -86,6 +90,9 @@ func (f Float) MarshalJSON() ([]byte, error) {
 	v := float64(f)
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return []byte(strconv.Quote(strconv.FormatFloat(v, 'g', -1, 64))), nil
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1e18 {
+		return strconv.AppendFloat(nil, v, 'f', -1, 64), nil // bytes read as bytes, not 2.178e+08
 	}
 	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
 }

@@ -45,6 +45,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Exit:        ExitInternal,
 		Reason:      ReasonError,
 		Markers:     map[string]MarkerStat{},
+		Peaks:       map[string]Float{},
 		Checkpoints: []Checkpoint{},
 		Decisions:   []policies.Decision{},
 	}

@@ -1,0 +1,302 @@
+// Package gpu samples NVIDIA GPUs through NVML (go-nvml) for exactly the
+// child's processes, and turns GPU health events into observations. It is
+// the only package that imports go-nvml; the NVML library is injected
+// (nvml.New() in production, go-nvml's mock servers in tests).
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+// Library is the NVML entry point (nvml.Interface), re-exported so that
+// callers can pass one without importing go-nvml.
+type Library = nvml.Interface
+
+// System returns the host's NVML (libnvidia-ml.so.1, loaded on Init).
+func System() Library { return nvml.New() }
+
+// ErrUnavailable wraps every reason NVML cannot be used.
+var ErrUnavailable = errors.New("gpu: NVML unavailable")
+
+// Probe samples the GPUs a run may use.
+type Probe struct {
+	lib     Library
+	visible []int // indices to watch; nil = all
+
+	mu      sync.Mutex
+	devices []device
+	events  nvml.EventSet
+	lost    map[int]bool
+	// lastUtilTS is, per GPU, the newest per-process utilization sample
+	// seen: NVML returns the samples since a timestamp.
+	lastUtilTS map[int]uint64
+}
+
+type device struct {
+	index int
+	dev   nvml.Device
+}
+
+// New returns a probe over lib for the GPUs with the given indices (nil =
+// every GPU). It does not touch NVML: call Init, which may be slow.
+func New(lib Library, visible []int) *Probe {
+	return &Probe{lib: lib, visible: visible, lost: map[int]bool{}, lastUtilTS: map[int]uint64{}}
+}
+
+func errOf(what string, r nvml.Return) error {
+	return fmt.Errorf("%w: %s: %s", ErrUnavailable, what, nvml.ErrorString(r))
+}
+
+// Init loads and initialises NVML, finds the devices and registers for
+// health events. nvmlInit wakes the driver and can take seconds without
+// persistence mode: the caller runs it off the start path.
+func (p *Probe) Init() (err error) {
+	defer func() {
+		// A library that cannot be loaded panics in go-nvml's dlopen path
+		// on some versions; NVML must never crash prism-run.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrUnavailable, r)
+		}
+	}()
+	if r := p.lib.Init(); r != nvml.SUCCESS {
+		return errOf("init", r)
+	}
+	n, r := p.lib.DeviceGetCount()
+	if r != nvml.SUCCESS {
+		return errOf("device count", r)
+	}
+	var devs []device
+	for i := 0; i < n; i++ {
+		if p.visible != nil && !contains(p.visible, i) {
+			continue
+		}
+		d, r := p.lib.DeviceGetHandleByIndex(i)
+		if r != nvml.SUCCESS {
+			return errOf("device "+strconv.Itoa(i), r)
+		}
+		devs = append(devs, device{index: i, dev: d})
+	}
+	for _, v := range p.visible {
+		if v >= n {
+			return fmt.Errorf("%w: GPU %d asked for, %d present", ErrUnavailable, v, n)
+		}
+	}
+	es, r := p.lib.EventSetCreate()
+	if r == nvml.SUCCESS {
+		for _, d := range devs {
+			// Not every GPU supports every event; register what it does.
+			_ = d.dev.RegisterEvents(nvml.EventTypeXidCriticalError|nvml.EventTypeDoubleBitEccError, es)
+		}
+	} else {
+		es = nil
+	}
+	p.mu.Lock()
+	p.devices, p.events = devs, es
+	p.mu.Unlock()
+	return nil
+}
+
+func contains(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Devices returns the indices being watched.
+func (p *Probe) Devices() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []int
+	for _, d := range p.devices {
+		out = append(out, d.index)
+	}
+	return out
+}
+
+// Sample reads every watched GPU at time now and returns the run's GPU
+// observations: gpu_memory_bytes (memory used by the processes in pids,
+// compute and graphics, summed over GPUs), gpu_util (0..1, the mean
+// utilization of the GPUs those processes use, or of all watched GPUs
+// while they use none), gpu_process_util (what the tree's own processes
+// drove, summed; 1 = one GPU's SMs fully), gpu_device_memory_used_bytes /
+// _total_bytes (whole devices, whoever uses them), gpu_temp_c (the
+// hottest), gpu_power_w (the sum).
+// A GPU that stops answering becomes a `health` observation "gpu-lost"
+// (once) and is skipped from then on.
+func (p *Probe) Sample(now time.Time, pids map[int]bool) []policies.Observation {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var (
+		out                []policies.Observation
+		mem                uint64
+		utilSum, utilUsed  float64
+		nUtil, nUsed       int
+		temp, power        float64
+		haveTemp, havePowr bool
+		procUtil           float64
+		haveProc           bool
+		devUsed, devTotal  uint64
+	)
+	obs := func(name string, v float64) policies.Observation {
+		return policies.Observation{Time: now, Source: policies.SourceProbe, Name: name, Value: v}
+	}
+	for _, d := range p.devices {
+		if p.lost[d.index] {
+			continue
+		}
+		used := false
+		for _, list := range []func() ([]nvml.ProcessInfo, nvml.Return){d.dev.GetComputeRunningProcesses, d.dev.GetGraphicsRunningProcesses} {
+			procs, r := list()
+			if r == nvml.ERROR_GPU_IS_LOST {
+				out = append(out, p.loseDevice(d, now))
+				break
+			}
+			for _, pi := range procs {
+				if pids[int(pi.Pid)] {
+					mem += pi.UsedGpuMemory
+					used = true
+				}
+			}
+		}
+		if p.lost[d.index] {
+			continue
+		}
+		if u, r := d.dev.GetUtilizationRates(); r == nvml.SUCCESS {
+			utilSum += float64(u.Gpu) / 100
+			nUtil++
+			if used {
+				utilUsed += float64(u.Gpu) / 100
+				nUsed++
+			}
+		} else if r == nvml.ERROR_GPU_IS_LOST {
+			out = append(out, p.loseDevice(d, now))
+			continue
+		}
+		if used {
+			// Per-process utilization: what the tree's processes drove
+			// (SM percent since the last sample, summed over them).
+			if samples, r := d.dev.GetProcessUtilization(p.lastUtilTS[d.index]); r == nvml.SUCCESS {
+				for _, ps := range samples {
+					if pids[int(ps.Pid)] {
+						procUtil += float64(ps.SmUtil) / 100
+						haveProc = true
+					}
+					p.lastUtilTS[d.index] = max(p.lastUtilTS[d.index], ps.TimeStamp)
+				}
+			}
+		}
+		if mi, r := d.dev.GetMemoryInfo(); r == nvml.SUCCESS {
+			devUsed, devTotal = devUsed+mi.Used, devTotal+mi.Total
+		}
+		if t, r := d.dev.GetTemperature(nvml.TEMPERATURE_GPU); r == nvml.SUCCESS {
+			temp, haveTemp = max(temp, float64(t)), true
+		}
+		if mw, r := d.dev.GetPowerUsage(); r == nvml.SUCCESS {
+			power, havePowr = power+float64(mw)/1000, true
+		}
+	}
+	out = append(out, obs("gpu_memory_bytes", float64(mem)))
+	switch {
+	case nUsed > 0:
+		out = append(out, obs("gpu_util", utilUsed/float64(nUsed)))
+	case nUtil > 0:
+		out = append(out, obs("gpu_util", utilSum/float64(nUtil)))
+	}
+	if haveProc {
+		out = append(out, obs("gpu_process_util", procUtil))
+	}
+	if devTotal > 0 {
+		out = append(out, obs("gpu_device_memory_used_bytes", float64(devUsed)), obs("gpu_device_memory_total_bytes", float64(devTotal)))
+	}
+	if haveTemp {
+		out = append(out, obs("gpu_temp_c", temp))
+	}
+	if havePowr {
+		out = append(out, obs("gpu_power_w", power))
+	}
+	return out
+}
+
+func (p *Probe) loseDevice(d device, now time.Time) policies.Observation {
+	p.lost[d.index] = true
+	return health(now, "gpu-lost", d.index)
+}
+
+func health(now time.Time, event string, index int) policies.Observation {
+	return policies.Observation{Time: now, Source: policies.SourceProbe, Name: policies.NameHealth, Text: event,
+		Labels: map[string]string{"gpu": strconv.Itoa(index)}}
+}
+
+// WaitEvent waits up to timeout for one health event (critical Xid, or a
+// double-bit ECC error) and returns it as an observation; ok is false when
+// none came. A GPU that is lost while waiting is reported as "gpu-lost".
+// Without an event set it sleeps for timeout and reports nothing.
+func (p *Probe) WaitEvent(timeout time.Duration) (policies.Observation, bool) {
+	p.mu.Lock()
+	es := p.events
+	p.mu.Unlock()
+	if es == nil {
+		time.Sleep(timeout)
+		return policies.Observation{}, false
+	}
+	data, r := es.Wait(uint32(timeout / time.Millisecond))
+	now := time.Now()
+	switch r {
+	case nvml.SUCCESS:
+	case nvml.ERROR_GPU_IS_LOST:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, d := range p.devices {
+			if !p.lost[d.index] && (data.Device == nil || data.Device == d.dev) {
+				return p.loseDevice(d, now), true
+			}
+		}
+		return policies.Observation{}, false
+	default: // ERROR_TIMEOUT, or anything else: nothing to report
+		return policies.Observation{}, false
+	}
+	index := p.indexOf(data.Device)
+	switch {
+	case data.EventType&nvml.EventTypeXidCriticalError != 0:
+		return health(now, "xid:"+strconv.FormatUint(data.EventData, 10), index), true
+	case data.EventType&nvml.EventTypeDoubleBitEccError != 0:
+		return health(now, "ecc:double-bit", index), true
+	}
+	return policies.Observation{}, false
+}
+
+func (p *Probe) indexOf(d nvml.Device) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, x := range p.devices {
+		if x.dev == d {
+			return x.index
+		}
+	}
+	return -1
+}
+
+// Close frees the event set and shuts NVML down.
+func (p *Probe) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.events != nil {
+		_ = p.events.Free()
+		p.events = nil
+	}
+	if p.devices != nil {
+		_ = p.lib.Shutdown()
+		p.devices = nil
+	}
+}

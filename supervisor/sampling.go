@@ -1,0 +1,114 @@
+package supervisor
+
+import (
+	"context"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+// Sampler turns part of the host into observations (the host probe, the
+// GPU probe). It is called on every sampling tick from the sampling
+// goroutine, never from the event loop, with the pids of the run's tree.
+type Sampler interface {
+	Sample(now time.Time, tree map[int]bool) []policies.Observation
+}
+
+// Watcher reports events as they happen (GPU health) until ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context, emit func(policies.Observation))
+}
+
+// startSampling runs the samplers on the tick and the watchers, handing
+// what they find to the loop like the output pumps do. It returns a stop
+// function that waits for them to end.
+func (s *session) startSampling() func() {
+	if len(s.cfg.Samplers) == 0 && len(s.cfg.Watchers) == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	send := func(obs []policies.Observation) {
+		if len(obs) == 0 {
+			return
+		}
+		select {
+		case s.batches <- batch{obs: obs}:
+		case <-ctx.Done():
+		}
+	}
+	if len(s.cfg.Samplers) > 0 {
+		tc := &treeCache{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(s.cfg.TickInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				send(tc.sample(s, time.Now()))
+			}
+		}()
+	}
+	for _, w := range s.cfg.Watchers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.Watch(ctx, func(o policies.Observation) { send([]policies.Observation{o}) })
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// treeWalkEvery bounds how often the tree is found by walking /proc (the
+// costly part of a tick without a cgroup: a read of every process's
+// stat); in between, the last walk's pids are used. A cgroup's process
+// list is read every tick: it is one small file.
+const treeWalkEvery = time.Second
+
+type treeCache struct {
+	tree     map[int]bool
+	lastWalk time.Time
+}
+
+// sample runs every sampler once.
+func (tc *treeCache) sample(s *session, wall time.Time) []policies.Observation {
+	if s.cfg.Cgroup != nil || tc.tree == nil || wall.Sub(tc.lastWalk) >= treeWalkEvery {
+		tc.tree, tc.lastWalk = s.treePids(), wall
+	}
+	now := s.cfg.Clock.Now()
+	var obs []policies.Observation
+	for _, sm := range s.cfg.Samplers {
+		obs = append(obs, sm.Sample(now, tc.tree)...)
+	}
+	return obs
+}
+
+// treePids is the run's tree: its cgroup's processes, or prism-run's
+// descendants (both, when the cgroup is v1 and something left it).
+func (s *session) treePids() map[int]bool {
+	tree := map[int]bool{s.pid: true}
+	if cg := s.cfg.Cgroup; cg != nil {
+		if pids, err := cg.Procs(); err == nil {
+			for _, p := range pids {
+				tree[p] = true
+			}
+			return tree
+		}
+	}
+	if procs, err := readProcs(s.cfg.ProcRoot); err == nil {
+		for _, p := range liveDescendants(procs, os.Getpid()) {
+			tree[p] = true
+		}
+	}
+	return tree
+}
