@@ -25,7 +25,14 @@ var layerRules = []struct {
 		"markers only parses output into observations"},
 	{"telemetry", []string{"os/exec", module + "supervisor"},
 		"telemetry records; it neither runs processes nor reaches into the loop"},
+	{"probes", []string{"os/exec", module + "supervisor", module + "policies/missions"},
+		"probes turn the host into observations; the supervisor depends on them, not the reverse"},
+	{"supervisor", []string{"github.com/NVIDIA/", "github.com/shirou/gopsutil/", module + "probes"},
+		"the supervisor depends on its Sampler interface, not on go-nvml, gopsutil or the probes"},
 }
+
+// go-nvml may be imported by the GPU probe alone (and its test helper).
+var nvmlAllowed = []string{"probes/gpu"}
 
 // Only these folders may start processes: the supervisor (and limits, to
 // come), the examples and the test child.
@@ -50,6 +57,9 @@ func TestLayers(t *testing.T) {
 		dir := filepath.ToSlash(filepath.Dir(path))
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
+			if strings.HasPrefix(p, "github.com/NVIDIA/go-nvml") && !under(dir, nvmlAllowed...) {
+				t.Errorf("%s imports %s: only %v may use go-nvml", path, p, nvmlAllowed)
+			}
 			if p == "os/exec" && !under(dir, execAllowed...) {
 				t.Errorf("%s imports os/exec: only %v may start processes", path, execAllowed)
 			}
