@@ -55,8 +55,12 @@ const nvmlStrictWait = 30 * time.Second
 // GPU sampling begins when NVML is ready. Without a driver there is one
 // warning. Strict with GPU rules waits for NVML and refuses without it.
 func startGPU(log zerologger, nvml func() gpu.Library, visible []int, mustHave bool) (*gpu.Background, error) {
-	b := gpu.StartBackground(gpu.New(nvml(), visible), func(err error) {
-		if err != nil && !mustHave {
+	probe := gpu.New(nvml(), visible)
+	b := gpu.StartBackground(probe, func(err error) {
+		switch {
+		case err == nil:
+			log.Info().Ints("gpus", probe.Devices()).Msg("GPU sampling started")
+		case !mustHave:
 			log.Warn().Err(err).Msg("GPU sampling unavailable; GPU rules will see nothing (prism-run doctor says more)")
 		}
 	})

@@ -16,11 +16,13 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prism-run/prism-run/examples/colorer"
 	"github.com/prism-run/prism-run/examples/ensemble"
 	"github.com/prism-run/prism-run/examples/tracker"
 	"github.com/prism-run/prism-run/internal/testchild"
 	"github.com/prism-run/prism-run/limits"
+
 	"github.com/prism-run/prism-run/probes/gpu"
 	"github.com/prism-run/prism-run/probes/gpu/gputest"
 )
@@ -215,6 +217,13 @@ func mockGPU() gpu.Library {
 			out[uint32(pid)] = bytes
 		}
 		return out
+	}
+	if d, err := time.ParseDuration(os.Getenv("PRISM_TEST_GPU_SLOW_INIT")); err == nil {
+		initDone := s.InitFunc
+		s.InitFunc = func() nvml.Return {
+			time.Sleep(d) // nvmlInit waking a driver without persistence mode
+			return initDone()
+		}
 	}
 	if g, err := strconv.Atoi(os.Getenv("PRISM_TEST_GPU_LOSE")); err == nil {
 		go func() {

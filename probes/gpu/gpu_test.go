@@ -160,3 +160,45 @@ func BenchmarkSample(b *testing.B) {
 		p.Sample(t0, pids)
 	}
 }
+
+// A slow nvmlInit does not hold anything up: sampling reports nothing
+// until it returns, then the GPUs.
+func TestBackgroundSlowInit(t *testing.T) {
+	s := gputest.New()
+	s.SetProcess(0, 100, 1<<30, false)
+	release := make(chan struct{})
+	initDone := s.InitFunc
+	s.InitFunc = func() nvml.Return {
+		<-release
+		return initDone()
+	}
+	done := make(chan error, 1)
+	b := gpu.StartBackground(gpu.New(s, nil), func(err error) { done <- err })
+	if obs := b.Sample(t0, map[int]bool{100: true}); len(obs) != 0 {
+		t.Fatalf("sampled before NVML was ready: %v", obs)
+	}
+	if ok, _ := b.Ready(); ok {
+		t.Fatal("ready before Init returned")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v := values(b.Sample(t0, map[int]bool{100: true})); v["gpu_memory_bytes"] != 1<<30 {
+		t.Errorf("after init: %v", v)
+	}
+	b.Close()
+}
+
+// A failing Init leaves sampling off, with the reason.
+func TestBackgroundFailingInit(t *testing.T) {
+	s := gputest.New()
+	s.InitFunc = func() nvml.Return { return nvml.ERROR_DRIVER_NOT_LOADED }
+	b := gpu.StartBackground(gpu.New(s, nil), nil)
+	if err := b.Wait(time.Second); !errors.Is(err, gpu.ErrUnavailable) {
+		t.Fatalf("Wait: %v", err)
+	}
+	if obs := b.Sample(t0, map[int]bool{1: true}); len(obs) != 0 {
+		t.Errorf("sampled a GPU that failed to initialise: %v", obs)
+	}
+}
