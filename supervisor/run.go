@@ -268,6 +268,14 @@ func (s *session) start() error {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	s.outR, s.errR = outR, errR
+	if cg := s.cfg.Cgroup; cg != nil {
+		s.res.Cgroup = &CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(), MemoryLimit: s.cfg.MemoryLimit}
+		// The baseline is read before the child exists: a child that is
+		// OOM-killed at once must still count.
+		if u, err := cg.Usage(); err == nil {
+			s.oomBase, s.oomSeen = u.OOMKills, u.OOMKills
+		}
+	}
 	cmd, shimR, err := s.command()
 	if err != nil {
 		_ = outW.Close()
@@ -331,12 +339,7 @@ func (s *session) start() error {
 	}
 	s.cmd, s.pid = cmd, cmd.Process.Pid
 	s.res.PID = s.pid
-	if cg := s.cfg.Cgroup; cg != nil {
-		s.res.Cgroup = &CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(), MemoryLimit: s.cfg.MemoryLimit}
-		if u, err := cg.Usage(); err == nil {
-			s.oomBase, s.oomSeen = u.OOMKills, u.OOMKills // count only this run's
-		}
-	}
+
 	if s.cfg.NoNewPrivs {
 		// Verify on the running child, not on what was asked: the shim has
 		// exec'd by now (its error pipe closed), so this is the command.
