@@ -30,24 +30,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 250, "vertices of the random graph")
 	p := fs.Float64("p", 0.5, "edge probability")
 	graphSeed := fs.Uint64("graph-seed", 1, "seed of the graph (the search's seed is PRISM_SEED)")
-	seed := fs.Uint64("seed", 1, "search seed when PRISM_SEED is unset")
 	target := fs.Int("target", 0, "stop once a colouring with this many colours is found (0 = keep going)")
 	maxIters := fs.Int64("max-iters", 0, "stop after this many tabu steps (0 = no limit)")
 	kIters := fs.Int64("k-iters", 200000, "tabu steps allowed per colour count before giving up (times the effort)")
 	every := fs.Int64("report-every", 2000, "print a progress marker every this many steps")
-	var mis workload.Misbehave
-	mis.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	proto, mis, code := workload.Setup("colorer", fs, args, stdout, stderr)
+	if code != 0 {
+		return code
 	}
-
-	proto := workload.FromEnv(stdout, *seed)
-	proto.Listen(mis.IgnoreTerm)
 	defer proto.Stop()
-	if err := mis.Begin(); err != nil {
-		fmt.Fprintln(stderr, "colorer:", err)
-		return 1
-	}
 	g := Random(*n, *p, *graphSeed)
 	pcg := rand.NewPCG(proto.Seed, 0xc0105)
 	rng := rand.New(pcg)

@@ -63,19 +63,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&p.lr, "lr", 0.05, "gradient step size")
 	fs.Float64Var(&p.mix, "mix", 0.3, "how far a member moves toward the mean per round, at temperature 1")
 	fs.DurationVar(&p.pace, "pace", 50*time.Millisecond, "least time per round (a round of a real ensemble waits on its members)")
-	seed := fs.Uint64("seed", 1, "seed when PRISM_SEED is unset")
-	var mis workload.Misbehave
-	mis.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	proto, mis, code := workload.Setup("ensemble", fs, args, stdout, stderr)
+	if code != 0 {
+		return code
 	}
-	proto := workload.FromEnv(stdout, *seed)
-	proto.Listen(mis.IgnoreTerm)
 	defer proto.Stop()
-	if err := mis.Begin(); err != nil {
-		fmt.Fprintln(stderr, "ensemble:", err)
-		return 1
-	}
 
 	data := rand.New(rand.NewPCG(proto.Seed, 0xda7a))
 	truth := make([]float64, p.dim)

@@ -41,21 +41,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	frames := fs.Int("frames", 1000, "frames to process (0 = forever)")
 	ntargets := fs.Int("targets", 200, "targets tracked")
 	rate := fs.Float64("rate", 200, "sensor frames per second (0 = as fast as possible)")
-	seed := fs.Uint64("seed", 1, "seed when PRISM_SEED is unset")
 	spikeEvery := fs.Int("spike-every", 0, "inject a latency spike every N frames (0 = never)")
 	spikeMS := fs.Float64("spike-ms", 8, "how long an injected spike keeps the frame busy")
-	var mis workload.Misbehave
-	mis.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	proto, mis, code := workload.Setup("tracker", fs, args, stdout, stderr)
+	if code != 0 {
+		return code
 	}
-	proto := workload.FromEnv(stdout, *seed)
-	proto.Listen(mis.IgnoreTerm)
 	defer proto.Stop()
-	if err := mis.Begin(); err != nil {
-		fmt.Fprintln(stderr, "tracker:", err)
-		return 1
-	}
 	pcg := rand.NewPCG(proto.Seed, 0x7ac4)
 	rng := rand.New(pcg)
 

@@ -3,6 +3,7 @@ package workload
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"time"
@@ -65,4 +66,26 @@ func (m *Misbehave) Step(step int) {
 			time.Sleep(time.Hour)
 		}
 	}
+}
+
+// Setup is the start every example shares: it adds -seed and the
+// misbehaviour flags to fs, parses args, reads the protocol's environment,
+// starts listening for its signals and begins the misbehaviour. A code
+// other than 0 is the exit code to return at once (2: bad flags). The
+// caller must defer proto.Stop() when it gets a Protocol.
+func Setup(name string, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (*Protocol, *Misbehave, int) {
+	seed := fs.Uint64("seed", 1, "seed when PRISM_SEED is unset")
+	mis := &Misbehave{}
+	mis.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, 2
+	}
+	proto := FromEnv(stdout, *seed)
+	proto.Listen(mis.IgnoreTerm)
+	if err := mis.Begin(); err != nil {
+		proto.Stop()
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return nil, nil, 1
+	}
+	return proto, mis, 0
 }
