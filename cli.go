@@ -387,6 +387,16 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 	return policies.Resolve(policies.Merge(append(layers, flags)...))
 }
 
+// resolveLayers resolves a mission and policy files, without flags (check,
+// replay).
+func resolveLayers(mission string, files []string) (*policies.Resolved, error) {
+	layers, err := loadLayers(mission, files)
+	if err != nil {
+		return nil, err
+	}
+	return policies.Resolve(policies.Merge(layers...))
+}
+
 func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
 	var layers []*policies.Policy
 	if mission != "" {

@@ -29,11 +29,7 @@ func checkCommand(stdout io.Writer) *cli.Command {
 			if len(files) == 0 {
 				return fmt.Errorf("%w: check needs at least one policy file", errUsage)
 			}
-			layers, err := loadLayers(c.String("mission"), files)
-			if err != nil {
-				return err
-			}
-			res, err := policies.Resolve(policies.Merge(layers...))
+			res, err := resolveLayers(c.String("mission"), files)
 			if err != nil {
 				return err
 			}
@@ -97,11 +93,7 @@ would have ended the child, unless --keep-going.`,
 			if format != "text" && format != "json" {
 				return fmt.Errorf("%w: --format %q: want text | json", errUsage, format)
 			}
-			layers, err := loadLayers(c.String("mission"), c.StringSlice("policy"))
-			if err != nil {
-				return err
-			}
-			pol, err := policies.Resolve(policies.Merge(layers...))
+			pol, err := resolveLayers(c.String("mission"), c.StringSlice("policy"))
 			if err != nil {
 				return err
 			}

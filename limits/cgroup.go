@@ -64,6 +64,11 @@ type Cgroup interface {
 // cpuPeriod is the CFS period used for --cpus (the kernel's default).
 const cpuPeriod = 100_000
 
+// cpuQuota turns cores into a CFS quota (µs per period), rounded up.
+func cpuQuota(cpus float64) (int64, uint64) {
+	return int64(math.Ceil(cpus * cpuPeriod)), uint64(cpuPeriod)
+}
+
 // Host is where cgroups live on this machine, as read from /proc.
 type Host struct {
 	Hierarchy Hierarchy
@@ -133,7 +138,7 @@ func v2Resources(spec CgroupSpec) *cgroup2.Resources {
 		}
 	}
 	if spec.CPUs > 0 {
-		quota, period := int64(math.Ceil(spec.CPUs*cpuPeriod)), uint64(cpuPeriod)
+		quota, period := cpuQuota(spec.CPUs)
 		r.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}
 	}
 	if spec.Pids > 0 {
@@ -231,11 +236,7 @@ func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 		if !ok {
 			continue
 		}
-		own := h.OwnV1[c]
-		if own == "" {
-			own = "/"
-		}
-		p := path.Join(relTo(m, own), name)
+		p := path.Join(relTo(m, h.OwnV1[c]), name)
 		paths[c], dirs[c] = p, filepath.Join(m.Point, p)
 		// The library's controllers take the folder that holds the
 		// controller mounts and add the controller's name, so a mount must
@@ -276,7 +277,7 @@ func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 		}
 	}
 	if spec.CPUs > 0 {
-		quota, period := int64(math.Ceil(spec.CPUs*cpuPeriod)), uint64(cpuPeriod)
+		quota, period := cpuQuota(spec.CPUs)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
 	if spec.Pids > 0 {
@@ -418,15 +419,11 @@ func ListStale(h Host) []string {
 	var parents []string
 	switch h.Hierarchy.Mode {
 	case ModeV2:
-		parents = append(parents, filepath.Join(h.Hierarchy.Unified.Point, relTo(h.Hierarchy.Unified, h.OwnV2)))
+		parents = append(parents, h.Hierarchy.Unified.Dir(h.OwnV2))
 	case ModeV1:
 		for _, c := range Controllers {
 			if m, ok := h.Hierarchy.V1[c]; ok {
-				own := h.OwnV1[c]
-				if own == "" {
-					own = "/"
-				}
-				parents = append(parents, filepath.Join(m.Point, relTo(m, own)))
+				parents = append(parents, m.Dir(h.OwnV1[c]))
 			}
 		}
 	}

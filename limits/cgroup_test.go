@@ -199,7 +199,7 @@ func realHost(t *testing.T, mode Mode, controllers ...string) Host {
 		}
 	}
 	if mode == ModeV2 {
-		ctl, err := os.ReadFile(filepath.Join(h.Hierarchy.Unified.Point, relTo(h.Hierarchy.Unified, h.OwnV2), "cgroup.controllers"))
+		ctl, err := os.ReadFile(filepath.Join(h.Hierarchy.Unified.Dir(h.OwnV2), "cgroup.controllers"))
 		for _, c := range controllers {
 			if err != nil || !strings.Contains(string(ctl), c) {
 				t.Skipf("the %s controller is not delegated to this cgroup", c)

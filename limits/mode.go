@@ -126,11 +126,5 @@ func OwnCgroups(procSelfCgroup []byte) (v1 map[string]string, v2 string) {
 // the mount shows the hierarchy from m.Root down (a container usually
 // sees its own cgroup as "/").
 func (m Mount) Dir(cgroupPath string) string {
-	rel := cgroupPath
-	if m.Root != "/" && m.Root != "" {
-		if r, ok := strings.CutPrefix(cgroupPath, m.Root); ok {
-			rel = r
-		}
-	}
-	return path.Join(m.Point, rel)
+	return path.Join(m.Point, relTo(m, cgroupPath))
 }

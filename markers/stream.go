@@ -37,7 +37,6 @@ type Stream struct {
 	outBuf []byte // hide mode: what this chunk lets through, written once
 	obs    []policies.Observation
 	bad    []error
-	lines  int // marker lines that parsed
 }
 
 type streamState int
@@ -90,9 +89,6 @@ func (s *Stream) Take() ([]policies.Observation, []error) {
 	s.obs, s.bad = nil, nil
 	return o, b
 }
-
-// Markers is how many marker lines parsed so far.
-func (s *Stream) Markers() int { return s.lines }
 
 func (s *Stream) scan(p []byte) {
 	prefix := s.parser.prefix
@@ -159,12 +155,9 @@ func (s *Stream) scan(p []byte) {
 // ended with one (that the hidden-then-passed copy must restore).
 func (s *Stream) endMarker(newline bool) {
 	var err error
-	n := len(s.obs)
 	s.obs, err = s.parser.ParseWith(s.obs, s.held, s.src, s.clock.Now(), s.names)
 	if err != nil {
 		s.bad = append(s.bad, err)
-	} else if len(s.obs) > n {
-		s.lines++
 	}
 	if err != nil || !s.hide {
 		s.pass(s.held)

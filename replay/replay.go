@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
@@ -99,7 +100,7 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 				at = epoch
 			}
 			for _, o := range obs {
-				if o.Name == "t" && o.Text == "" && !isNaNOrInf(o.Value) {
+				if o.Name == "t" && o.Text == "" && !math.IsNaN(o.Value) && !math.IsInf(o.Value, 0) {
 					at = epoch.Add(time.Duration(o.Value * float64(time.Second)))
 				}
 			}
@@ -143,8 +144,6 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 	}
 	return sum, nil
 }
-
-func isNaNOrInf(f float64) bool { return f != f || f > 1e300 || f < -1e300 }
 
 type fixed time.Time
 

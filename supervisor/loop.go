@@ -548,6 +548,9 @@ func (s *session) drain() {
 // conclude turns how the child ended into the run's exit code and reason.
 func (s *session) conclude() error {
 	r, st := s.res, s.status
+	if st.Signaled() {
+		r.Signal = unix.SignalName(st.Signal())
+	}
 	stopped := s.stop != nil && (s.stop.signalled || s.stop.acked || !(st.Exited() && st.ExitStatus() == 0))
 	switch {
 	case stopped && s.stop.cancelled:
@@ -579,11 +582,7 @@ func (s *session) conclude() error {
 			s.pid, r.Cgroup.MemoryLimit, r.Cgroup.MemoryPeak)
 	case st.Signaled():
 		r.Exit, r.Reason = 128+int(st.Signal()), ReasonSignaled
-		r.Signal = unix.SignalName(st.Signal())
 		r.Message = "killed by " + r.Signal
-	}
-	if st.Signaled() {
-		r.Signal = unix.SignalName(st.Signal())
 	}
 	s.log.Info().Int("exit_code", r.Exit).Str("reason", string(r.Reason)).Msg(r.Message)
 	return nil

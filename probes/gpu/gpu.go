@@ -7,6 +7,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -75,7 +76,7 @@ func (p *Probe) Init() (err error) {
 	}
 	var devs []device
 	for i := 0; i < n; i++ {
-		if p.visible != nil && !contains(p.visible, i) {
+		if p.visible != nil && !slices.Contains(p.visible, i) {
 			continue
 		}
 		d, r := p.lib.DeviceGetHandleByIndex(i)
@@ -102,15 +103,6 @@ func (p *Probe) Init() (err error) {
 	p.devices, p.events = devs, es
 	p.mu.Unlock()
 	return nil
-}
-
-func contains(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Devices returns the indices being watched.
