@@ -36,6 +36,10 @@ type Observation struct {
 const (
 	NameElapsed    = "elapsed_s"
 	NameCheckpoint = "checkpoint"
+	// NameOOMKills counts the kernel's OOM kills in the run's cgroup since
+	// the run began (its workers' included), for rules such as "stop after
+	// the third".
+	NameOOMKills = "oom_kills"
 )
 
 func (o Observation) String() string {

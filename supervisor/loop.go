@@ -36,7 +36,7 @@ func (s *session) loop(ctx context.Context) error {
 		case b := <-s.batches:
 			s.handleBatch(b, true)
 		case <-ticker.C:
-			s.pollCgroup()
+			s.pollCgroup(false)
 			now := s.cfg.Clock.Now()
 			s.observe(policies.Observation{Time: now, Source: policies.SourceClock,
 				Name: policies.NameElapsed, Value: now.Sub(s.engine.Start()).Seconds()})
@@ -57,7 +57,7 @@ func (s *session) loop(ctx context.Context) error {
 	stopTimer(s.ckTimer)
 	stopTimer(s.kill)
 	s.stopSamplingDraining(stopSampling)
-	s.pollCgroup() // an OOM kill of the main child shows here
+	s.pollCgroup(true) // an OOM kill of the main child shows here
 	s.killLeftovers()
 	s.drain()
 	s.closeCgroup()
@@ -419,9 +419,17 @@ func (s *session) liveTree() int {
 	return len(seen)
 }
 
+// oomReportEvery bounds the OOM violation records: a job whose workers
+// are OOM-killed in a loop (stress-ng's --vm restarts them ten times a
+// second) gets one record at the first kill and then at most one per
+// interval, counting the kills since the last, instead of a flood.
+const oomReportEvery = 10 * time.Second
+
 // pollCgroup reads the run's cgroup: the memory peak, and OOM kills, each
-// of which is a violation whether or not the main child survives it.
-func (s *session) pollCgroup() {
+// of which is a violation whether or not the main child survives it. The
+// running count also reaches the rules as oom_kills. final flushes kills
+// that a rate-limited record has not covered yet.
+func (s *session) pollCgroup(final bool) {
 	cg := s.cfg.Cgroup
 	if cg == nil {
 		return
@@ -432,17 +440,29 @@ func (s *session) pollCgroup() {
 	}
 	r := s.res.Cgroup
 	r.MemoryPeak = max(r.MemoryPeak, u.MemoryPeak, u.MemoryCurrent)
+	now := s.cfg.Clock.Now()
 	if u.OOMKills > s.oomSeen {
-		n := u.OOMKills - s.oomSeen
 		s.oomSeen = u.OOMKills
 		r.OOMKills = u.OOMKills - s.oomBase
-		reason := fmt.Sprintf("the kernel OOM-killed %d process(es) in the run's cgroup (limit %d bytes, peak %d bytes)", n, r.MemoryLimit, r.MemoryPeak)
-		d := policies.Decision{Time: s.cfg.Clock.Now(), Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
-			Action: policies.ActionLog, Reason: reason}
-		s.res.Decisions = append(s.res.Decisions, d)
-		s.log.Error().Str("rule", "oom").Uint64("oom_kills", u.OOMKills).Uint64("memory_peak_bytes", r.MemoryPeak).
-			Int64("memory_limit_bytes", r.MemoryLimit).Msg(reason)
+		if !s.exited {
+			s.observe(policies.Observation{Time: now, Source: policies.SourceProbe,
+				Name: policies.NameOOMKills, Value: float64(r.OOMKills)})
+		}
 	}
+	pending := r.OOMKills - s.oomLogged
+	if pending == 0 || !(final || s.oomLogged == 0 || now.Sub(s.oomLoggedAt) >= oomReportEvery) {
+		return
+	}
+	s.oomLogged, s.oomLoggedAt = r.OOMKills, now
+	reason := fmt.Sprintf("the kernel OOM-killed %d process(es) in the run's cgroup (limit %d bytes, peak %d bytes)", pending, r.MemoryLimit, r.MemoryPeak)
+	if pending != r.OOMKills {
+		reason += fmt.Sprintf("; %d since the run began", r.OOMKills)
+	}
+	d := policies.Decision{Time: now, Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
+		Action: policies.ActionLog, Reason: reason}
+	s.res.Decisions = append(s.res.Decisions, d)
+	s.log.Error().Str("rule", "oom").Uint64("oom_kills", r.OOMKills).Uint64("memory_peak_bytes", r.MemoryPeak).
+		Int64("memory_limit_bytes", r.MemoryLimit).Msg(reason)
 }
 
 // closeCgroup removes the run's cgroup once nothing is left in it.

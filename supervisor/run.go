@@ -90,6 +90,8 @@ type session struct {
 
 	cgClosed         bool
 	oomBase, oomSeen uint64 // the cgroup's oom_kill count at the start, and last read
+	oomLogged        uint64    // the count the last OOM violation record covered
+	oomLoggedAt      time.Time // when that record was made
 
 	pending *checkpointRequest
 	ckTimer *time.Timer

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -634,6 +635,7 @@ type fakeCgroup struct {
 	dir     string
 	mu      sync.Mutex
 	usage   limits.Usage // what it reports after the first read
+	perRead uint64       // OOM kills added by every read after the first
 	reads   int
 	kills   int
 	deleted bool
@@ -660,7 +662,7 @@ func (f *fakeCgroup) Usage() (limits.Usage, error) {
 		return limits.Usage{OOMKills: 7}, nil // a count from before the run, not this run's
 	}
 	u := f.usage
-	u.OOMKills += 7
+	u.OOMKills += 7 + f.perRead*uint64(f.reads-1)
 	return u, nil
 }
 func (f *fakeCgroup) Delete() error { f.deleted = true; return nil }
@@ -710,5 +712,73 @@ func TestOOMAttribution(t *testing.T) {
 				t.Error("cgroup not deleted")
 			}
 		})
+	}
+}
+
+// steppingClock advances by step on every reading: a run of a few hundred
+// milliseconds spans minutes of its time.
+type steppingClock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *steppingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(c.step)
+	return c.now
+}
+
+// Workers OOM-killed in a loop give one violation record at the first kill,
+// then at most one per oomReportEvery, and the records together count
+// every kill.
+func TestOOMRecordsAreRateLimited(t *testing.T) {
+	cg := &fakeCgroup{dir: t.TempDir(), perRead: 3}
+	clock := &steppingClock{now: time.Unix(1e9, 0), step: 500 * time.Millisecond}
+	h := newHarness(t, "sleep", "500ms")
+	h.cfg.Cgroup, h.cfg.Clock = cg, clock
+	start := clock.Now()
+	res := h.run(t)
+	span := clock.Now().Sub(start)
+
+	killRe := regexp.MustCompile(`OOM-killed (\d+) process`)
+	records, counted := 0, uint64(0)
+	for _, d := range res.Decisions {
+		if d.Rule != "oom" {
+			continue
+		}
+		records++
+		m := killRe.FindStringSubmatch(d.Reason)
+		if m == nil {
+			t.Fatalf("record without a count: %q", d.Reason)
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		counted += n
+	}
+	if res.Cgroup.OOMKills < 10 {
+		t.Fatalf("only %d OOM kills seen; the fake cgroup was read too rarely", res.Cgroup.OOMKills)
+	}
+	if counted != res.Cgroup.OOMKills {
+		t.Errorf("records count %d kills, the run saw %d", counted, res.Cgroup.OOMKills)
+	}
+	// The first, one per interval of the clock's span, and the final flush.
+	if most := 2 + int(span/oomReportEvery); records < 2 || records > most {
+		t.Errorf("%d OOM records over %v of clock time, want 2..%d", records, span, most)
+	}
+}
+
+// The running OOM-kill count reaches the rules: "stop after the third".
+func TestOOMKillsReachRules(t *testing.T) {
+	cg := &fakeCgroup{dir: t.TempDir(), perRead: 1}
+	rule, err := policies.NewMax(policies.Meta{Name: "too-many-ooms", Action: policies.ActionStop}, policies.NameOOMKills, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, "sleep", "30s")
+	h.cfg.Cgroup, h.cfg.Rules = cg, []policies.Rule{rule}
+	res := h.run(t)
+	if res.Exit != 124 || res.Reason != ReasonPolicy || res.Rule != "too-many-ooms" {
+		t.Fatalf("exit %d reason %s rule %q, want 124 policy too-many-ooms (%s)", res.Exit, res.Reason, res.Rule, res.Message)
 	}
 }
