@@ -65,7 +65,7 @@ type options struct {
 	mission                                                string
 	policies                                               []string
 	seed                                                   uint64
-	seedSet, hideMarkers, strict, dryRun                   bool
+	seedSet, hideMarkers, strict, dryRun, foreground       bool
 	log                                                    logOptions
 
 	// Confinement flags; rlimits as strings, read like the policy's [limits].
@@ -151,6 +151,8 @@ func newApp(stdout, stderr io.Writer, command []string, res **supervisor.Result,
 				Usage: "`WORD` that starts a marker line"},
 			&cli.BoolFlag{Name: "hide-markers", EnvVars: []string{"PRISM_HIDE_MARKERS"}, Destination: &o.hideMarkers,
 				Usage: "drop marker lines from the child's output"},
+			&cli.BoolFlag{Name: "foreground", EnvVars: []string{"PRISM_FOREGROUND"}, Destination: &o.foreground,
+				Usage: "give the child the terminal (interactive programs: a REPL, pdb, a prompt); Ctrl-C and Ctrl-Z then go to the child's group, and Ctrl-Z suspends prism-run with it"},
 			&cli.StringFlag{Name: "report", EnvVars: []string{"PRISM_REPORT"}, Destination: &o.report,
 				Usage: "write a JSON run report to `FILE` on every exit"},
 			&cli.StringFlag{Name: "log-format", EnvVars: []string{"PRISM_LOG_FORMAT"}, Value: "auto", Destination: &o.log.format,
@@ -298,6 +300,7 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		CheckpointSignal:  unix.SignalNum(pol.CheckpointSignal),
 		DegradeSignal:     unix.SignalNum(pol.DegradeSignal),
 		HideMarkers:       o.hideMarkers,
+		Foreground:        o.foreground,
 		Rules:             pol.Rules,
 		Signals:           sigs,
 		Log:               log,

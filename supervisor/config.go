@@ -53,7 +53,11 @@ type Config struct {
 	Dir     string   // working directory ("" = prism-run's)
 	Env     []string // the child's base environment (nil = prism-run's own)
 
-	Stdin          *os.File  // nil = /dev/null
+	Stdin *os.File // nil = /dev/null
+	// Foreground hands the terminal on Stdin to the child's process group
+	// when prism-run is the terminal's foreground job (interactive
+	// programs; Ctrl-C and Ctrl-Z then reach the child's group directly).
+	Foreground     bool
 	Stdout, Stderr io.Writer // where the child's output passes to
 
 	RunID   string

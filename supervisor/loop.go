@@ -103,9 +103,18 @@ func (s *session) stopSamplingDraining(stop func()) {
 // reap collects exited children: the main child ends the loop; any other
 // is an orphan of the tree that was reparented to us and died.
 func (s *session) reap() {
-	for _, r := range reapAll() {
-		if r.pid == s.pid {
+	for _, r := range reapAll(true) {
+		switch {
+		case r.pid != s.pid:
+		case r.status.Stopped():
+			s.childStopped(r.status.StopSignal())
+		default:
 			s.exited, s.status = true, r.status
+			if s.tty != nil {
+				// Before prism-run's last words: a background writer may be
+				// stopped by SIGTTOU (stty tostop).
+				s.tty.reclaim(s.pid)
+			}
 		}
 	}
 }
@@ -292,6 +301,9 @@ func (s *session) terminate() {
 		sig = s.signalFor(s.stop.decision, unix.SIGTERM) // a rule may stop with, say, SIGINT
 	}
 	s.sendControl(ControlLine{Action: "stop", Signal: unix.SignalName(sig), Rule: s.stop.decision.Rule, Reason: s.stop.decision.Reason}, sig, true)
+	// A stopped process acts on SIGTERM only once continued (signal(7));
+	// systemd sends SIGCONT after SIGTERM for the same reason.
+	_ = unix.Kill(-s.pid, unix.SIGCONT)
 	s.kill = time.NewTimer(s.cfg.KillAfter)
 }
 

@@ -29,11 +29,15 @@ type reaped struct {
 // reapAll collects every child that has exited, without blocking. The
 // supervisor owns all of its process's children (the whole point of being
 // a subreaper), so it waits for any pid; os/exec's Wait is never used.
-func reapAll() []reaped {
+func reapAll(untraced bool) []reaped {
 	var out []reaped
+	flags := unix.WNOHANG
+	if untraced {
+		flags |= unix.WUNTRACED // a stopped child is reported too, once per stop
+	}
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		pid, err := unix.Wait4(-1, &ws, flags, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}

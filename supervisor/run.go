@@ -88,8 +88,11 @@ type session struct {
 	exited bool
 	status unix.WaitStatus
 
+	tty       *terminal // --foreground: the terminal handed to the child's group
+	warnedTTY bool      // the "stopped by SIGTTIN" warning was given
+
 	cgClosed         bool
-	oomBase, oomSeen uint64 // the cgroup's oom_kill count at the start, and last read
+	oomBase, oomSeen uint64    // the cgroup's oom_kill count at the start, and last read
 	oomLogged        uint64    // the count the last OOM violation record covered
 	oomLoggedAt      time.Time // when that record was made
 
@@ -304,6 +307,18 @@ func (s *session) start() error {
 	if s.cfg.IsolateNet {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
 	}
+	if s.cfg.Foreground {
+		tty, terr := foregroundTerminal(s.cfg.Stdin)
+		if terr != nil {
+			s.log.Warn().Err(terr).Msg("--foreground: the terminal cannot be handed on; the child runs in a background process group")
+		} else {
+			// The forked child makes its own group the terminal's
+			// foreground (tcsetpgrp on Ctty, a descriptor number in the
+			// child: its stdin) before it execs, with signals blocked.
+			s.tty = tty
+			cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
+		}
+	}
 	if cg := s.cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV2 {
 		// clone3(CLONE_INTO_CGROUP): the child is in the run's cgroup from
 		// its first instruction (Linux >= 5.7; Go's SysProcAttr.UseCgroupFD).
@@ -336,6 +351,9 @@ func (s *session) start() error {
 		_ = shimR.Close()
 	}
 	if err != nil {
+		if s.tty != nil && cmd.Process != nil {
+			s.tty.reclaim(cmd.Process.Pid) // the shim made it foreground, then failed
+		}
 		s.res.Exit, s.res.Reason = classifyStartError(err)
 		return s.startError(err)
 	}

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PRISM_TESTCHILD") == "1" {
 		os.Exit(testchild.Main(os.Args[1:]))
 	}
+	if mode := os.Getenv("PRISM_TEST_TTY"); mode != "" {
+		os.Exit(ttyHelper(mode))
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -47,7 +47,8 @@ const Usage = `testchild MODE [ARGS]
   alloc MIB [DUR]        allocate MIB MiB (touching every page), print "allocated", then sleep DUR
   spawn N                start N sleeping children, print how many started, exit 0
   netifs                 print each network interface and whether it is up
-  spin DUR               keep one core busy for DUR of wall time, print the CPU seconds used and cores (their ratio)`
+  burn DUR               burn DUR of CPU time, print the CPU seconds, the wall seconds it took and cores (their ratio)
+  readline               print "ready", read one line from stdin, print "got: LINE"`
 
 // RandomBytes returns the deterministic byte stream `randbytes n seed`
 // writes, for tests to compare against.
@@ -89,6 +90,15 @@ func Main(args []string) int {
 		for _, l := range args {
 			fmt.Fprintln(os.Stderr, l)
 		}
+	case "readline":
+		// An interactive program: a prompt, then one line from stdin.
+		fmt.Println("ready")
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "readline:", err)
+			return 1
+		}
+		fmt.Printf("got: %s\n", strings.TrimSpace(line))
 	case "sleep":
 		d, _ := time.ParseDuration(arg(0))
 		time.Sleep(d)
