@@ -208,7 +208,8 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 	if len(command) == 0 && !o.dryRun {
 		return fmt.Errorf("%w: no command to run (prism-run [flags] -- COMMAND [ARGS...])", errUsage)
 	}
-	log, closeLog, err := newLogger(o.log, stderr)
+	shared := newSharedStderr(stderr)
+	log, closeLog, err := newLogger(o.log, shared.Log())
 	if err != nil {
 		return err
 	}
@@ -286,7 +287,7 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		Command:           command,
 		Stdin:             os.Stdin,
 		Stdout:            stdout,
-		Stderr:            stderr,
+		Stderr:            shared.Child(),
 		RunID:             o.runID,
 		Mission:           o.mission,
 		Seed:              o.seed,

@@ -40,7 +40,7 @@ func newLogger(o logOptions, stderr io.Writer) (zerolog.Logger, func(), error) {
 	case "console":
 		w = consoleWriter(out)
 	case "auto":
-		if f, ok := out.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		if isTerminal(out) {
 			w = consoleWriter(out)
 		} else {
 			w = out
@@ -56,10 +56,7 @@ func newLogger(o logOptions, stderr io.Writer) (zerolog.Logger, func(), error) {
 }
 
 func consoleWriter(out io.Writer) io.Writer {
-	noColor := true
-	if f, ok := out.(*os.File); ok {
-		noColor = !isatty.IsTerminal(f.Fd()) || os.Getenv("NO_COLOR") != ""
-	}
+	noColor := !isTerminal(out) || os.Getenv("NO_COLOR") != ""
 	return zerolog.ConsoleWriter{Out: &linePrefixer{out: out, prefix: []byte("prism-run: ")},
 		NoColor: noColor, TimeFormat: "15:04:05.000"}
 }
@@ -91,4 +88,67 @@ func (l *linePrefixer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+// fder is what a terminal check needs of a writer (*os.File has it).
+type fder interface{ Fd() uintptr }
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(fder)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
+// sharedStderr is the stream that the child's stderr and prism-run's log
+// share. It remembers whether the child left a line unfinished (a progress
+// bar redrawn with "\r", a prompt, a crash mid-line) and then starts the
+// log line on a new line: the log line stays whole, for a person and for a
+// JSON-lines reader, and the child's bytes pass unchanged. The pump writes
+// each read at once, so the child's own order is kept.
+type sharedStderr struct {
+	mu      sync.Mutex
+	out     io.Writer
+	midLine bool
+}
+
+func newSharedStderr(out io.Writer) *sharedStderr { return &sharedStderr{out: out} }
+
+// Child is the side the child's stderr passes through.
+func (s *sharedStderr) Child() io.Writer { return childSide{s} }
+
+// Log is the side prism-run's log writes to: one event per Write (zerolog
+// writes each event whole).
+func (s *sharedStderr) Log() io.Writer { return logSide{s} }
+
+type childSide struct{ s *sharedStderr }
+
+func (c childSide) Write(p []byte) (int, error) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	n, err := c.s.out.Write(p)
+	if n > 0 {
+		c.s.midLine = p[n-1] != '\n'
+	}
+	return n, err
+}
+
+type logSide struct{ s *sharedStderr }
+
+func (l logSide) Write(p []byte) (int, error) {
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	if l.s.midLine && len(p) > 0 {
+		if _, err := l.s.out.Write([]byte{'\n'}); err != nil {
+			return 0, err
+		}
+		l.s.midLine = false
+	}
+	return l.s.out.Write(p)
+}
+
+// Fd lets the terminal check see through to stderr.
+func (l logSide) Fd() uintptr {
+	if f, ok := l.s.out.(fder); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
 }

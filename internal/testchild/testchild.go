@@ -29,6 +29,7 @@ const Usage = `testchild MODE [ARGS]
   exit N                 exit with code N
   print LINE...          print each LINE to stdout
   stderr LINE...         print each LINE to stderr
+  partial TEXT DUR       write TEXT to stderr with no newline, then sleep DUR
   sleep DUR              sleep, then exit 0
   randbytes N SEED       write N pseudo-random bytes (RandomBytes) to stdout
   longline N             write N 'x' bytes and no newline
@@ -90,6 +91,11 @@ func Main(args []string) int {
 		for _, l := range args {
 			fmt.Fprintln(os.Stderr, l)
 		}
+	case "partial":
+		// A progress bar's unfinished line on stderr, then a wait.
+		fmt.Fprint(os.Stderr, arg(0))
+		d, _ := time.ParseDuration(arg(1))
+		time.Sleep(d)
 	case "readline":
 		// An interactive program: a prompt, then one line from stdin.
 		fmt.Println("ready")
