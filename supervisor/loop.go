@@ -205,10 +205,7 @@ func (s *session) execute(d policies.Decision) {
 		s.requestCheckpoint(d, false)
 	case policies.ActionDegrade:
 		sig := s.signalFor(d, s.cfg.DegradeSignal)
-		if !s.protocolSignalSafe(sig) {
-			return
-		}
-		s.sendControl(ControlLine{Action: "degrade", Signal: unix.SignalName(sig), Rule: d.Rule, What: d.What, Reason: d.Reason}, sig, false)
+		s.sendProtocol(ControlLine{Action: "degrade", Signal: unix.SignalName(sig), Rule: d.Rule, What: d.What, Reason: d.Reason}, sig)
 	case policies.ActionCheckpointStop, policies.ActionStop, policies.ActionKill:
 		s.beginStop(d, false)
 	}
@@ -254,8 +251,7 @@ func (s *session) requestCheckpoint(d policies.Decision, forStop bool) {
 		return
 	}
 	sig := s.signalFor(d, s.cfg.CheckpointSignal)
-	if !s.protocolSignalSafe(sig) ||
-		!s.sendControl(ControlLine{Action: "checkpoint", Signal: unix.SignalName(sig), Rule: d.Rule, Reason: d.Reason}, sig, false) {
+	if !s.sendProtocol(ControlLine{Action: "checkpoint", Signal: unix.SignalName(sig), Rule: d.Rule, Reason: d.Reason}, sig) {
 		if forStop {
 			s.terminate()
 		}
@@ -300,7 +296,7 @@ func (s *session) terminate() {
 	if s.stop.decision.Action == policies.ActionStop {
 		sig = s.signalFor(s.stop.decision, unix.SIGTERM) // a rule may stop with, say, SIGINT
 	}
-	s.sendControl(ControlLine{Action: "stop", Signal: unix.SignalName(sig), Rule: s.stop.decision.Rule, Reason: s.stop.decision.Reason}, sig, true)
+	s.sendControl(ControlLine{Action: "stop", Signal: unix.SignalName(sig), Rule: s.stop.decision.Rule, Reason: s.stop.decision.Reason}, sig)
 	// A stopped process acts on SIGTERM only once continued (signal(7));
 	// systemd sends SIGCONT after SIGTERM for the same reason.
 	_ = unix.Kill(-s.pid, unix.SIGCONT)
@@ -320,34 +316,70 @@ func (s *session) killNow(reason string) {
 	if s.stop != nil {
 		s.stop.signalled = true
 	}
-	s.sendControl(ControlLine{Action: "kill", Signal: "SIGKILL", Rule: s.stop.decision.Rule, Reason: reason}, unix.SIGKILL, true)
+	s.sendControl(ControlLine{Action: "kill", Signal: "SIGKILL", Rule: s.stop.decision.Rule, Reason: reason}, unix.SIGKILL)
 	s.signalTree(unix.SIGKILL)
 }
 
-// protocolSignalSafe checks that the main child handles sig before a
-// policy sends it: a checkpoint request must never be what kills the job.
-func (s *session) protocolSignalSafe(sig syscall.Signal) bool {
+// protocolTargets picks the processes a protocol signal (checkpoint,
+// degrade) goes to: the main child when it handles sig, as the protocol
+// expects. When it does not (a shell wrapper that runs the program without
+// exec), the processes of its tree that catch sig get it instead, so the
+// program below the wrapper still hears the request; a process that does
+// not catch it never gets it, since its default action would kill it. No
+// target: nothing is sent, and the log says why.
+func (s *session) protocolTargets(sig syscall.Signal) []int {
 	safe, ok := signalSafe(s.cfg.ProcRoot, s.pid, sig)
-	if ok && !safe {
-		s.log.Warn().Str("signal", unix.SignalName(sig)).
-			Msg("not sent: the child does not handle it (yet), and its default action would kill it")
-		return false
+	if !ok || safe {
+		return []int{s.pid}
 	}
-	return true
+	var targets []int
+	if procs, err := readProcs(s.cfg.ProcRoot); err == nil {
+		for _, pid := range liveDescendants(procs, s.pid) {
+			if catches(s.cfg.ProcRoot, pid, sig) {
+				targets = append(targets, pid)
+			}
+		}
+	}
+	if len(targets) == 0 {
+		s.log.Warn().Str("signal", unix.SignalName(sig)).
+			Msg("not sent: neither the child nor any process it started handles it (yet), and its default action would kill them")
+		return nil
+	}
+	s.log.Info().Str("signal", unix.SignalName(sig)).Ints("pids", targets).
+		Msg("the main child does not handle it (a wrapper that did not exec?): sent to the processes below it that do")
+	return targets
 }
 
-// sendControl appends a control line, then signals the main child (or its
-// whole group). It reports whether the signal was sent.
-func (s *session) sendControl(l ControlLine, sig unix.Signal, group bool) bool {
+// sendProtocol appends a control line, then sends a protocol signal to
+// its targets. It reports whether the signal reached any.
+func (s *session) sendProtocol(l ControlLine, sig unix.Signal) bool {
+	targets := s.protocolTargets(sig)
+	if len(targets) == 0 {
+		return false
+	}
 	l.Time = s.cfg.Clock.Now()
 	if err := s.control.append(l); err != nil {
 		s.log.Warn().Err(err).Msg("cannot write the control file")
 	}
-	target := s.pid
-	if group {
-		target = -s.pid
+	sent := false
+	for _, pid := range targets {
+		if err := unix.Kill(pid, sig); err != nil {
+			s.log.Warn().Err(err).Int("pid", pid).Str("signal", unix.SignalName(sig)).Msg("cannot signal")
+			continue
+		}
+		sent = true
 	}
-	if err := unix.Kill(target, sig); err != nil {
+	return sent
+}
+
+// sendControl appends a control line, then signals the child's whole
+// process group. It reports whether the signal was sent.
+func (s *session) sendControl(l ControlLine, sig unix.Signal) bool {
+	l.Time = s.cfg.Clock.Now()
+	if err := s.control.append(l); err != nil {
+		s.log.Warn().Err(err).Msg("cannot write the control file")
+	}
+	if err := unix.Kill(-s.pid, sig); err != nil {
 		s.log.Warn().Err(err).Str("signal", unix.SignalName(sig)).Msg("cannot signal the child")
 		return false
 	}
@@ -374,7 +406,7 @@ func (s *session) handleSignal(sig os.Signal) {
 	if us == unix.SIGUSR2 {
 		action = "degrade" // so a child reading the control file does not act on a stale line
 	}
-	s.sendControl(ControlLine{Action: action, Signal: name, Reason: name + " sent to prism-run"}, us, true)
+	s.sendControl(ControlLine{Action: action, Signal: name, Reason: name + " sent to prism-run"}, us)
 }
 
 // signalTree signals the child's process group and every live descendant

@@ -132,35 +132,58 @@ func liveDescendants(procs []procEntry, root int) []int {
 	return out
 }
 
-// signalSafe reports whether sending sig to pid would not kill it by
-// default action: the process catches, ignores or blocks it (the SigCgt,
-// SigIgn and SigBlk masks of /proc/PID/status, proc(5); bit n-1 is signal
-// n). A program that has not installed its SIGUSR1 handler yet (a Python
-// job still importing its libraries) would otherwise die of a checkpoint
-// request. ok is false when the masks cannot be read.
-func signalSafe(procRoot string, pid int, sig unix.Signal) (safe, ok bool) {
+// signalMasks reads the SigCgt (caught), SigIgn and SigBlk masks of
+// /proc/PID/status (proc(5); bit n-1 is signal n). ok is false when they
+// cannot be read.
+func signalMasks(procRoot string, pid int) (caught, ignored, blocked uint64, ok bool) {
 	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
 	if err != nil {
-		return false, false
+		return 0, 0, 0, false
 	}
-	bit := uint64(1) << (uint(sig) - 1)
 	found := 0
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		k, v, cut := bytes.Cut(line, []byte(":"))
 		if !cut {
 			continue
 		}
+		var dst *uint64
 		switch string(k) {
-		case "SigCgt", "SigIgn", "SigBlk":
-			mask, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 16, 64)
-			if err != nil {
-				return false, false
-			}
-			found++
-			if mask&bit != 0 {
-				return true, true
-			}
+		case "SigCgt":
+			dst = &caught
+		case "SigIgn":
+			dst = &ignored
+		case "SigBlk":
+			dst = &blocked
+		default:
+			continue
 		}
+		mask, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 16, 64)
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		*dst = mask
+		found++
 	}
-	return false, found == 3
+	return caught, ignored, blocked, found == 3
+}
+
+func sigBit(sig unix.Signal) uint64 { return uint64(1) << (uint(sig) - 1) }
+
+// signalSafe reports whether sending sig to pid would not kill it by
+// default action: the process catches, ignores or blocks it. A program
+// that has not installed its SIGUSR1 handler yet (a Python job still
+// importing its libraries) would otherwise die of a checkpoint request. ok
+// is false when the masks cannot be read.
+func signalSafe(procRoot string, pid int, sig unix.Signal) (safe, ok bool) {
+	caught, ignored, blocked, ok := signalMasks(procRoot, pid)
+	if !ok {
+		return false, false
+	}
+	return (caught|ignored|blocked)&sigBit(sig) != 0, true
+}
+
+// catches reports whether pid has a handler for sig: it will act on it.
+func catches(procRoot string, pid int, sig unix.Signal) bool {
+	caught, _, _, ok := signalMasks(procRoot, pid)
+	return ok && caught&sigBit(sig) != 0
 }

@@ -109,21 +109,24 @@ func TestSignalSafe(t *testing.T) {
 	write(5, "SigBlk:\tzz\nSigIgn:\t0\nSigCgt:\t0\n")
 	write(6, "Name:\tx\n")
 	tests := []struct {
-		pid      int
-		safe, ok bool
+		pid           int
+		safe, ok, cgt bool
 	}{
-		{1, false, true}, // only SIGINT caught: SIGUSR1 would kill it
-		{2, true, true},  // caught
-		{3, true, true},  // blocked
-		{4, true, true},  // ignored
-		{5, false, false},
-		{6, false, false},
-		{7, false, false}, // gone
+		{1, false, true, false}, // only SIGINT caught: SIGUSR1 would kill it
+		{2, true, true, true},   // caught: the one that acts on it
+		{3, true, true, false},  // blocked
+		{4, true, true, false},  // ignored
+		{5, false, false, false},
+		{6, false, false, false},
+		{7, false, false, false}, // gone
 	}
 	for _, tt := range tests {
 		safe, ok := signalSafe(root, tt.pid, syscall.SIGUSR1)
 		if safe != tt.safe || ok != tt.ok {
 			t.Errorf("pid %d: safe=%v ok=%v, want %v %v", tt.pid, safe, ok, tt.safe, tt.ok)
+		}
+		if got := catches(root, tt.pid, syscall.SIGUSR1); got != tt.cgt {
+			t.Errorf("pid %d: catches=%v, want %v", tt.pid, got, tt.cgt)
 		}
 	}
 }

@@ -269,6 +269,50 @@ func readControl(t *testing.T, path string) []ControlLine {
 	return out
 }
 
+// A shell wrapper that runs the program without exec does not handle
+// SIGUSR1 (its default action would kill it): the checkpoint request goes
+// to the program below it, which acknowledges it, and the wrapper is
+// spared.
+func TestCheckpointReachesTheProgramBelowAWrapper(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Command = []string{"sh", "-c", `"$0" checkpoint ack; echo wrapper-done`, os.Args[0]}
+	// Fires on the program's first marker, printed once its handler is in
+	// place: no race with its start, however slow the machine.
+	ready, err := policies.NewMax(policies.Meta{Name: "ready", Action: policies.ActionCheckpointStop}, "iter", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Rules = []policies.Rule{ready}
+	res := h.run(t)
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(res.ControlFile)) })
+	if res.Exit != ExitResumable || len(res.Checkpoints) != 1 {
+		t.Fatalf("exit %d, %d checkpoints; want 75 with one\nlogs:\n%s", res.Exit, len(res.Checkpoints), h.logs)
+	}
+	if !strings.Contains(h.logs.String(), "sent to the processes below it that do") {
+		t.Errorf("the log does not say where the signal went:\n%s", h.logs)
+	}
+	// The wrapper lived until the stop's SIGTERM: SIGUSR1 did not kill it.
+	if res.Signal != "SIGTERM" {
+		t.Errorf("the wrapper died of %q, want SIGTERM", res.Signal)
+	}
+}
+
+// Neither the wrapper nor anything below it handles SIGUSR1: nothing is
+// sent (a request must never be what kills the job), no control line is
+// written for it, and the stop goes straight to SIGTERM.
+func TestCheckpointWithNoHandlerInTheTree(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Command = []string{"sh", "-c", "sleep 30; echo never"}
+	h.cfg.Rules = []policies.Rule{deadline(t, 200*time.Millisecond, policies.ActionCheckpointStop)}
+	res := h.run(t)
+	if res.Exit != ExitPolicy || len(res.Checkpoints) != 0 {
+		t.Fatalf("exit %d, %d checkpoints; want 124 with none\nlogs:\n%s", res.Exit, len(res.Checkpoints), h.logs)
+	}
+	if !strings.Contains(h.logs.String(), "neither the child nor any process it started handles it") {
+		t.Errorf("the log does not say why nothing was sent:\n%s", h.logs)
+	}
+}
+
 func TestTimeoutWithoutAcknowledgementIs124(t *testing.T) {
 	h := newHarness(t, "checkpoint", "silent")
 	h.cfg.CheckpointTimeout = 200 * time.Millisecond
