@@ -275,6 +275,15 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		}
 		log.Warn().Err(cgErr).Msg("not enforced: cgroup limits (memory, memory_high, cpus, pids)")
 	}
+	var killLog supervisor.KillLog
+	if cg != nil {
+		if kl, err := limits.OpenKernelLog("/dev/kmsg"); err != nil {
+			log.Debug().Err(err).Msg("OOM victims will be counted, not named")
+		} else {
+			defer kl.Close()
+			killLog = kl
+		}
+	}
 
 	// Catch the signals to forward before the child exists, so none is
 	// lost in between; Notify (unlike Ignore) leaves the child with default
@@ -316,6 +325,7 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		GID:               gid,
 		Cgroup:            cg,
 		MemoryLimit:       cgSpec.Memory,
+		KillLog:           killLog,
 	})
 	*resOut = res
 	rep.Result = res

@@ -89,6 +89,13 @@ func runDoctor(ctx context.Context, w io.Writer, nvml func() gpu.Library) bool {
 		add(l.name, err, d)
 	}
 
+	if kl, err := limits.OpenKernelLog("/dev/kmsg"); err != nil {
+		checks = append(checks, check{"OOM victims", "no", err.Error() + " (OOM kills are counted, not named)"})
+	} else {
+		_ = kl.Close()
+		checks = append(checks, check{"OOM victims", "ok", "named from the kernel log (/dev/kmsg)"})
+	}
+
 	// The rest is tried on real children, through the same code a run uses.
 	try := func(cfg supervisor.Config) error {
 		cfg.Command = []string{"true"}

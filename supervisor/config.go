@@ -108,6 +108,9 @@ type Config struct {
 	Cgroup limits.Cgroup
 	// MemoryLimit is the cgroup's memory limit, for the report.
 	MemoryLimit int64
+	// KillLog names the processes the kernel OOM-killed (limits.KernelLog
+	// over /dev/kmsg); nil = the report counts OOM kills without names.
+	KillLog KillLog
 
 	// Samplers run on every tick (TickInterval) while the child runs;
 	// Watchers report events as they come.
@@ -179,6 +182,13 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: tick interval below 1ms", ErrConfig)
 	}
 	return nil
+}
+
+// KillLog is where the kernel says which processes it OOM-killed.
+type KillLog interface {
+	// OOMKills returns the kills logged since the last call, anywhere on
+	// the host; the supervisor keeps those in the run's cgroup.
+	OOMKills() []limits.OOMKill
 }
 
 type systemClock struct{}

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
 )
 
@@ -487,6 +490,7 @@ func (s *session) pollCgroup(final bool) {
 	now := s.cfg.Clock.Now()
 	if u.OOMKills > s.oomSeen {
 		s.oomSeen = u.OOMKills
+		s.readVictims()
 		r.OOMKills = u.OOMKills - s.oomBase
 		if !s.exited {
 			s.observe(policies.Observation{Time: now, Source: policies.SourceProbe,
@@ -498,15 +502,54 @@ func (s *session) pollCgroup(final bool) {
 		return
 	}
 	s.oomLogged, s.oomLoggedAt = r.OOMKills, now
-	reason := fmt.Sprintf("the kernel OOM-killed %d process(es) in the run's cgroup (limit %d bytes, peak %d bytes)", pending, r.MemoryLimit, r.MemoryPeak)
+	reason := fmt.Sprintf("the kernel OOM-killed %d process(es) in the run's cgroup (limit %d bytes, peak %d bytes)",
+		pending, r.MemoryLimit, r.MemoryPeak)
 	if pending != r.OOMKills {
 		reason += fmt.Sprintf("; %d since the run began", r.OOMKills)
 	}
+	reason += victimList(r.OOMVictims[s.oomNamed:])
+	s.oomNamed = len(r.OOMVictims)
 	d := policies.Decision{Time: now, Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
 		Action: policies.ActionLog, Reason: reason}
 	s.res.Decisions = append(s.res.Decisions, d)
 	s.log.Error().Str("rule", "oom").Uint64("oom_kills", r.OOMKills).Uint64("memory_peak_bytes", r.MemoryPeak).
 		Int64("memory_limit_bytes", r.MemoryLimit).Msg(reason)
+}
+
+// maxOOMVictims bounds the victims a report lists: a job whose workers
+// die in a loop would otherwise grow it without end (oom_kills counts all).
+const maxOOMVictims = 32
+
+// readVictims takes the run's OOM kills from the kernel log.
+func (s *session) readVictims() {
+	if s.cfg.KillLog == nil {
+		return
+	}
+	r := s.res.Cgroup
+	name := path.Base(r.Path)
+	for _, k := range s.cfg.KillLog.OOMKills() {
+		if k.InCgroup(name) && len(r.OOMVictims) < maxOOMVictims {
+			r.OOMVictims = append(r.OOMVictims, k)
+		}
+	}
+}
+
+// victimList names up to three victims for a log line. The kernel
+// rate-limits the summary line that names a kill's cgroup (mm/oom_kill.c:
+// oom_rs, 10 per 5 s), so in a storm fewer are named than were killed.
+func victimList(v []limits.OOMKill) string {
+	if len(v) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, 3)
+	for _, k := range v[:min(3, len(v))] {
+		parts = append(parts, fmt.Sprintf("pid %d (%s)", k.PID, k.Task))
+	}
+	more := ""
+	if len(v) > 3 {
+		more = fmt.Sprintf(" and %d more", len(v)-3)
+	}
+	return "; the kernel log names " + strings.Join(parts, ", ") + more
 }
 
 // closeCgroup removes the run's cgroup once nothing is left in it.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
 )
 
@@ -104,4 +105,8 @@ type CgroupReport struct {
 	MemoryLimit int64  `json:"memory_limit_bytes,omitempty"`
 	MemoryPeak  uint64 `json:"memory_peak_bytes"`
 	OOMKills    uint64 `json:"oom_kills"`
+	// OOMVictims are the processes killed, as the kernel log names them:
+	// the first maxOOMVictims of those it names (it rate-limits the line,
+	// 10 per 5 s); empty when the log cannot be read (not root).
+	OOMVictims []limits.OOMKill `json:"oom_victims,omitempty"`
 }

@@ -94,6 +94,7 @@ type session struct {
 	cgClosed         bool
 	oomBase, oomSeen uint64    // the cgroup's oom_kill count at the start, and last read
 	oomLogged        uint64    // the count the last OOM violation record covered
+	oomNamed         int       // the victims named in OOM records so far
 	oomLoggedAt      time.Time // when that record was made
 
 	pending *checkpointRequest

@@ -815,6 +815,49 @@ func TestOOMRecordsAreRateLimited(t *testing.T) {
 	}
 }
 
+// fakeKillLog hands out its kills on the first read.
+type fakeKillLog struct {
+	mu    sync.Mutex
+	kills []limits.OOMKill
+}
+
+func (f *fakeKillLog) OOMKills() []limits.OOMKill {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := f.kills
+	f.kills = nil
+	return k
+}
+
+// The victims the kernel log names in the run's cgroup reach the report
+// and the violation record; kills elsewhere on the host do not.
+func TestOOMVictimsNamed(t *testing.T) {
+	cg := &fakeCgroup{dir: t.TempDir(), usage: limits.Usage{OOMKills: 2}}
+	kl := &fakeKillLog{kills: []limits.OOMKill{
+		{PID: 11, Task: "worker", Cgroup: "/slurm/job_1/prism-run-test"},
+		{PID: 12, Task: "other-job", Cgroup: "/slurm/job_2"},
+		{PID: 13, Task: "worker", Cgroup: "/slurm/job_1/prism-run-test"},
+	}}
+	h := newHarness(t, "sleep", "100ms")
+	h.cfg.Cgroup, h.cfg.KillLog = cg, kl
+	res := h.run(t)
+	want := []limits.OOMKill{kl0(11), kl0(13)}
+	if got := res.Cgroup.OOMVictims; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("victims %+v, want %+v", got, want)
+	}
+	named := false
+	for _, d := range res.Decisions {
+		named = named || (d.Rule == "oom" && strings.HasSuffix(d.Reason, "the kernel log names pid 11 (worker), pid 13 (worker)"))
+	}
+	if !named {
+		t.Errorf("no OOM record names the victims: %+v", res.Decisions)
+	}
+}
+
+func kl0(pid int) limits.OOMKill {
+	return limits.OOMKill{PID: pid, Task: "worker", Cgroup: "/slurm/job_1/prism-run-test"}
+}
+
 // The running OOM-kill count reaches the rules: "stop after the third".
 func TestOOMKillsReachRules(t *testing.T) {
 	cg := &fakeCgroup{dir: t.TempDir(), perRead: 1}
