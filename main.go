@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // runWith is run with the NVML library injected (tests pass a simulated
 // GPU server).
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, nvml func() gpu.Library) int {
+	limits.QuietLibraryLog()
 	if len(args) > 1 && args[1] == limits.ShimArg {
 		// prism-run re-executed as the shim that confines the child.
 		return limits.ShimMain(args[2:])

@@ -3,6 +3,7 @@ package limits
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	clog "github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -497,4 +499,14 @@ func sameFile(a, b string) bool {
 	fa, err1 := os.Stat(a)
 	fb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// QuietLibraryLog stops containerd/cgroups from writing to stderr. It logs
+// through containerd/log's process-wide logrus logger, for instance
+// "falling back to slower kill implementation" on every kill on a kernel
+// without cgroup.kill: lines without the "prism-run:" prefix, mixed into
+// the child's stderr. Every failure that matters comes back to prism-run
+// as an error and is reported there. Called by main's run, before anything else.
+func QuietLibraryLog() {
+	clog.L.Logger.SetOutput(io.Discard)
 }

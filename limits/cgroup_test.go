@@ -3,6 +3,7 @@ package limits
 import (
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -328,5 +329,89 @@ func TestCleanStaleReal(t *testing.T) {
 		if _, err := os.Stat(filepath.Dir(f)); !os.IsNotExist(err) {
 			t.Errorf("%s still there", filepath.Dir(f))
 		}
+	}
+}
+
+// hybridV2 is the cgroup2 mount of a hybrid host (controllers on v1, an
+// empty unified hierarchy beside them, as on this project's CI machine),
+// taken as a v2 host: no controllers, so no limits, but the rest of v2 is
+// real: nested cgroups, CLONE_INTO_CGROUP, cgroup.procs, cgroup.kill.
+func hybridV2(t *testing.T) Host {
+	t.Helper()
+	requireRoot(t)
+	h, err := ReadHost()
+	if err != nil {
+		t.Skip(err)
+	}
+	if h.Hierarchy.Mode != ModeV1 || h.Hierarchy.Unified.Point == "" {
+		t.Skipf("not a hybrid host (mode %s): TestRealCgroup/v2 covers a v2 one", h.Hierarchy.Mode)
+	}
+	return Host{Hierarchy: Hierarchy{Mode: ModeV2, Unified: h.Hierarchy.Unified}, OwnV2: h.OwnV2}
+}
+
+// The v2 code for real, controllers aside: a child cloned straight into
+// the cgroup (clone3 CLONE_INTO_CGROUP, as the supervisor starts it), its
+// processes listed, the whole cgroup killed through cgroup.kill, removed.
+func TestRealV2WithoutControllers(t *testing.T) {
+	h := hybridV2(t)
+	name := RunCgroupName(os.Getpid(), "v2-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	cg, err := NewCgroup(h, name, CgroupSpec{})
+	if err != nil {
+		t.Skipf("cannot create a cgroup in the unified hierarchy here: %v", err)
+	}
+	deleted := false
+	t.Cleanup(func() {
+		if !deleted {
+			_ = cg.Kill()
+			_ = cg.Delete()
+		}
+	})
+	dir, err := os.Open(cg.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	// A shell with two background sleeps: three processes to kill.
+	cmd := exec.Command("sh", "-c", "sleep 60 & sleep 60 & grep ^0:: /proc/self/cgroup; wait")
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for i := 0; i < 500 && len(pids) < 3; i++ {
+		time.Sleep(10 * time.Millisecond)
+		pids, err = cg.Procs()
+	}
+	if err != nil || len(pids) < 3 {
+		t.Fatalf("procs %v, %v; want the shell and two sleeps", pids, err)
+	}
+	if _, err := cg.Usage(); err != nil {
+		t.Errorf("usage without a memory controller: %v", err)
+	}
+	if err := cg.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("the shell ended with %v, want SIGKILL", cmd.ProcessState)
+	}
+	// The child was in the run's cgroup (grep, its child, inherits it).
+	if want := "0::" + path.Join(relTo(h.Hierarchy.Unified, h.OwnV2), name) + "\n"; out.String() != want {
+		t.Errorf("/proc/self/cgroup = %q, want %q", out.String(), want)
+	}
+	for i := 0; i < 100; i++ {
+		if err = cg.Delete(); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("delete: %v (procs left: %v)", err, pids)
+	}
+	deleted = true
+	if _, err := os.Stat(cg.Dir()); !os.IsNotExist(err) {
+		t.Errorf("%s left behind", cg.Dir())
 	}
 }

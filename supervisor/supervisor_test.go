@@ -872,3 +872,53 @@ func TestOOMKillsReachRules(t *testing.T) {
 		t.Fatalf("exit %d reason %s rule %q, want 124 policy too-many-ooms (%s)", res.Exit, res.Reason, res.Rule, res.Message)
 	}
 }
+
+// A real v2 cgroup, controllers aside: the unified hierarchy of a hybrid
+// host (this project's CI machine has one; a pure v2 host runs the cgroup
+// testscript instead). The child is in the run's cgroup from its start
+// (clone3 CLONE_INTO_CGROUP), a daemon it detaches dies with the run, and
+// the cgroup is removed.
+func TestRealV2CgroupRun(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	host, err := limits.ReadHost()
+	if err != nil || host.Hierarchy.Mode != limits.ModeV1 || host.Hierarchy.Unified.Point == "" {
+		t.Skipf("not a hybrid host (%v)", err)
+	}
+	v2 := limits.Host{Hierarchy: limits.Hierarchy{Mode: limits.ModeV2, Unified: host.Hierarchy.Unified}, OwnV2: host.OwnV2}
+	name := limits.RunCgroupName(os.Getpid(), "v2run-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	cg, err := limits.NewCgroup(v2, name, limits.CgroupSpec{})
+	if err != nil {
+		t.Skipf("cannot create a cgroup in the unified hierarchy here: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(cg.Dir()); err == nil {
+			_ = cg.Kill()
+			_ = cg.Delete()
+		}
+	})
+
+	pidfile := filepath.Join(t.TempDir(), "daemon.pid")
+	h := newHarness(t)
+	h.cfg.Command = []string{"sh", "-c", `grep ^0:: /proc/self/cgroup; "$0" escape "$1"`, os.Args[0], pidfile}
+	h.cfg.Cgroup, h.cfg.KillAfter = cg, 200*time.Millisecond
+	res := h.run(t)
+	if res.Exit != 0 || res.Cgroup == nil || res.Cgroup.Mode != "v2" {
+		t.Fatalf("exit %d, cgroup %+v\nlogs:\n%s", res.Exit, res.Cgroup, h.logs)
+	}
+	if want := "0::" + cg.Path() + "\n"; !strings.HasPrefix(h.stdout.String(), want) {
+		t.Errorf("the child's cgroup: %q, want %q", h.stdout.String(), want)
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("daemon %d outlived the run (kill 0: %v)", pid, err)
+	}
+	if _, err := os.Stat(cg.Dir()); !os.IsNotExist(err) {
+		t.Errorf("the run's cgroup %s was not removed", cg.Dir())
+	}
+}
