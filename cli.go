@@ -275,6 +275,15 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		}
 		log.Warn().Err(cgErr).Msg("not enforced: cgroup limits (memory, memory_high, cpus, pids)")
 	}
+	if cg != nil {
+		// Before supervisor.Run makes prism-run a subreaper (see
+		// StartWatchdog).
+		wd, err := limits.StartWatchdog("/proc/self/exe", cg, stderr)
+		if err != nil {
+			log.Warn().Err(err).Msg("no watchdog: if prism-run is killed, what its child started lives on until the next prism-run starts")
+		}
+		defer wd.Done()
+	}
 	var killLog supervisor.KillLog
 	if cg != nil {
 		if kl, err := limits.OpenKernelLog("/dev/kmsg"); err != nil {

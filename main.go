@@ -66,6 +66,10 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, nvml 
 		// prism-run re-executed as the shim that confines the child.
 		return limits.ShimMain(args[2:])
 	}
+	if len(args) > 1 && args[1] == limits.WatchArg {
+		// prism-run re-executed as the watchdog of a run's cgroup.
+		return limits.WatchMain(args[2:], stderr)
+	}
 	// Everything after the first "--" is the command, never prism-run's:
 	// `prism-run -- version` runs a program called version.
 	var command []string

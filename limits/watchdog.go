@@ -1,0 +1,132 @@
+package limits
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+// WatchArg is the first argument that makes prism-run the watchdog of a
+// run's cgroup.
+const WatchArg = "__prism-watch"
+
+// Watchdog ends a run's cgroup when prism-run dies before it could: a
+// SIGKILLed prism-run takes its direct child with it (Pdeathsig), but not
+// the processes that child started, and the cgroup's whole point is that
+// nothing escapes. The watchdog is a small process outside the run's
+// cgroup, in a session of its own, holding the read end of a pipe whose
+// only write end is prism-run's: when prism-run ends a run it writes one
+// byte and the watchdog exits; when prism-run dies the kernel closes the
+// pipe, the watchdog reads EOF, kills what is left in the cgroup and
+// removes it. Without it the next prism-run to start would (CleanStale).
+type Watchdog struct {
+	w *os.File
+}
+
+// StartWatchdog starts the watchdog of cg. self is the prism-run
+// executable (/proc/self/exe). It must be called before prism-run becomes
+// a child subreaper: the watchdog is started through an intermediate
+// process that exits at once, so that it is reparented away from
+// prism-run (to init, or the nearest subreaper above), where neither the
+// run's leftover sweep nor a signal to prism-run's group reaches it.
+func StartWatchdog(self string, cg Cgroup, stderr io.Writer) (*Watchdog, error) {
+	r, w, err := os.Pipe() // close-on-exec: the run's child never holds w
+	if err != nil {
+		return nil, fmt.Errorf("watchdog: %w", err)
+	}
+	defer r.Close()
+	dirs := make([]string, 0, len(cg.ProcsFiles()))
+	for _, f := range cg.ProcsFiles() {
+		dirs = append(dirs, filepath.Dir(f))
+	}
+	cmd := exec.Command(self, append([]string{WatchArg, "fork"}, dirs...)...)
+	cmd.Args[0] = "prism-run"
+	cmd.Stdin = r
+	if f, ok := stderr.(*os.File); ok {
+		// Only a file: for any other writer os/exec would copy through a
+		// pipe and Run would wait for the watchdog, which holds it, to end.
+		cmd.Stderr = f
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Run(); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("watchdog: %w", err)
+	}
+	return &Watchdog{w: w}, nil
+}
+
+// Done tells the watchdog the run ended as it should: it exits without
+// touching anything.
+func (d *Watchdog) Done() {
+	if d == nil || d.w == nil {
+		return
+	}
+	_, _ = d.w.Write([]byte{'d'})
+	_ = d.w.Close()
+	d.w = nil
+}
+
+// WatchMain runs the watchdog's two steps: "fork" starts the watchdog
+// proper and exits, "watch" waits on stdin and cleans up if prism-run
+// died. It returns an exit code.
+func WatchMain(args []string, stderr io.Writer) int {
+	if len(args) < 2 {
+		fmt.Fprintln(stderr, "prism-run: watchdog: usage: fork|watch DIR...")
+		return 2
+	}
+	switch args[0] {
+	case "fork":
+		cmd := exec.Command("/proc/self/exe", append([]string{WatchArg, "watch"}, args[1:]...)...)
+		cmd.Args[0] = "prism-run"
+		cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintf(stderr, "prism-run: watchdog: %v\n", err)
+			return 1
+		}
+		return 0 // not waited for: the watchdog is reparented when we exit
+	case "watch":
+		// Only the pipe ends it: a `pkill prism-run` or a Ctrl-C at the
+		// terminal meant for prism-run must not take the watchdog first.
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+		return watch(os.Stdin, args[1:], stderr)
+	}
+	fmt.Fprintf(stderr, "prism-run: watchdog: unknown step %q\n", args[0])
+	return 2
+}
+
+// watch blocks until prism-run writes its byte (the run ended: nothing to
+// do) or dies (EOF: kill and remove the run's cgroup folders).
+func watch(in io.Reader, dirs []string, stderr io.Writer) int {
+	var b [1]byte
+	for {
+		n, err := in.Read(b[:])
+		if n == 1 {
+			return 0
+		}
+		if err != nil {
+			break
+		}
+	}
+	var errs []error
+	cleaned := false
+	for _, dir := range dirs {
+		if _, err := os.Stat(dir); err != nil {
+			continue // the run removed it before prism-run died
+		}
+		cleaned = true
+		errs = append(errs, killAndRemove(dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died during its run; cleaning its cgroup failed: %v\n", err)
+		return 1
+	}
+	if cleaned {
+		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died during its run; killed what was left in its cgroup and removed it (%s)\n", dirs[0])
+	}
+	return 0
+}
