@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path"
@@ -371,13 +372,24 @@ func TestRealV2WithoutControllers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dir.Close()
-	// A shell with two background sleeps: three processes to kill.
-	cmd := exec.Command("sh", "-c", "sleep 60 & sleep 60 & grep ^0:: /proc/self/cgroup; wait")
-	var out strings.Builder
-	cmd.Stdout = &out
+	// A shell that says where it is, then waits on two background
+	// sleeps: three processes to kill.
+	cmd := exec.Command("sh", "-c", "grep ^0:: /proc/self/cgroup; sleep 60 & sleep 60 & wait")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the child's cgroup line: %v", err)
+	}
+	// The child was in the run's cgroup (grep, its child, inherits it).
+	if want := "0::" + path.Join(relTo(h.Hierarchy.Unified, h.OwnV2), name) + "\n"; line != want {
+		t.Errorf("/proc/self/cgroup = %q, want %q", line, want)
 	}
 	var pids []int
 	for i := 0; i < 500 && len(pids) < 3; i++ {
@@ -396,10 +408,6 @@ func TestRealV2WithoutControllers(t *testing.T) {
 	_ = cmd.Wait()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Errorf("the shell ended with %v, want SIGKILL", cmd.ProcessState)
-	}
-	// The child was in the run's cgroup (grep, its child, inherits it).
-	if want := "0::" + path.Join(relTo(h.Hierarchy.Unified, h.OwnV2), name) + "\n"; out.String() != want {
-		t.Errorf("/proc/self/cgroup = %q, want %q", out.String(), want)
 	}
 	for i := 0; i < 100; i++ {
 		if err = cg.Delete(); err == nil {
