@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -294,11 +293,9 @@ func supervise(c *cli.Context, o options, command []string, stdout, stderr io.Wr
 		}
 	}
 
-	// Catch the signals to forward before the child exists, so none is
-	// lost in between; Notify (unlike Ignore) leaves the child with default
-	// dispositions after execve.
+	// Catch the signals to forward before the child exists.
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	supervisor.NotifySignals(sigs)
 	defer signal.Stop(sigs)
 
 	res, err := supervisor.Run(c.Context, supervisor.Config{

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/prism-run/prism-run/limits"
 )
 
@@ -38,17 +40,31 @@ func TestHostFromProcesses(t *testing.T) {
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	h := NewHost(nil)
 	tree := map[int]bool{os.Getpid(): true, cmd.Process.Pid: true, 1 << 30: true /* gone */}
-	obs := h.Sample(time.Now(), tree)
+	t1, cpu1 := time.Now(), selfCPU(t)
+	obs := h.Sample(t1, tree)
 	if obs[0].Value < 1<<20 {
 		t.Errorf("memory_bytes %v: less than a MiB for a Go test and sleep", obs[0].Value)
 	}
-	busy := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(busy) {
+	// Burn 200 ms of CPU (not of wall time: a busy machine stretches the
+	// wall, and the ratio with it), then compare the probe's cores with
+	// what the kernel says this process used over the same span.
+	for selfCPU(t)-cpu1 < 200*time.Millisecond {
 	}
-	obs = h.Sample(time.Now(), tree)
-	if len(obs) != 2 || obs[1].Value < 0.2 || obs[1].Value > 4 {
-		t.Errorf("cpu_ratio %+v after a busy loop", obs)
+	t2, cpu2 := time.Now(), selfCPU(t)
+	obs = h.Sample(t2, tree)
+	want := (cpu2 - cpu1).Seconds() / t2.Sub(t1).Seconds()
+	if len(obs) != 2 || obs[1].Name != NameCPU || obs[1].Value < 0.7*want-0.05 || obs[1].Value > 1.3*want+0.05 {
+		t.Errorf("cpu_ratio %+v, want about %.3f (the kernel's figure for this process)", obs, want)
 	}
+}
+
+// selfCPU is the CPU time this process has used (user + system).
+func selfCPU(t *testing.T) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkHostSample is the host half of one sampling tick, summed over

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"regexp"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/markers"
@@ -123,7 +125,7 @@ type Config struct {
 
 	// Signals delivers the signals sent to prism-run that are to be
 	// forwarded or turned into checkpoint requests; the caller owns the
-	// signal.Notify. Nil = none.
+	// signal.Notify (NotifySignals). Nil = none.
 	Signals <-chan os.Signal
 
 	Log zerolog.Logger
@@ -182,6 +184,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: tick interval below 1ms", ErrConfig)
 	}
 	return nil
+}
+
+// NotifySignals relays to c the signals Run acts on when they are sent to
+// prism-run: SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 are forwarded to
+// the child's group, SIGUSR1 is a checkpoint request, SIGTSTP stops the
+// job as a whole. Call it before Run, so none is lost while the child
+// starts; Notify (unlike Ignore) leaves the child with default
+// dispositions after execve.
+func NotifySignals(c chan<- os.Signal) {
+	signal.Notify(c, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGTSTP)
 }
 
 // KillLog is where the kernel says which processes it OOM-killed.

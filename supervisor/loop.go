@@ -404,6 +404,10 @@ func (s *session) handleSignal(sig os.Signal) {
 		s.requestCheckpoint(policies.Decision{Rule: "signal", Reason: "SIGUSR1 sent to prism-run"}, false)
 		return
 	}
+	if us == unix.SIGTSTP {
+		s.jobStop()
+		return
+	}
 	s.log.Info().Str("signal", name).Msg("forwarding signal to the child's process group")
 	action := "forward"
 	if us == unix.SIGUSR2 {

@@ -132,14 +132,37 @@ func jobControlled() bool {
 
 // suspendGroup stops prism-run's whole process group (a pipeline's tee
 // too), which is what the shell waits for, and returns once the shell has
-// continued it. The Go runtime leaves SIGTSTP at its default action (stop)
-// unless it is Notify'd. kill(2) may return before the group stop has
-// taken this thread, so the return is not the sign of being continued:
-// the SIGCONT is.
+// continued it. SIGSTOP, not SIGTSTP: prism-run catches SIGTSTP (jobStop).
 func suspendGroup() {
+	waitContinued(func() { _ = unix.Kill(0, unix.SIGSTOP) })
+}
+
+// waitContinued runs stop, which stops prism-run, and returns once a
+// SIGCONT has come. kill(2) may return before the stop has taken this
+// thread, so its return is not the sign of being continued: the SIGCONT
+// is.
+func waitContinued(stop func()) {
 	cont := make(chan os.Signal, 1)
 	signal.Notify(cont, unix.SIGCONT)
 	defer signal.Stop(cont)
-	_ = unix.Kill(0, unix.SIGTSTP)
+	stop()
 	<-cont
+}
+
+// jobStop handles a SIGTSTP sent to prism-run: Ctrl-Z at its terminal
+// (which stops the terminal's foreground group, prism-run's, not the
+// child's) or a `kill -TSTP`. The child's group is stopped too, then
+// prism-run, so the job stops as a whole and the child does not run on
+// unseen; when the shell continues prism-run (fg, bg), it continues the
+// child. With --foreground the child's stop is what suspends prism-run
+// (childStopped).
+func (s *session) jobStop() {
+	s.log.Info().Msg("SIGTSTP: stopping the child's process group, then prism-run")
+	s.sendControl(ControlLine{Action: "forward", Signal: "SIGTSTP", Reason: "SIGTSTP sent to prism-run"}, unix.SIGTSTP)
+	if s.tty != nil {
+		return
+	}
+	waitContinued(func() { _ = unix.Kill(unix.Getpid(), unix.SIGSTOP) })
+	s.log.Info().Msg("continued: continuing the child")
+	_ = unix.Kill(-s.pid, unix.SIGCONT)
 }

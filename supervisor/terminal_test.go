@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,6 +65,12 @@ func miniShell() int {
 		}
 		if ws.Stopped() {
 			fmt.Printf("shell: job stopped by %s\n", unix.SignalName(ws.StopSignal()))
+			// The person types fg: at once, or when the test says so.
+			if f := os.Getenv("PRISM_TEST_FG_FILE"); f != "" {
+				for _, err := os.Stat(f); err != nil; _, err = os.Stat(f) {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
 			setForegroundGroup(pid)
 			_ = unix.Kill(-pid, unix.SIGCONT)
 			fmt.Println("shell: fg")
@@ -103,6 +111,9 @@ func superviseOnTTY() int {
 		}
 		cfg.Rules = []policies.Rule{r}
 	}
+	sigs := make(chan os.Signal, 16)
+	NotifySignals(sigs)
+	cfg.Signals = sigs
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		fmt.Println("supervise:", err)
@@ -237,7 +248,7 @@ func TestForegroundCtrlZ(t *testing.T) {
 	s.expect("ready")
 	s.typeKeys("\x1a")
 	s.expect("suspending prism-run too")
-	s.expect("shell: job stopped by SIGTSTP")
+	s.expect("shell: job stopped by SIGSTOP")
 	s.expect("resumed: continuing the child") // the shell's fg
 	s.typeKeys("hello\n")
 	s.expect("got: hello")
@@ -257,4 +268,60 @@ func TestBackgroundChildReadingTheTerminal(t *testing.T) {
 	s.expect("run prism-run with --foreground")
 	s.expect("supervise: reason=policy escalated=false") // no SIGKILL was needed
 	s.expect("shell: exit=124")
+}
+
+// procState is the state letter of /proc/PID/stat (T: stopped).
+func procState(t *testing.T, pid int) byte {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := parseStat(b)
+	if !ok {
+		t.Fatalf("cannot parse /proc/%d/stat: %q", pid, b)
+	}
+	return e.state
+}
+
+// Without --foreground, Ctrl-Z stops prism-run's group (the terminal's
+// foreground): prism-run stops the child's group too, so the job stops as
+// a whole instead of the child running on unseen, and continues it on fg.
+func TestCtrlZStopsTheWholeJob(t *testing.T) {
+	dir := t.TempDir()
+	pidfile, fg := filepath.Join(dir, "child.pid"), filepath.Join(dir, "fg")
+	s := openShell(t, []string{"PRISM_TEST_FG_FILE=" + fg}, os.Args[0], "pidfile", pidfile)
+	var pid int
+	for i := 0; i < 2000 && pid == 0; i++ {
+		b, _ := os.ReadFile(pidfile)
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			pid, _ = strconv.Atoi(f[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pid == 0 {
+		t.Fatal("the child did not start")
+	}
+	s.typeKeys("\x1a")
+	s.expect("SIGTSTP: stopping the child's process group, then prism-run")
+	s.expect("shell: job stopped by SIGSTOP")
+	if st := procState(t, pid); st != 'T' {
+		t.Errorf("the child is in state %c while its job is stopped, want T", st)
+	}
+	if err := os.WriteFile(fg, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.expect("continued: continuing the child")
+	var st byte
+	for i := 0; i < 500; i++ {
+		if st = procState(t, pid); st != 'T' {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st == 'T' {
+		t.Error("the child was not continued with its job")
+	}
+	s.typeKeys("\x03") // Ctrl-C reaches prism-run, which forwards it
+	s.expect("shell: exit=130")
 }
