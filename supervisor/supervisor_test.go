@@ -439,6 +439,13 @@ func TestDetachedDescendantsAreKilled(t *testing.T) {
 	if res.Exit != 0 || res.Leftovers != 1 {
 		t.Fatalf("got exit %d leftovers %d\nlogs:\n%s", res.Exit, res.Leftovers, h.logs)
 	}
+	requireGone(t, pidfile)
+}
+
+// requireGone checks that the daemon whose pid is in pidfile no longer
+// exists once Run has returned.
+func requireGone(t *testing.T, pidfile string) {
+	t.Helper()
 	b, err := os.ReadFile(pidfile)
 	if err != nil {
 		t.Fatal(err)
@@ -910,14 +917,7 @@ func TestRealV2CgroupRun(t *testing.T) {
 	if want := "0::" + cg.Path() + "\n"; !strings.HasPrefix(h.stdout.String(), want) {
 		t.Errorf("the child's cgroup: %q, want %q", h.stdout.String(), want)
 	}
-	b, err := os.ReadFile(pidfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("daemon %d outlived the run (kill 0: %v)", pid, err)
-	}
+	requireGone(t, pidfile)
 	if _, err := os.Stat(cg.Dir()); !os.IsNotExist(err) {
 		t.Errorf("the run's cgroup %s was not removed", cg.Dir())
 	}
