@@ -42,7 +42,7 @@ func (s *session) loop(ctx context.Context) error {
 			s.pollCgroup(false)
 			now := s.cfg.Clock.Now()
 			s.observe(policies.Observation{Time: now, Source: policies.SourceClock,
-				Name: policies.NameElapsed, Value: now.Sub(s.engine.Start()).Seconds()})
+				Name: policies.NameElapsed, Value: now.Add(-s.paused).Sub(s.engine.Start()).Seconds()})
 		case sig := <-s.cfg.Signals:
 			s.handleSignal(sig)
 		case <-s.sigchld:
@@ -174,8 +174,16 @@ func (s *session) record(o policies.Observation) {
 	s.res.Checkpoints = append(s.res.Checkpoints, c)
 }
 
+// observe feeds the engine. The rules live in run time: wall time less
+// the time the job spent stopped by job control (Ctrl-Z, then fg), so a
+// heartbeat, stall window or deadline does not count a pause the person
+// asked for. Observations arrive in wall time and decisions go back to it.
 func (s *session) observe(o policies.Observation) {
+	if !o.Time.IsZero() {
+		o.Time = o.Time.Add(-s.paused)
+	}
 	for _, d := range s.engine.Observe(o) {
+		d.Time = d.Time.Add(s.paused)
 		s.execute(d)
 	}
 }

@@ -88,8 +88,9 @@ type session struct {
 	exited bool
 	status unix.WaitStatus
 
-	tty       *terminal // --foreground: the terminal handed to the child's group
-	warnedTTY bool      // the "stopped by SIGTTIN" warning was given
+	tty       *terminal     // --foreground: the terminal handed to the child's group
+	warnedTTY bool          // the "stopped by SIGTTIN" warning was given
+	paused    time.Duration // time the job spent stopped by job control (see observe)
 
 	cgClosed         bool
 	oomBase, oomSeen uint64    // the cgroup's oom_kill count at the start, and last read

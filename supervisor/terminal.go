@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -101,7 +102,7 @@ func (s *session) childStopped(sig unix.Signal) {
 	}
 	s.log.Info().Str("signal", unix.SignalName(sig)).Msg("the child stopped: suspending prism-run too")
 	s.tty.reclaim(s.pid)
-	suspendGroup()
+	s.pausedFor(suspendGroup)
 	if s.tty.foreground() == s.tty.own {
 		if err := s.tty.setForeground(s.pid); err != nil {
 			s.log.Warn().Err(err).Msg("cannot give the terminal back to the child")
@@ -162,7 +163,17 @@ func (s *session) jobStop() {
 	if s.tty != nil {
 		return
 	}
-	waitContinued(func() { _ = unix.Kill(unix.Getpid(), unix.SIGSTOP) })
+	s.pausedFor(func() { waitContinued(func() { _ = unix.Kill(unix.Getpid(), unix.SIGSTOP) }) })
 	s.log.Info().Msg("continued: continuing the child")
 	_ = unix.Kill(-s.pid, unix.SIGCONT)
+}
+
+// pausedFor runs suspend, which returns when the job is continued, and
+// adds the time it took to the run's paused time.
+func (s *session) pausedFor(suspend func()) {
+	start := s.cfg.Clock.Now()
+	suspend()
+	d := s.cfg.Clock.Now().Sub(start)
+	s.paused += d
+	s.log.Info().Stringer("stopped_for", d.Round(time.Millisecond)).Msg("the job was stopped; the rules do not count that time")
 }

@@ -109,7 +109,14 @@ func superviseOnTTY() int {
 		if err != nil {
 			panic(err)
 		}
-		cfg.Rules = []policies.Rule{r}
+		cfg.Rules = append(cfg.Rules, r)
+	}
+	if d, err := time.ParseDuration(os.Getenv("PRISM_TEST_HEARTBEAT")); err == nil {
+		r, err := policies.NewHeartbeat(policies.Meta{Name: "hung", Action: policies.ActionStop}, "beat", d)
+		if err != nil {
+			panic(err)
+		}
+		cfg.Rules = append(cfg.Rules, r)
 	}
 	sigs := make(chan os.Signal, 16)
 	NotifySignals(sigs)
@@ -324,4 +331,25 @@ func TestCtrlZStopsTheWholeJob(t *testing.T) {
 	}
 	s.typeKeys("\x03") // Ctrl-C reaches prism-run, which forwards it
 	s.expect("shell: exit=130")
+}
+
+// The time a job spends stopped by Ctrl-Z is not run time for the rules:
+// a heartbeat rule does not stop a job that was paused on purpose, longer
+// than its timeout, as soon as it is continued.
+func TestCtrlZPauseIsNotRunTime(t *testing.T) {
+	fg := filepath.Join(t.TempDir(), "fg")
+	s := openShell(t, []string{"PRISM_TEST_FG_FILE=" + fg, "PRISM_TEST_HEARTBEAT=400ms"}, os.Args[0], "beat", "50ms")
+	s.expect("PRISM beat=3")
+	s.typeKeys("\x1a")
+	s.expect("shell: job stopped by SIGSTOP")
+	time.Sleep(time.Second) // the pause: well over the heartbeat's 400ms
+	if err := os.WriteFile(fg, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.expect("the rules do not count that time")
+	s.expect("PRISM beat=") // beating again after fg
+	time.Sleep(300 * time.Millisecond)
+	s.typeKeys("\x03")
+	s.expect("supervise: reason=signaled") // Ctrl-C ended it, not the heartbeat rule
+	s.absent(`"rule":"hung"`)
 }

@@ -49,7 +49,8 @@ const Usage = `testchild MODE [ARGS]
   spawn N                start N sleeping children, print how many started, exit 0
   netifs                 print each network interface and whether it is up
   burn DUR               burn DUR of CPU time, print the CPU seconds, the wall seconds it took and cores (their ratio)
-  readline               print "ready", read one line from stdin, print "got: LINE"`
+  readline               print "ready", read one line from stdin, print "got: LINE"
+  beat DUR               print the marker "PRISM beat=N" every DUR, for ever`
 
 // RandomBytes returns the deterministic byte stream `randbytes n seed`
 // writes, for tests to compare against.
@@ -96,6 +97,13 @@ func Main(args []string) int {
 		fmt.Fprint(os.Stderr, arg(0))
 		d, _ := time.ParseDuration(arg(1))
 		time.Sleep(d)
+	case "beat":
+		// A live program: a marker every DUR, for ever.
+		d, _ := time.ParseDuration(arg(0))
+		for n := 1; ; n++ {
+			fmt.Printf("PRISM beat=%d\n", n)
+			time.Sleep(d)
+		}
 	case "readline":
 		// An interactive program: a prompt, then one line from stdin.
 		fmt.Println("ready")
