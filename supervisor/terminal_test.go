@@ -338,17 +338,19 @@ func TestCtrlZStopsTheWholeJob(t *testing.T) {
 // than its timeout, as soon as it is continued.
 func TestCtrlZPauseIsNotRunTime(t *testing.T) {
 	fg := filepath.Join(t.TempDir(), "fg")
-	s := openShell(t, []string{"PRISM_TEST_FG_FILE=" + fg, "PRISM_TEST_HEARTBEAT=400ms"}, os.Args[0], "beat", "50ms")
+	// A heartbeat of 1s over beats every 50ms: a loaded machine does not
+	// stretch a gap that far; the pause of 2.5s does.
+	s := openShell(t, []string{"PRISM_TEST_FG_FILE=" + fg, "PRISM_TEST_HEARTBEAT=1s"}, os.Args[0], "beat", "50ms")
 	s.expect("PRISM beat=3")
 	s.typeKeys("\x1a")
 	s.expect("shell: job stopped by SIGSTOP")
-	time.Sleep(time.Second) // the pause: well over the heartbeat's 400ms
+	time.Sleep(2500 * time.Millisecond) // the pause: well over the heartbeat's 1s
 	if err := os.WriteFile(fg, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s.expect("the rules do not count that time")
 	s.expect("PRISM beat=") // beating again after fg
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond) // past the heartbeat's timeout after fg
 	s.typeKeys("\x03")
 	s.expect("supervise: reason=signaled") // Ctrl-C ended it, not the heartbeat rule
 	s.absent(`"rule":"hung"`)
