@@ -113,10 +113,11 @@ func (s *session) childStopped(sig unix.Signal) {
 }
 
 // jobControlled says whether a stop of prism-run's process group would
-// reach a shell: the kernel discards SIGTSTP sent to an orphaned group
-// (one with no member whose parent is in another group of the same
-// session; POSIX, and kernel/signal.c's is_current_pgrp_orphaned), so
-// prism-run must not wait for a SIGCONT then.
+// reach a shell that can continue it. An orphaned group (no member whose
+// parent is in another group of the same session) has none: POSIX, and
+// the kernel discards a terminal's SIGTSTP for one (kernel/signal.c,
+// is_current_pgrp_orphaned). Stopped, prism-run would wait for a SIGCONT
+// that never comes.
 func jobControlled() bool {
 	ppid := unix.Getppid()
 	ppgrp, err := unix.Getpgid(ppid)
