@@ -349,7 +349,7 @@ func TestCtrlZPauseIsNotRunTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.expect("the rules do not count that time")
-	s.expect("PRISM beat=") // beating again after fg
+	s.expect("PRISM beat=")             // beating again after fg
 	time.Sleep(1200 * time.Millisecond) // past the heartbeat's timeout after fg
 	s.typeKeys("\x03")
 	s.expect("supervise: reason=signaled") // Ctrl-C ended it, not the heartbeat rule
