@@ -208,10 +208,19 @@ func cgroupUsable() bool {
 func mockGPU() gpu.Library {
 	s := gputest.New()
 	bytes, _ := strconv.ParseUint(os.Getenv("PRISM_TEST_GPU_BYTES"), 10, 64)
+	// PRISM_TEST_GPU_AFTER=FILE: the child's processes hold GPU memory only
+	// once FILE exists (testchild writes it when its signal handlers are
+	// in place), so a rule cannot trip before the child can answer it.
+	after := os.Getenv("PRISM_TEST_GPU_AFTER")
 	s.PidsFunc = func(g int) map[uint32]uint64 {
 		out := map[uint32]uint64{}
 		if g != 0 {
 			return out
+		}
+		if after != "" {
+			if _, err := os.Stat(after); err != nil {
+				return out
+			}
 		}
 		for _, pid := range descendants(os.Getpid()) {
 			out[uint32(pid)] = bytes

@@ -91,6 +91,19 @@ func (h *harness) run(t *testing.T) *Result {
 	return res
 }
 
+// onReady is a rule named name that fires when the test child prints its
+// first marker ("PRISM iter=0"), which it does once its signal handlers
+// are in place: a request it causes never races the child's start, however
+// loaded the machine (before the handler, no request is sent at all).
+func onReady(t *testing.T, name string, action policies.Action) policies.Rule {
+	t.Helper()
+	r, err := policies.NewMax(policies.Meta{Name: name, Severity: policies.SeverityHigh, Action: action}, "iter", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func deadline(t *testing.T, d time.Duration, action policies.Action) policies.Rule {
 	t.Helper()
 	r, err := policies.NewDeadline(policies.Meta{Name: "timeout", Severity: policies.SeverityHigh, Action: action}, d)
@@ -226,7 +239,7 @@ func TestChildEnvironment(t *testing.T) {
 
 func TestTimeoutWithAcknowledgedCheckpointIsResumable(t *testing.T) {
 	h := newHarness(t, "checkpoint", "ack")
-	h.cfg.Rules = []policies.Rule{deadline(t, 300*time.Millisecond, policies.ActionCheckpointStop)}
+	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionCheckpointStop)}
 	res := h.run(t)
 	if res.Exit != ExitResumable || res.Reason != ReasonPolicy || res.Rule != "timeout" {
 		t.Fatalf("got %d %s %q, want 75 policy timeout\nlogs:\n%s", res.Exit, res.Reason, res.Rule, h.logs)
@@ -276,13 +289,7 @@ func readControl(t *testing.T, path string) []ControlLine {
 func TestCheckpointReachesTheProgramBelowAWrapper(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.Command = []string{"sh", "-c", `"$0" checkpoint ack; echo wrapper-done`, os.Args[0]}
-	// Fires on the program's first marker, printed once its handler is in
-	// place: no race with its start, however slow the machine.
-	ready, err := policies.NewMax(policies.Meta{Name: "ready", Action: policies.ActionCheckpointStop}, "iter", -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.cfg.Rules = []policies.Rule{ready}
+	h.cfg.Rules = []policies.Rule{onReady(t, "ready", policies.ActionCheckpointStop)}
 	res := h.run(t)
 	t.Cleanup(func() { os.RemoveAll(filepath.Dir(res.ControlFile)) })
 	if res.Exit != ExitResumable || len(res.Checkpoints) != 1 {
@@ -316,7 +323,7 @@ func TestCheckpointWithNoHandlerInTheTree(t *testing.T) {
 func TestTimeoutWithoutAcknowledgementIs124(t *testing.T) {
 	h := newHarness(t, "checkpoint", "silent")
 	h.cfg.CheckpointTimeout = 200 * time.Millisecond
-	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionCheckpointStop)}
+	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionCheckpointStop)}
 	res := h.run(t)
 	if res.Exit != ExitPolicy || res.Reason != ReasonPolicy || len(res.Checkpoints) != 0 {
 		t.Fatalf("got %+v", res)
@@ -328,7 +335,7 @@ func TestTimeoutWithoutAcknowledgementIs124(t *testing.T) {
 
 func TestChildDyingOfCheckpointSignalIsPolicyStop(t *testing.T) {
 	h := newHarness(t, "checkpoint", "die")
-	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionCheckpointStop)}
+	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionCheckpointStop)}
 	if res := h.run(t); res.Exit != ExitPolicy || res.Reason != ReasonPolicy {
 		t.Fatalf("got %d %s, want 124 policy", res.Exit, res.Reason)
 	}
@@ -337,7 +344,7 @@ func TestChildDyingOfCheckpointSignalIsPolicyStop(t *testing.T) {
 func TestKillAfterEscalates(t *testing.T) {
 	h := newHarness(t, "ignore-term", "1h")
 	h.cfg.KillAfter = 200 * time.Millisecond
-	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionStop)}
+	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionStop)}
 	res := h.run(t)
 	if res.Exit != ExitPolicy || !res.Escalated || res.Signal != "SIGKILL" {
 		t.Fatalf("got exit %d escalated %v signal %q\nlogs:\n%s", res.Exit, res.Escalated, res.Signal, h.logs)
@@ -367,11 +374,13 @@ func TestRuleExitCodeOverrides(t *testing.T) {
 func TestPeriodicCheckpoints(t *testing.T) {
 	every, _ := policies.NewPeriodic(policies.Meta{Name: "checkpoint-every", Action: policies.ActionCheckpoint}, 100*time.Millisecond)
 	h := newHarness(t, "checkpoint", "ack")
-	h.cfg.Rules = []policies.Rule{every, deadline(t, 550*time.Millisecond, policies.ActionStop)}
+	// 1.5s: room for a slow start (requests before the child's handler
+	// are skipped) and still several periods.
+	h.cfg.Rules = []policies.Rule{every, deadline(t, 1500*time.Millisecond, policies.ActionStop)}
 	res := h.run(t)
 	t.Cleanup(func() { os.RemoveAll(filepath.Dir(res.ControlFile)) })
 	if len(res.Checkpoints) < 3 {
-		t.Fatalf("%d checkpoints in 550ms at one per 100ms\nlogs:\n%s", len(res.Checkpoints), h.logs)
+		t.Fatalf("%d checkpoints in 1.5s at one per 100ms\nlogs:\n%s", len(res.Checkpoints), h.logs)
 	}
 	for _, c := range res.Checkpoints {
 		if c.Rule != "checkpoint-every" {
@@ -457,9 +466,9 @@ func requireGone(t *testing.T, pidfile string) {
 }
 
 func TestDegradeSendsSIGUSR2WithWhat(t *testing.T) {
-	r, _ := policies.NewDeadline(policies.Meta{Name: "slow", Action: policies.ActionDegrade, What: "reduce-precision"}, 100*time.Millisecond)
+	r, _ := policies.NewMax(policies.Meta{Name: "slow", Action: policies.ActionDegrade, What: "reduce-precision"}, "iter", -1)
 	h := newHarness(t, "checkpoint", "silent")
-	h.cfg.Rules = []policies.Rule{r, deadline(t, 400*time.Millisecond, policies.ActionStop)}
+	h.cfg.Rules = []policies.Rule{r, deadline(t, time.Second, policies.ActionStop)}
 	h.run(t)
 	if !strings.Contains(h.stdout.String(), `"action":"degrade","signal":"SIGUSR2","rule":"slow","what":"reduce-precision"`) {
 		t.Errorf("child did not get the degrade request:\n%s", h.stdout)
@@ -480,7 +489,7 @@ func TestCheckpointDirGiven(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ck")
 	h := newHarness(t, "checkpoint", "ack")
 	h.cfg.CheckpointDir = dir
-	h.cfg.Rules = []policies.Rule{deadline(t, 100*time.Millisecond, policies.ActionCheckpointStop)}
+	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionCheckpointStop)}
 	res := h.run(t)
 	if res.Exit != ExitResumable || filepath.Dir(res.Checkpoints[0].Path) != dir {
 		t.Fatalf("got %d, checkpoints %+v", res.Exit, res.Checkpoints)

@@ -35,7 +35,7 @@ const Usage = `testchild MODE [ARGS]
   longline N             write N 'x' bytes and no newline
   signals FILE           write "PID PPID" to FILE, then print each signal received (and append it
                          to FILE); exit 0 on SIGTERM
-  ignore-term DUR        ignore SIGTERM and SIGUSR1, sleep DUR
+  ignore-term DUR        ignore SIGTERM and SIGUSR1, print "PRISM iter=0", sleep DUR
   checkpoint ack|silent|die [FILE]  write "PID PPID" to FILE if given; on SIGUSR1 write a checkpoint and ack it (ack), or do nothing (silent),
                          or (die) exit 3 on SIGUSR1; print control lines read; exit 0 on SIGTERM
   pidfile FILE           write "PID PPID" to FILE, then sleep
@@ -140,6 +140,7 @@ func Main(args []string) int {
 		signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
 		d, _ := time.ParseDuration(arg(0))
 		fmt.Println("ignoring SIGTERM")
+		fmt.Println("PRISM iter=0") // ready: a test's rule may act now
 		time.Sleep(d)
 	case "checkpoint":
 		ch := make(chan os.Signal, 4)
