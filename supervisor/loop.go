@@ -352,7 +352,13 @@ func (s *session) protocolTargets(sig syscall.Signal) []int {
 		}
 	}
 	if len(targets) == 0 {
-		s.log.Warn().Str("signal", unix.SignalName(sig)).
+		// Once per signal at warning level: a program still importing its
+		// libraries misses every periodic request until its handler is in.
+		ev := s.log.Debug()
+		if !s.warnedNoHandler[sig] {
+			s.warnedNoHandler[sig], ev = true, s.log.Warn()
+		}
+		ev.Str("signal", unix.SignalName(sig)).
 			Msg("not sent: neither the child nor any process it started handles it (yet), and its default action would kill them")
 		return nil
 	}

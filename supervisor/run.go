@@ -88,6 +88,8 @@ type session struct {
 	exited bool
 	status unix.WaitStatus
 
+	warnedNoHandler map[syscall.Signal]bool // "not sent" was said at warning level
+
 	tty       *terminal     // --foreground: the terminal handed to the child's group
 	warnedTTY bool          // the "stopped by SIGTTIN" warning was given
 	paused    time.Duration // time the job spent stopped by job control (see observe)
@@ -136,7 +138,7 @@ func prepare(cfg Config, res *Result) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	s := &session{cfg: cfg, res: res, log: cfg.Log, engine: engine, parser: parser}
+	s := &session{cfg: cfg, res: res, log: cfg.Log, engine: engine, parser: parser, warnedNoHandler: map[syscall.Signal]bool{}}
 	res.Start = engine.Start()
 
 	// The run folder holds the control file and, by default, the

@@ -320,6 +320,30 @@ func TestCheckpointWithNoHandlerInTheTree(t *testing.T) {
 	}
 }
 
+// A program that never handles SIGUSR1 misses every periodic request;
+// the log says so once at warning level, not once per period.
+func TestNoHandlerWarnedOnce(t *testing.T) {
+	every, _ := policies.NewPeriodic(policies.Meta{Name: "checkpoint-every", Action: policies.ActionCheckpoint}, 30*time.Millisecond)
+	h := newHarness(t)
+	h.cfg.Command = []string{"sh", "-c", "sleep 0.5"}
+	h.cfg.Rules = []policies.Rule{every}
+	h.run(t)
+	warns, debugs := 0, 0
+	for _, l := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(l, "not sent: neither the child") {
+			switch {
+			case strings.Contains(l, `"level":"warn"`):
+				warns++
+			case strings.Contains(l, `"level":"debug"`):
+				debugs++
+			}
+		}
+	}
+	if warns != 1 || debugs == 0 {
+		t.Errorf("%d warnings and %d debug lines for the unsent requests, want 1 and some\n%s", warns, debugs, h.logs)
+	}
+}
+
 func TestTimeoutWithoutAcknowledgementIs124(t *testing.T) {
 	h := newHarness(t, "checkpoint", "silent")
 	h.cfg.CheckpointTimeout = 200 * time.Millisecond
