@@ -34,6 +34,11 @@ import (
 func ttyHelper(mode string) int {
 	switch mode {
 	case "shell":
+		if os.Getenv("PRISM_TEST_NOSHELL") == "1" {
+			// No shell: the supervisor leads the session itself, and its
+			// process group is orphaned (its parent is in another session).
+			return superviseOnTTY()
+		}
 		return miniShell()
 	case "supervise":
 		return superviseOnTTY()
@@ -354,4 +359,18 @@ func TestCtrlZPauseIsNotRunTime(t *testing.T) {
 	s.typeKeys("\x03")
 	s.expect("supervise: reason=signaled") // Ctrl-C ended it, not the heartbeat rule
 	s.absent(`"rule":"hung"`)
+}
+
+// With no job-control shell above prism-run (its group is orphaned: no
+// one could continue it), a child's Ctrl-Z does not stop prism-run, which
+// would wait for ever: the child is continued, and keeps the terminal.
+func TestForegroundCtrlZWithoutAShell(t *testing.T) {
+	s := openShell(t, []string{"PRISM_TEST_FOREGROUND=1", "PRISM_TEST_NOSHELL=1"}, os.Args[0], "readline")
+	s.expect("ready")
+	s.typeKeys("\x1a")
+	s.expect("no job-control shell is above prism-run: continuing it")
+	s.typeKeys("hello\n")
+	s.expect("got: hello")
+	s.expect("supervise: reason=exited")
+	s.absent("suspending prism-run")
 }
