@@ -57,6 +57,13 @@ func TestScripts(t *testing.T) {
 				// Root, and a cgroup hierarchy with the memory, cpu and
 				// pids controllers (v1 here; v2 where delegated).
 				return os.Getuid() == 0 && cgroupUsable(), nil
+			case "kmsg":
+				// The kernel log can be read: OOM victims can be named.
+				kl, err := limits.OpenKernelLog("/dev/kmsg")
+				if err == nil {
+					_ = kl.Close()
+				}
+				return err == nil, nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

@@ -525,7 +525,12 @@ func (s *session) pollCgroup(final bool) {
 	if pending != r.OOMKills {
 		reason += fmt.Sprintf("; %d since the run began", r.OOMKills)
 	}
-	reason += victimList(r.OOMVictims[s.oomNamed:])
+	switch named := r.OOMVictims[s.oomNamed:]; {
+	case len(named) > 0:
+		reason += victimList(named)
+	case s.cfg.KillLog != nil && len(r.OOMVictims) < maxOOMVictims:
+		reason += "; the kernel log named none (it rate-limits that line, host-wide)"
+	}
 	s.oomNamed = len(r.OOMVictims)
 	d := policies.Decision{Time: now, Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
 		Action: policies.ActionLog, Reason: reason}

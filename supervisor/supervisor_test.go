@@ -898,6 +898,22 @@ func kl0(pid int) limits.OOMKill {
 	return limits.OOMKill{PID: pid, Task: "worker", Cgroup: "/slurm/job_1/prism-run-test"}
 }
 
+// A kill log that names none of the run's kills (the kernel rate-limited
+// its line) is said so in the record.
+func TestOOMVictimsRateLimitedByTheKernel(t *testing.T) {
+	cg := &fakeCgroup{dir: t.TempDir(), usage: limits.Usage{OOMKills: 1}}
+	h := newHarness(t, "sleep", "100ms")
+	h.cfg.Cgroup, h.cfg.KillLog = cg, &fakeKillLog{}
+	res := h.run(t)
+	found := false
+	for _, d := range res.Decisions {
+		found = found || (d.Rule == "oom" && strings.HasSuffix(d.Reason, "the kernel log named none (it rate-limits that line, host-wide)"))
+	}
+	if !found || len(res.Cgroup.OOMVictims) != 0 {
+		t.Errorf("decisions %+v, victims %+v", res.Decisions, res.Cgroup.OOMVictims)
+	}
+}
+
 // The running OOM-kill count reaches the rules: "stop after the third".
 func TestOOMKillsReachRules(t *testing.T) {
 	cg := &fakeCgroup{dir: t.TempDir(), perRead: 1}
