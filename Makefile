@@ -35,7 +35,7 @@ lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./markers ./supervisor ./replay ./probes/...
+	$(GO) test -run '^$$' -bench . -benchmem ./markers ./supervisor ./replay ./probes/... ./limits
 
 # Short fuzzing rounds; FUZZTIME=10m for a long one.
 fuzz:

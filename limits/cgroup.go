@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path"
@@ -202,22 +203,21 @@ func (c *v2Cgroup) Procs() ([]int, error) {
 	return toInts(pids), err
 }
 
+// Usage reads the four files it needs (memory.current, memory.peak,
+// memory.events, cpu.stat), not the library's Stat: that reads every
+// controller's statistics (memory.stat, io, hugetlb...), ten times the
+// cost, and Usage runs on every sampling tick.
 func (c *v2Cgroup) Usage() (Usage, error) {
-	st, err := c.mgr.Stat()
-	if err != nil {
-		return Usage{}, err
-	}
 	var u Usage
-	if st.Memory != nil {
-		u.MemoryCurrent, u.MemoryPeak = st.Memory.Usage, st.Memory.MaxUsage
-	}
-	if st.MemoryEvents != nil {
-		u.OOMKills = st.MemoryEvents.OomKill
-	}
-	if st.CPU != nil {
-		u.CPU = time.Duration(st.CPU.UsageUsec) * time.Microsecond
-	}
-	return u, nil
+	var usec uint64
+	err := errors.Join(
+		readUint(filepath.Join(c.dir, "memory.current"), &u.MemoryCurrent),
+		readUint(filepath.Join(c.dir, "memory.peak"), &u.MemoryPeak), // Linux >= 5.19
+		readKey(filepath.Join(c.dir, "memory.events"), "oom_kill", &u.OOMKills),
+		readKey(filepath.Join(c.dir, "cpu.stat"), "usage_usec", &usec),
+	)
+	u.CPU = time.Duration(usec) * time.Microsecond
+	return u, err
 }
 
 func (c *v2Cgroup) Delete() error { return c.mgr.Delete() }
@@ -370,22 +370,67 @@ func (c *v1Cgroup) Procs() ([]int, error) {
 	return out, nil
 }
 
+// Usage reads the files it needs, as the v2 one does; a controller that
+// is not mounted reads as zero.
 func (c *v1Cgroup) Usage() (Usage, error) {
 	var u Usage
-	st, err := c.cg.Stat(cgroup1.IgnoreNotExist)
+	var ns uint64
+	var errs []error
+	if mem, ok := c.dirs["memory"]; ok {
+		errs = append(errs,
+			readUint(filepath.Join(mem, "memory.usage_in_bytes"), &u.MemoryCurrent),
+			readUint(filepath.Join(mem, "memory.max_usage_in_bytes"), &u.MemoryPeak),
+			readKey(filepath.Join(mem, "memory.oom_control"), "oom_kill", &u.OOMKills))
+	}
+	if acct, ok := c.dirs["cpuacct"]; ok {
+		errs = append(errs, readUint(filepath.Join(acct, "cpuacct.usage"), &ns))
+	}
+	u.CPU = time.Duration(ns)
+	return u, errors.Join(errs...)
+}
+
+// readUint reads a file that holds one number. A missing file reads as
+// zero: a kernel without it (memory.peak before 5.19), or a cgroup being
+// removed.
+func readUint(path string, dst *uint64) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
-		return u, err
+		return err
 	}
-	if st.Memory != nil && st.Memory.Usage != nil {
-		u.MemoryCurrent, u.MemoryPeak = st.Memory.Usage.Usage, st.Memory.Usage.Max
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	if st.MemoryOomControl != nil {
-		u.OOMKills = st.MemoryOomControl.OomKill
+	*dst = v
+	return nil
+}
+
+// readKey reads the value of key from a file of "key value" lines
+// (memory.events, memory.oom_control, cpu.stat). Missing reads as zero.
+func readKey(path, key string, dst *uint64) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	if st.CPU != nil && st.CPU.Usage != nil {
-		u.CPU = time.Duration(st.CPU.Usage.Total) // ns, from cpuacct
+	if err != nil {
+		return err
 	}
-	return u, nil
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if !ok || k != key {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", path, key, err)
+		}
+		*dst = n
+		return nil
+	}
+	return nil
 }
 
 func (c *v1Cgroup) Delete() error { return c.cg.Delete() }

@@ -263,7 +263,7 @@ func TestRealCgroup(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond) // let the exec happen
 			u, err := cg.Usage()
-			if err != nil || u.MemoryCurrent == 0 {
+			if err != nil || u.MemoryCurrent == 0 || u.CPU == 0 {
 				t.Errorf("usage %+v, %v", u, err)
 			}
 			if err := cg.Kill(); err != nil {
