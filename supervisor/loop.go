@@ -371,9 +371,19 @@ func (s *session) protocolTargets(sig syscall.Signal) []int {
 // its targets. It reports whether the signal reached any.
 func (s *session) sendProtocol(l ControlLine, sig unix.Signal) bool {
 	targets := s.protocolTargets(sig)
-	if len(targets) == 0 {
-		return false
-	}
+	return len(targets) > 0 && s.signalWithControl(l, sig, targets)
+}
+
+// sendControl appends a control line, then signals the child's whole
+// process group. It reports whether the signal was sent.
+func (s *session) sendControl(l ControlLine, sig unix.Signal) bool {
+	return s.signalWithControl(l, sig, []int{-s.pid})
+}
+
+// signalWithControl appends the control line, then sends sig to each
+// target (kill(2): a negative pid is a process group). It reports whether
+// any was reached.
+func (s *session) signalWithControl(l ControlLine, sig unix.Signal, targets []int) bool {
 	l.Time = s.cfg.Clock.Now()
 	if err := s.control.append(l); err != nil {
 		s.log.Warn().Err(err).Msg("cannot write the control file")
@@ -381,26 +391,12 @@ func (s *session) sendProtocol(l ControlLine, sig unix.Signal) bool {
 	sent := false
 	for _, pid := range targets {
 		if err := unix.Kill(pid, sig); err != nil {
-			s.log.Warn().Err(err).Int("pid", pid).Str("signal", unix.SignalName(sig)).Msg("cannot signal")
+			s.log.Warn().Err(err).Int("pid", pid).Str("signal", unix.SignalName(sig)).Msg("cannot signal the child")
 			continue
 		}
 		sent = true
 	}
 	return sent
-}
-
-// sendControl appends a control line, then signals the child's whole
-// process group. It reports whether the signal was sent.
-func (s *session) sendControl(l ControlLine, sig unix.Signal) bool {
-	l.Time = s.cfg.Clock.Now()
-	if err := s.control.append(l); err != nil {
-		s.log.Warn().Err(err).Msg("cannot write the control file")
-	}
-	if err := unix.Kill(-s.pid, sig); err != nil {
-		s.log.Warn().Err(err).Str("signal", unix.SignalName(sig)).Msg("cannot signal the child")
-		return false
-	}
-	return true
 }
 
 // handleSignal deals with a signal sent to prism-run itself.
