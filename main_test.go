@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,9 +16,11 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
 	"github.com/prism-run/prism-run/examples/colorer"
 	"github.com/prism-run/prism-run/examples/ensemble"
 	"github.com/prism-run/prism-run/examples/tracker"
+	"github.com/prism-run/prism-run/internal/cli"
 	"github.com/prism-run/prism-run/internal/testchild"
 	"github.com/prism-run/prism-run/limits"
 
@@ -32,13 +33,13 @@ import (
 // are the real ones) and the testchild helper.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"prism-run": func() { os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr)) },
+		"prism-run": func() { os.Exit(run(os.Args, cli.Deps{NVML: gpu.System})) },
 		"testchild": func() { os.Exit(testchild.Main(os.Args[1:])) },
 		"colorer":   func() { os.Exit(colorer.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 		// prism-run with a simulated DGX H100 in place of NVML: the
 		// test-only build of the binary for GPU rules end to end.
 		"prism-run-mockgpu": func() {
-			os.Exit(runWith(context.Background(), os.Args, os.Stdout, os.Stderr, mockGPU))
+			os.Exit(run(os.Args, cli.Deps{NVML: mockGPU}))
 		},
 		"tracker":  func() { os.Exit(tracker.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 		"ensemble": func() { os.Exit(ensemble.Main(os.Args[1:], os.Stdout, os.Stderr)) },

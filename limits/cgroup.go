@@ -100,12 +100,7 @@ const runCgroupPrefix = "prism-run-"
 
 // RunCgroupName is the name of a run's cgroup.
 func RunCgroupName(pid int, runID string) string {
-	return fmt.Sprintf("%s%d-%s", runCgroupPrefix, pid, strings.Map(func(r rune) rune {
-		if r == '/' || r == ' ' {
-			return '_'
-		}
-		return r
-	}, runID))
+	return fmt.Sprintf("%s%d-%s", runCgroupPrefix, pid, SafeName(runID))
 }
 
 // NewCgroup creates the run's cgroup, nested under this process's own
@@ -327,7 +322,7 @@ func (c *v1Cgroup) ProcsFiles() []string {
 // freezer it is a kill loop.
 func (c *v1Cgroup) Kill() error {
 	_, frozen := c.dirs["freezer"]
-	for round := 0; round < 50; round++ {
+	_, err := untilEmpty(time.Sleep, func() (int, error) {
 		if frozen {
 			_ = c.cg.Freeze()
 		}
@@ -338,15 +333,12 @@ func (c *v1Cgroup) Kill() error {
 		if frozen {
 			_ = c.cg.Thaw()
 		}
-		if err != nil {
-			return err
-		}
-		if len(pids) == 0 {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(pids), err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCgroup, c.Path(), err)
 	}
-	return fmt.Errorf("%w: processes survive in %s", ErrCgroup, c.Path())
+	return nil
 }
 
 func (c *v1Cgroup) Procs() ([]int, error) {
@@ -520,19 +512,16 @@ func killAndRemove(dir string) error {
 		return nil
 	})
 	for i := len(sub) - 1; i >= 0; i-- {
-		for round := 0; round < 50; round++ {
+		_, _ = untilEmpty(time.Sleep, func() (int, error) {
 			b, _ := os.ReadFile(filepath.Join(sub[i], "cgroup.procs"))
 			pids := strings.Fields(string(b))
-			if len(pids) == 0 {
-				break
-			}
 			for _, p := range pids {
 				if n, err := strconv.Atoi(p); err == nil {
 					_ = syscall.Kill(n, syscall.SIGKILL)
 				}
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return len(pids), nil
+		})
 		if err := syscall.Rmdir(sub[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
 			return fmt.Errorf("%w: remove stale %s: %w", ErrCgroup, sub[i], err)
 		}

@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/prism-run/prism-run/internal/procfs"
 )
 
 // WatchArg is the first argument that makes prism-run the watchdog of a
@@ -25,7 +30,8 @@ const WatchArg = "__prism-watch"
 // pipe, the watchdog reads EOF, kills what is left in the cgroup and
 // removes it. Without it the next prism-run to start would (CleanStale).
 type Watchdog struct {
-	w *os.File
+	w  *os.File
+	id procfs.Identity
 }
 
 // StartWatchdog starts the watchdog of cg. self is the prism-run
@@ -53,11 +59,31 @@ func StartWatchdog(self string, cg Cgroup, stderr io.Writer) (*Watchdog, error) 
 		cmd.Stderr = f
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The intermediate prints the watchdog's pid, so that the run can
+	// tell it from its own leftovers should it be adopted (a subreaper or
+	// PID 1 adopts it once the intermediate exits).
+	// (Not cmd.Output: it would capture stderr through a pipe that the
+	// watchdog inherits and holds, and wait for it to close.)
+	var out bytes.Buffer
+	cmd.Stdout = &out
 	if err := cmd.Run(); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("watchdog: %w", err)
 	}
-	return &Watchdog{w: w}, nil
+	d := &Watchdog{w: w}
+	if pid, perr := strconv.Atoi(strings.TrimSpace(out.String())); perr == nil {
+		d.id, _ = procfs.IdentityOf(procfs.Root, pid)
+	}
+	return d, nil
+}
+
+// Identity is the watchdog process's identity (zero if unknown): it is
+// prism-run's own, never part of the run, whoever adopted it.
+func (d *Watchdog) Identity() procfs.Identity {
+	if d == nil {
+		return procfs.Identity{}
+	}
+	return d.id
 }
 
 // Done tells the watchdog the run ended as it should: it exits without
@@ -88,6 +114,7 @@ func WatchMain(args []string, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "prism-run: watchdog: %v\n", err)
 			return 1
 		}
+		fmt.Println(cmd.Process.Pid)
 		return 0 // not waited for: the watchdog is reparented when we exit
 	case "watch":
 		// Only the pipe ends it: a `pkill prism-run` or a Ctrl-C at the

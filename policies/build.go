@@ -9,32 +9,6 @@ import (
 	"time"
 )
 
-// Kinds lists the rule kinds of DESIGN.md.
-var Kinds = []string{"threshold", "monotonic", "stall", "converge-by", "max", "deadline", "budget", "ratio", "heartbeat", "health"}
-
-// Degrade requests a rule may name in `what`.
-var DegradeRequests = []string{"reduce-precision", "reduce-ensemble", "increase-temperature", "increase-effort", "free-memory"}
-
-// Fields every rule may have; the rest belong to kinds.
-var commonFields = []string{"name", "kind", "enabled", "metric", "severity", "action", "signal", "exit_code",
-	"what", "repeat", "for", "escalate", "escalate_after"}
-
-var kindFields = map[string][]string{
-	"threshold":   {"above", "below", "aggregate", "window"},
-	"monotonic":   {"tolerance", "direction"},
-	"stall":       {"patience", "min_delta", "goal"},
-	"converge-by": {"within", "counter", "converged"},
-	"max":         {"max"},
-	"deadline":    {"after"},
-	"budget":      {"budget", "running_total"},
-	"ratio":       {"above", "below", "at_least", "over"},
-	"heartbeat":   {"timeout"},
-	"health":      {"events"},
-}
-
-// recoveryActions are DESIGN.md's actions that need restarts.
-var recoveryActions = []string{"restart", "rollback", "failover", "rerun-seed"}
-
 func str(p *string) string {
 	if p == nil {
 		return ""
@@ -42,190 +16,9 @@ func str(p *string) string {
 	return *p
 }
 
-// build turns a rule table into a Rule; f names it in errors ("rule#2").
-// A disabled rule builds to nil.
-func (r *RuleSpec) build(f string) (Rule, error) {
-	kind := str(r.Kind)
-	if !slices.Contains(Kinds, kind) {
-		return nil, fieldErr(f+".kind", "unknown rule kind %q (%s)", kind, strings.Join(Kinds, " | "))
-	}
-	if err := r.checkFields(f, kind); err != nil {
-		return nil, err
-	}
-	if r.Enabled != nil && !*r.Enabled {
-		return nil, nil
-	}
-	m := Meta{Name: str(r.Name), Severity: SeverityMedium}
-	if kind == "deadline" {
-		m.Severity = SeverityHigh
-	}
-	var err error
-	if r.Severity != nil {
-		if m.Severity, err = ParseSeverity(*r.Severity); err != nil {
-			return nil, fieldErr(f+".severity", "unknown severity %q (low | medium | high | critical)", *r.Severity)
-		}
-	}
-	parseAct := func(field, s string) (Action, error) {
-		if slices.Contains(recoveryActions, s) {
-			return "", fieldErr(field, "action %q needs restarts, which prism-run does not do yet", s)
-		}
-		a, err := ParseAction(s)
-		if err != nil {
-			return "", fieldErr(field, "unknown action %q (log | alert | checkpoint | degrade | checkpoint-stop | stop | kill)", s)
-		}
-		return a, nil
-	}
-	if r.Action != nil {
-		if m.Action, err = parseAct(f+".action", *r.Action); err != nil {
-			return nil, err
-		}
-	}
-	if r.Escalate != nil {
-		if m.Escalate, err = parseAct(f+".escalate", *r.Escalate); err != nil {
-			return nil, err
-		}
-		if r.EscalateAfter == nil {
-			return nil, fieldErr(f+".escalate", "needs escalate_after")
-		}
-		m.EscalateAfter = r.EscalateAfter.D()
-	} else if r.EscalateAfter != nil {
-		return nil, fieldErr(f+".escalate_after", "needs escalate (the action to escalate to)")
-	}
-	if r.Signal != nil {
-		if m.Signal, err = ParseSignal(*r.Signal); err != nil {
-			return nil, fieldErr(f+".signal", "unknown signal %q", *r.Signal)
-		}
-	}
-	if r.ExitCode != nil {
-		if *r.ExitCode < 0 || *r.ExitCode > 255 {
-			return nil, fieldErr(f+".exit_code", "must be 0..255")
-		}
-		m.ExitCode = r.ExitCode
-	}
-	if r.What != nil {
-		if !slices.Contains(DegradeRequests, *r.What) {
-			return nil, fieldErr(f+".what", "unknown degrade request %q (%s)", *r.What, strings.Join(DegradeRequests, " | "))
-		}
-		m.What = *r.What
-	}
-	eff := m.Action
-	if eff == "" {
-		eff = DefaultAction(m.Severity)
-	}
-	if (eff == ActionDegrade || m.Escalate == ActionDegrade) && m.What == "" {
-		return nil, fieldErr(f+".what", "a degrade action needs 'what' (%s)", strings.Join(DegradeRequests, " | "))
-	}
-	if r.Repeat != nil {
-		if m.Repeat, err = ParseRepeat(*r.Repeat); err != nil {
-			return nil, fieldErr(f+".repeat", "want once | every | episode | a cooldown such as \"10m\"")
-		}
-	}
-	m.For = r.For.D()
-
-	metric := str(r.Metric)
-	need := func(field string, ok bool) error {
-		if !ok {
-			return fieldErr(f+"."+field, "a %s rule needs %s", kind, field)
-		}
-		return nil
-	}
-	var rule Rule
-	switch kind {
-	case "threshold":
-		agg := AggLast
-		if r.Aggregate != nil {
-			if agg, err = ParseAggregate(*r.Aggregate); err != nil {
-				return nil, fieldErr(f+".aggregate", "unknown aggregate %q (last | mean | max | min | p50 | p90 | p99)", *r.Aggregate)
-			}
-		}
-		var w Window
-		if r.Window != nil {
-			w = *r.Window
-		}
-		if err := need("metric", metric != ""); err != nil {
-			return nil, err
-		}
-		if err := need("above", r.Above != nil || r.Below != nil); err != nil {
-			return nil, fieldErr(f, "a threshold rule needs above or below")
-		}
-		rule, err = NewThreshold(m, metric, r.Above.ptr(), r.Below.ptr(), agg, w.N, w.D)
-	case "monotonic":
-		tol := 0.0
-		if r.Tolerance != nil {
-			tol = *r.Tolerance
-		}
-		inc := true
-		switch str(r.Direction) {
-		case "", "increasing":
-		case "decreasing":
-			inc = false
-		default:
-			return nil, fieldErr(f+".direction", "want increasing (must not decrease) or decreasing (must not increase)")
-		}
-		rule, err = NewMonotonic(m, metric, tol, inc)
-	case "stall":
-		if err := need("patience", r.Patience != nil); err != nil {
-			return nil, err
-		}
-		md := 0.0
-		if r.MinDelta != nil {
-			md = *r.MinDelta
-		}
-		maximize := false
-		switch str(r.Goal) {
-		case "", "min":
-		case "max":
-			maximize = true
-		default:
-			return nil, fieldErr(f+".goal", "want min (lower is better) or max")
-		}
-		rule, err = NewStall(m, metric, *r.Patience, md, maximize)
-	case "converge-by":
-		if err := need("within", r.Within != nil); err != nil {
-			return nil, err
-		}
-		counter, conv := "iter", "converged"
-		if r.Counter != nil {
-			counter = *r.Counter
-		}
-		if r.Converged != nil {
-			conv = *r.Converged
-		}
-		rule, err = NewConvergeBy(m, counter, conv, float64(*r.Within))
-	case "max":
-		if err := need("max", r.Max != nil); err != nil {
-			return nil, err
-		}
-		rule, err = NewMax(m, metric, float64(*r.Max))
-	case "deadline":
-		if err := need("after", r.After != nil); err != nil {
-			return nil, err
-		}
-		rule, err = NewDeadline(m, r.After.D())
-	case "budget":
-		if err := need("budget", r.Budget != nil); err != nil {
-			return nil, err
-		}
-		rule, err = NewBudget(m, metric, float64(*r.Budget), r.RunningTotal != nil && *r.RunningTotal)
-	case "ratio":
-		if err := need("at_least", r.AtLeast != nil); err != nil {
-			return nil, err
-		}
-		rule, err = NewRatio(m, metric, r.Above.ptr(), r.Below.ptr(), *r.AtLeast, r.Over.D())
-	case "heartbeat":
-		rule, err = NewHeartbeat(m, metric, r.Timeout.D())
-	case "health":
-		rule, err = NewHealth(m, r.Events)
-	}
-	if err != nil {
-		return nil, fieldErr(f, "%s", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
-	}
-	return rule, nil
-}
-
-// checkFields refuses a field that does not apply to the rule's kind: a
-// 'patience' on a threshold rule is a mistake, not something to ignore.
-func (r *RuleSpec) checkFields(f, kind string) error {
+// setFields are the TOML keys of the fields a rule table sets.
+func (r *RuleSpec) setFields() []string {
+	var out []string
 	v := reflect.ValueOf(r).Elem()
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
@@ -234,11 +27,9 @@ func (r *RuleSpec) checkFields(f, kind string) error {
 			continue
 		}
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
-		if !slices.Contains(commonFields, name) && !slices.Contains(kindFields[kind], name) {
-			return fieldErr(f+"."+name, "does not apply to a %s rule (its fields: %s)", kind, strings.Join(kindFields[kind], ", "))
-		}
+		out = append(out, name)
 	}
-	return nil
+	return out
 }
 
 // Merge layers policies: later ones win field by field; rules merge by

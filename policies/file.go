@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Policy is one policy file (DESIGN.md "Policies"), decoded. Pointer
+// Policy is one policy file (docs/DESIGN.md "Policies"), decoded. Pointer
 // fields stay nil when the file does not set them, so that layering can
 // tell "not set" from "set to zero".
 type Policy struct {
@@ -232,20 +234,103 @@ func Parse(name string, src []byte) (*Policy, error) {
 	return &p, nil
 }
 
-// hint names the known keys of the table an unknown key was found in.
+// hint says what an unknown key could have been: the closest known key
+// of its table, and the table's keys (read off the structs' tags, so the
+// list is never out of date).
 func hint(k toml.Key) string {
-	if len(k) == 1 {
-		return " (top level: description, strict, [limits], [isolation], [sampling], [markers], [actions], [recovery], [[rule]])"
+	table := reflect.TypeOf(Policy{})
+	name := k[len(k)-1]
+	for _, part := range k[:len(k)-1] {
+		f, ok := fieldByKey(table, part)
+		if !ok {
+			return ""
+		}
+		table = f
 	}
-	switch k[0] {
-	case "rule":
-		return "; see DESIGN.md 'Policies' for the fields of each rule kind"
-	case "limits":
-		return " (memory, memory_high, cpus, pids, nofile, nproc, core, as, fsize, cpu_time)"
-	case "actions":
-		return " (checkpoint_every, checkpoint_signal, checkpoint_timeout, degrade_signal, kill_after)"
+	keys := tomlKeys(table)
+	if table == reflect.TypeOf(RuleSpec{}) {
+		msg := ""
+		if near := closest(name, keys); near != "" {
+			msg = fmt.Sprintf("; did you mean %q (a field of %s)?", near, ruleFieldOwners(near))
+		}
+		return msg + "; docs/DESIGN.md 'Policy reference' lists the fields of each rule kind"
 	}
-	return ""
+	msg := ""
+	if near := closest(name, keys); near != "" {
+		msg = fmt.Sprintf("; did you mean %q?", near)
+	}
+	where := "top level"
+	if len(k) > 1 {
+		where = "[" + strings.Join(k[:len(k)-1], ".") + "]"
+	}
+	return fmt.Sprintf("%s (%s: %s)", msg, where, strings.Join(keys, ", "))
+}
+
+// ruleFieldOwners says which rules have a field: every rule, or the kinds.
+func ruleFieldOwners(field string) string {
+	if slices.Contains(fieldNames(CommonFields()), field) {
+		return "every rule"
+	}
+	return strings.Join(KindsOfField(field), " and ") + " rules"
+}
+
+// tomlKeys are the TOML keys of a struct type, in declaration order.
+func tomlKeys(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// fieldByKey is the struct type (element type, for arrays of tables)
+// behind a table's key.
+func fieldByKey(t reflect.Type, key string) (reflect.Type, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); name == key {
+			ft := t.Field(i).Type
+			for ft.Kind() == reflect.Slice || ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			return ft, ft.Kind() == reflect.Struct
+		}
+	}
+	return nil, false
+}
+
+// closest is the key nearest to s by edit distance, when it is near
+// enough to be a typo (at most a third of its length, and 2 at least).
+func closest(s string, keys []string) string {
+	best, bestD := "", max(2, len(s)/3)+1
+	for _, k := range keys {
+		if d := editDistance(s, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // locator finds the line of a key in a TOML source, reading it line by

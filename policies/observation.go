@@ -32,16 +32,6 @@ type Observation struct {
 	Labels map[string]string
 }
 
-// Canonical observation names that prism-run itself gives meaning to.
-const (
-	NameElapsed    = "elapsed_s"
-	NameCheckpoint = "checkpoint"
-	// NameOOMKills counts the kernel's OOM kills in the run's cgroup since
-	// the run began (its workers' included), for rules such as "stop after
-	// the third".
-	NameOOMKills = "oom_kills"
-)
-
 func (o Observation) String() string {
 	if o.Text != "" {
 		return fmt.Sprintf("%s=%q", o.Name, o.Text)

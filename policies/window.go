@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -126,4 +127,12 @@ func (w *window) agg(a Aggregate) float64 {
 	p := map[Aggregate]float64{AggP50: 0.50, AggP90: 0.90, AggP99: 0.99}[a]
 	rank := int(math.Ceil(p*float64(len(w.tmp)))) - 1
 	return w.tmp[max(rank, 0)]
+}
+
+func aggregateList() string {
+	names := make([]string, len(aggregates))
+	for i, a := range aggregates {
+		names[i] = string(a)
+	}
+	return strings.Join(names, " | ")
 }

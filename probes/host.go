@@ -13,10 +13,10 @@ import (
 	"github.com/prism-run/prism-run/policies"
 )
 
-// Observation names of the host probe (DESIGN.md).
+// Observation names of the host probe (policies/names.go).
 const (
-	NameMemory = "memory_bytes" // the tree's resident memory
-	NameCPU    = "cpu_ratio"    // cores in use by the tree since the last sample
+	NameMemory = policies.NameMemory // the tree's resident memory
+	NameCPU    = policies.NameCPU    // cores in use by the tree since the last sample
 )
 
 // CgroupUsage is what the host probe needs of the run's cgroup.

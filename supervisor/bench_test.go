@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"k8s.io/utils/clock"
 
 	"github.com/prism-run/prism-run/probes"
 	"github.com/prism-run/prism-run/probes/gpu"
@@ -86,13 +87,13 @@ func BenchmarkSamplingTick(b *testing.B) {
 	if err := g.Init(); err != nil {
 		b.Fatal(err)
 	}
-	s := &session{cfg: Config{ProcRoot: "/proc", Samplers: []Sampler{probes.NewHost(nil), g}}, pid: os.Getpid()}
-	s.cfg.Clock = systemClock{}
+	r := &run{cfg: Config{ProcRoot: "/proc", Samplers: []Sampler{probes.NewHost(nil), g}, Clock: clock.RealClock{}}}
+	a := &attempt{r: r, pid: os.Getpid()}
 	tc := &treeCache{}
 	wall := time.Now()
 	start := time.Now()
 	for b.Loop() {
-		tc.sample(s, wall)
+		tc.sample(a, wall)
 		wall = wall.Add(100 * time.Millisecond) // the ticks' wall time
 	}
 	per := time.Since(start) / time.Duration(b.N)

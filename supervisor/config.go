@@ -6,7 +6,6 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,24 +16,12 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
 
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/markers"
 	"github.com/prism-run/prism-run/policies"
-)
-
-// Errors Run returns; main maps each to an exit code.
-var (
-	// ErrConfig: the configuration cannot work (exit 125).
-	ErrConfig = errors.New("supervisor: bad configuration")
-	// ErrSetup: prism-run could not prepare the run (exit 125).
-	ErrSetup = errors.New("supervisor: setup failed")
-	// ErrNotFound: the command does not exist (exit 127).
-	ErrNotFound = errors.New("supervisor: command not found")
-	// ErrCannotRun: the command exists but could not be run (exit 126).
-	ErrCannotRun = errors.New("supervisor: command cannot be run")
-	// ErrCancelled: the caller's context ended the run (exit 125).
-	ErrCancelled = errors.New("supervisor: run cancelled")
 )
 
 // Defaults of DESIGN.md.
@@ -88,7 +75,9 @@ type Config struct {
 	CheckpointSignal, DegradeSignal syscall.Signal
 
 	Rules []policies.Rule
-	Clock policies.Clock // nil = the system clock
+	// Clock gives the time and makes every timer and ticker of the run
+	// (nil = the system clock); tests pass a fake one.
+	Clock clock.WithTicker
 
 	// Confinement applied to the child before it runs (through the limits
 	// package's shim when needed).
@@ -113,6 +102,11 @@ type Config struct {
 	// KillLog names the processes the kernel OOM-killed (limits.KernelLog
 	// over /dev/kmsg); nil = the report counts OOM kills without names.
 	KillLog KillLog
+
+	// Helpers are prism-run's own processes that its subreaper role or
+	// PID 1 may adopt (the cgroup's watchdog): never leftovers of the run,
+	// never signalled by it. Identities, not pids: a pid can be reused.
+	Helpers []procfs.Identity
 
 	// Samplers run on every tick (TickInterval) while the child runs;
 	// Watchers report events as they come.
@@ -154,7 +148,7 @@ func (c *Config) setDefaults() {
 		c.MarkerPrefix = markers.DefaultPrefix
 	}
 	if c.Clock == nil {
-		c.Clock = systemClock{}
+		c.Clock = clock.RealClock{}
 	}
 	if c.ProcRoot == "" {
 		c.ProcRoot = "/proc"
@@ -202,7 +196,3 @@ type KillLog interface {
 	// the host; the supervisor keeps those in the run's cgroup.
 	OOMKills() []limits.OOMKill
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/policies"
 )
 
@@ -24,8 +25,8 @@ type Watcher interface {
 // startSampling runs the samplers on the tick and the watchers, handing
 // what they find to the loop like the output pumps do. It returns a stop
 // function that waits for them to end.
-func (s *session) startSampling() func() {
-	if len(s.cfg.Samplers) == 0 && len(s.cfg.Watchers) == 0 {
+func (a *attempt) startSampling() func() {
+	if len(a.r.cfg.Samplers) == 0 && len(a.r.cfg.Watchers) == 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -35,28 +36,28 @@ func (s *session) startSampling() func() {
 			return
 		}
 		select {
-		case s.batches <- batch{obs: obs}:
+		case a.batches <- batch{obs: obs}:
 		case <-ctx.Done():
 		}
 	}
-	if len(s.cfg.Samplers) > 0 {
+	if len(a.r.cfg.Samplers) > 0 {
 		tc := &treeCache{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t := time.NewTicker(s.cfg.TickInterval)
+			t := a.r.cfg.Clock.NewTicker(a.r.cfg.TickInterval)
 			defer t.Stop()
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-t.C:
+				case <-t.C():
 				}
-				send(tc.sample(s, time.Now()))
+				send(tc.sample(a, a.r.cfg.Clock.Now()))
 			}
 		}()
 	}
-	for _, w := range s.cfg.Watchers {
+	for _, w := range a.r.cfg.Watchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -81,13 +82,13 @@ type treeCache struct {
 }
 
 // sample runs every sampler once.
-func (tc *treeCache) sample(s *session, wall time.Time) []policies.Observation {
-	if s.cfg.Cgroup != nil || tc.tree == nil || wall.Sub(tc.lastWalk) >= treeWalkEvery {
-		tc.tree, tc.lastWalk = s.treePids(), wall
+func (tc *treeCache) sample(a *attempt, wall time.Time) []policies.Observation {
+	if a.r.cfg.Cgroup != nil || tc.tree == nil || wall.Sub(tc.lastWalk) >= treeWalkEvery {
+		tc.tree, tc.lastWalk = a.treePids(), wall
 	}
-	now := s.cfg.Clock.Now()
+	now := a.r.cfg.Clock.Now()
 	var obs []policies.Observation
-	for _, sm := range s.cfg.Samplers {
+	for _, sm := range a.r.cfg.Samplers {
 		obs = append(obs, sm.Sample(now, tc.tree)...)
 	}
 	return obs
@@ -95,9 +96,9 @@ func (tc *treeCache) sample(s *session, wall time.Time) []policies.Observation {
 
 // treePids is the run's tree: its cgroup's processes, or prism-run's
 // descendants (both, when the cgroup is v1 and something left it).
-func (s *session) treePids() map[int]bool {
-	tree := map[int]bool{s.pid: true}
-	if cg := s.cfg.Cgroup; cg != nil {
+func (a *attempt) treePids() map[int]bool {
+	tree := map[int]bool{a.pid: true}
+	if cg := a.r.cfg.Cgroup; cg != nil {
 		if pids, err := cg.Procs(); err == nil {
 			for _, p := range pids {
 				tree[p] = true
@@ -105,8 +106,8 @@ func (s *session) treePids() map[int]bool {
 			return tree
 		}
 	}
-	if procs, err := readProcs(s.cfg.ProcRoot); err == nil {
-		for _, p := range liveDescendants(procs, os.Getpid()) {
+	if procs, err := a.processes(); err == nil {
+		for _, p := range procfs.LiveDescendants(procs, os.Getpid()) {
 			tree[p] = true
 		}
 	}

@@ -19,10 +19,12 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
+	"k8s.io/utils/clock"
 
 	"github.com/prism-run/prism-run/internal/testchild"
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/telemetry"
 )
 
 // The test binary doubles as the child (os/exec's helper-process pattern).
@@ -82,7 +84,7 @@ func newHarness(t *testing.T, mode ...string) *harness {
 	return h
 }
 
-func (h *harness) run(t *testing.T) *Result {
+func (h *harness) run(t *testing.T) *telemetry.Report {
 	t.Helper()
 	res, err := Run(context.Background(), h.cfg)
 	if err != nil {
@@ -118,15 +120,15 @@ func TestExitCodes(t *testing.T) {
 		name   string
 		mode   []string
 		code   int
-		reason Reason
+		reason telemetry.Reason
 		signal string
 	}{
-		{"success", []string{"exit", "0"}, 0, ReasonExited, ""},
-		{"own code", []string{"exit", "3"}, 3, ReasonExited, ""},
-		{"code 255", []string{"exit", "255"}, 255, ReasonExited, ""},
-		{"SIGKILL", []string{"kill-self", "9"}, 137, ReasonSignaled, "SIGKILL"},
-		{"SIGTERM", []string{"kill-self", "15"}, 143, ReasonSignaled, "SIGTERM"},
-		{"SIGHUP", []string{"kill-self", "1"}, 129, ReasonSignaled, "SIGHUP"},
+		{"success", []string{"exit", "0"}, 0, telemetry.ReasonExited, ""},
+		{"own code", []string{"exit", "3"}, 3, telemetry.ReasonExited, ""},
+		{"code 255", []string{"exit", "255"}, 255, telemetry.ReasonExited, ""},
+		{"SIGKILL", []string{"kill-self", "9"}, 137, telemetry.ReasonSignaled, "SIGKILL"},
+		{"SIGTERM", []string{"kill-self", "15"}, 143, telemetry.ReasonSignaled, "SIGTERM"},
+		{"SIGHUP", []string{"kill-self", "1"}, 129, telemetry.ReasonSignaled, "SIGHUP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,7 +170,7 @@ func TestStartErrors(t *testing.T) {
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("error = %v, want %v", err, tt.err)
 			}
-			if res == nil || res.Exit != tt.code || res.Reason != ReasonError || res.Message == "" {
+			if res == nil || res.Exit != tt.code || res.Reason != telemetry.ReasonError || res.Message == "" {
 				t.Fatalf("result = %+v, want exit %d reason error", res, tt.code)
 			}
 		})
@@ -241,7 +243,7 @@ func TestTimeoutWithAcknowledgedCheckpointIsResumable(t *testing.T) {
 	h := newHarness(t, "checkpoint", "ack")
 	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionCheckpointStop)}
 	res := h.run(t)
-	if res.Exit != ExitResumable || res.Reason != ReasonPolicy || res.Rule != "timeout" {
+	if res.Exit != ExitResumable || res.Reason != telemetry.ReasonPolicy || res.Rule != "timeout" {
 		t.Fatalf("got %d %s %q, want 75 policy timeout\nlogs:\n%s", res.Exit, res.Reason, res.Rule, h.logs)
 	}
 	if len(res.Checkpoints) != 1 || res.Checkpoints[0].Rule != "timeout" {
@@ -349,7 +351,7 @@ func TestTimeoutWithoutAcknowledgementIs124(t *testing.T) {
 	h.cfg.CheckpointTimeout = 200 * time.Millisecond
 	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionCheckpointStop)}
 	res := h.run(t)
-	if res.Exit != ExitPolicy || res.Reason != ReasonPolicy || len(res.Checkpoints) != 0 {
+	if res.Exit != ExitPolicy || res.Reason != telemetry.ReasonPolicy || len(res.Checkpoints) != 0 {
 		t.Fatalf("got %+v", res)
 	}
 	if !strings.Contains(h.logs.String(), "checkpoint not acknowledged in time") {
@@ -360,7 +362,7 @@ func TestTimeoutWithoutAcknowledgementIs124(t *testing.T) {
 func TestChildDyingOfCheckpointSignalIsPolicyStop(t *testing.T) {
 	h := newHarness(t, "checkpoint", "die")
 	h.cfg.Rules = []policies.Rule{onReady(t, "timeout", policies.ActionCheckpointStop)}
-	if res := h.run(t); res.Exit != ExitPolicy || res.Reason != ReasonPolicy {
+	if res := h.run(t); res.Exit != ExitPolicy || res.Reason != telemetry.ReasonPolicy {
 		t.Fatalf("got %d %s, want 124 policy", res.Exit, res.Reason)
 	}
 }
@@ -390,7 +392,7 @@ func TestRuleExitCodeOverrides(t *testing.T) {
 	r, _ := policies.NewDeadline(policies.Meta{Name: "budget", Action: policies.ActionStop, ExitCode: &zero}, 50*time.Millisecond)
 	h := newHarness(t, "checkpoint", "silent")
 	h.cfg.Rules = []policies.Rule{r}
-	if res := h.run(t); res.Exit != 0 || res.Reason != ReasonPolicy || res.Rule != "budget" {
+	if res := h.run(t); res.Exit != 0 || res.Reason != telemetry.ReasonPolicy || res.Rule != "budget" {
 		t.Fatalf("got %d %s %q", res.Exit, res.Reason, res.Rule)
 	}
 }
@@ -398,8 +400,12 @@ func TestRuleExitCodeOverrides(t *testing.T) {
 func TestPeriodicCheckpoints(t *testing.T) {
 	every, _ := policies.NewPeriodic(policies.Meta{Name: "checkpoint-every", Action: policies.ActionCheckpoint}, 100*time.Millisecond)
 	h := newHarness(t, "checkpoint", "ack")
-	// 1.5s: room for a slow start (requests before the child's handler
-	// are skipped) and still several periods.
+	// 1.5s: room for a slow start and still several periods. The test
+	// child is a Go program: its runtime catches SIGUSR1 from its first
+	// instruction (so the request is sent) and drops it until
+	// signal.Notify runs, so a request that early is never acknowledged;
+	// a short checkpoint timeout lets the next periods' requests go out.
+	h.cfg.CheckpointTimeout = 300 * time.Millisecond
 	h.cfg.Rules = []policies.Rule{every, deadline(t, 1500*time.Millisecond, policies.ActionStop)}
 	res := h.run(t)
 	t.Cleanup(func() { os.RemoveAll(filepath.Dir(res.ControlFile)) })
@@ -423,7 +429,7 @@ func TestSignalsAreForwarded(t *testing.T) {
 	h := newHarness(t, "signals", ready)
 	sigs := make(chan os.Signal, 8)
 	h.cfg.Signals = sigs
-	done := make(chan *Result)
+	done := make(chan *telemetry.Report)
 	go func() {
 		res, _ := Run(context.Background(), h.cfg)
 		done <- res
@@ -441,7 +447,7 @@ func TestSignalsAreForwarded(t *testing.T) {
 		t.Errorf("child saw:\n%s\nwant:\n%s", h.stdout, want)
 	}
 	// The child exited 0 by itself on the forwarded TERM.
-	if res.Exit != 0 || res.Reason != ReasonExited {
+	if res.Exit != 0 || res.Reason != telemetry.ReasonExited {
 		t.Errorf("got %d %s", res.Exit, res.Reason)
 	}
 	if strings.Join(res.Forwarded, " ") != "SIGHUP SIGINT SIGQUIT SIGUSR2 SIGUSR1 SIGTERM" {
@@ -760,11 +766,11 @@ func TestOOMAttribution(t *testing.T) {
 		mode   []string
 		oom    uint64
 		exit   int
-		reason Reason
+		reason telemetry.Reason
 	}{
-		{"main child OOM-killed", []string{"kill-self", "9"}, 1, 137, ReasonOOM},
-		{"SIGKILL without an OOM kill", []string{"kill-self", "9"}, 0, 137, ReasonSignaled},
-		{"a worker OOM-killed, main exits", []string{"exit", "0"}, 1, 0, ReasonExited},
+		{"main child OOM-killed", []string{"kill-self", "9"}, 1, 137, telemetry.ReasonOOM},
+		{"SIGKILL without an OOM kill", []string{"kill-self", "9"}, 0, 137, telemetry.ReasonSignaled},
+		{"a worker OOM-killed, main exits", []string{"exit", "0"}, 1, 0, telemetry.ReasonExited},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -778,7 +784,7 @@ func TestOOMAttribution(t *testing.T) {
 			if res.Cgroup == nil || res.Cgroup.OOMKills != tt.oom || res.Cgroup.MemoryPeak != 5<<20 || res.Cgroup.MemoryLimit != 4<<20 {
 				t.Errorf("cgroup report %+v", res.Cgroup)
 			}
-			if tt.reason == ReasonOOM && !strings.Contains(res.Message, "memory limit 4194304 bytes, peak 5242880 bytes") {
+			if tt.reason == telemetry.ReasonOOM && !strings.Contains(res.Message, "memory limit 4194304 bytes, peak 5242880 bytes") {
 				t.Errorf("message %q", res.Message)
 			}
 			oomDecisions := 0
@@ -805,9 +811,10 @@ func TestOOMAttribution(t *testing.T) {
 // steppingClock advances by step on every reading: a run of a few hundred
 // milliseconds spans minutes of its time.
 type steppingClock struct {
-	mu   sync.Mutex
-	now  time.Time
-	step time.Duration
+	clock.RealClock // timers and tickers in real time
+	mu              sync.Mutex
+	now             time.Time
+	step            time.Duration
 }
 
 func (c *steppingClock) Now() time.Time {
@@ -924,7 +931,7 @@ func TestOOMKillsReachRules(t *testing.T) {
 	h := newHarness(t, "sleep", "30s")
 	h.cfg.Cgroup, h.cfg.Rules = cg, []policies.Rule{rule}
 	res := h.run(t)
-	if res.Exit != 124 || res.Reason != ReasonPolicy || res.Rule != "too-many-ooms" {
+	if res.Exit != 124 || res.Reason != telemetry.ReasonPolicy || res.Rule != "too-many-ooms" {
 		t.Fatalf("exit %d reason %s rule %q, want 124 policy too-many-ooms (%s)", res.Exit, res.Reason, res.Rule, res.Message)
 	}
 }

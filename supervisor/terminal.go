@@ -85,31 +85,31 @@ func (t *terminal) reclaim(child int) {
 // foreground job again and continues the child's group. Without a
 // terminal, a child stopped for reading or writing the terminal would wait
 // forever: say so once.
-func (s *session) childStopped(sig unix.Signal) {
-	if s.tty == nil {
-		if (sig == unix.SIGTTIN || sig == unix.SIGTTOU) && !s.warnedTTY {
-			s.warnedTTY = true
-			s.log.Warn().Str("signal", unix.SignalName(sig)).
+func (a *attempt) childStopped(sig unix.Signal) {
+	if a.tty == nil {
+		if (sig == unix.SIGTTIN || sig == unix.SIGTTOU) && !a.warnedTTY {
+			a.warnedTTY = true
+			a.r.log.Warn().Str("signal", unix.SignalName(sig)).
 				Msg("the child is stopped: it used the terminal from the background process group; run prism-run with --foreground to give it the terminal")
 		}
 		return
 	}
 	if !jobControlled() {
 		// Nobody would continue us: give the terminal back and go on.
-		s.log.Info().Str("signal", unix.SignalName(sig)).Msg("the child stopped, and no job-control shell is above prism-run: continuing it")
-		_ = unix.Kill(-s.pid, unix.SIGCONT)
+		a.r.log.Info().Str("signal", unix.SignalName(sig)).Msg("the child stopped, and no job-control shell is above prism-run: continuing it")
+		_ = unix.Kill(-a.pid, unix.SIGCONT)
 		return
 	}
-	s.log.Info().Str("signal", unix.SignalName(sig)).Msg("the child stopped: suspending prism-run too")
-	s.tty.reclaim(s.pid)
-	s.pausedFor(suspendGroup)
-	if s.tty.foreground() == s.tty.own {
-		if err := s.tty.setForeground(s.pid); err != nil {
-			s.log.Warn().Err(err).Msg("cannot give the terminal back to the child")
+	a.r.log.Info().Str("signal", unix.SignalName(sig)).Msg("the child stopped: suspending prism-run too")
+	a.tty.reclaim(a.pid)
+	a.pausedFor(suspendGroup)
+	if a.tty.foreground() == a.tty.own {
+		if err := a.tty.setForeground(a.pid); err != nil {
+			a.r.log.Warn().Err(err).Msg("cannot give the terminal back to the child")
 		}
 	}
-	s.log.Info().Msg("resumed: continuing the child")
-	_ = unix.Kill(-s.pid, unix.SIGCONT)
+	a.r.log.Info().Msg("resumed: continuing the child")
+	_ = unix.Kill(-a.pid, unix.SIGCONT)
 }
 
 // jobControlled says whether a stop of prism-run's process group would
@@ -158,23 +158,23 @@ func waitContinued(stop func()) {
 // unseen; when the shell continues prism-run (fg, bg), it continues the
 // child. With --foreground the child's stop is what suspends prism-run
 // (childStopped).
-func (s *session) jobStop() {
-	s.log.Info().Msg("SIGTSTP: stopping the child's process group, then prism-run")
-	s.sendControl(ControlLine{Action: "forward", Signal: "SIGTSTP", Reason: "SIGTSTP sent to prism-run"}, unix.SIGTSTP)
-	if s.tty != nil {
+func (a *attempt) jobStop() {
+	a.r.log.Info().Msg("SIGTSTP: stopping the child's process group, then prism-run")
+	a.sendControl(ControlLine{Action: "forward", Signal: "SIGTSTP", Reason: "SIGTSTP sent to prism-run"}, unix.SIGTSTP)
+	if a.tty != nil {
 		return
 	}
-	s.pausedFor(func() { waitContinued(func() { _ = unix.Kill(unix.Getpid(), unix.SIGSTOP) }) })
-	s.log.Info().Msg("continued: continuing the child")
-	_ = unix.Kill(-s.pid, unix.SIGCONT)
+	a.pausedFor(func() { waitContinued(func() { _ = unix.Kill(unix.Getpid(), unix.SIGSTOP) }) })
+	a.r.log.Info().Msg("continued: continuing the child")
+	_ = unix.Kill(-a.pid, unix.SIGCONT)
 }
 
 // pausedFor runs suspend, which returns when the job is continued, and
 // adds the time it took to the run's paused time.
-func (s *session) pausedFor(suspend func()) {
-	start := s.cfg.Clock.Now()
+func (a *attempt) pausedFor(suspend func()) {
+	start := a.r.cfg.Clock.Now()
 	suspend()
-	d := s.cfg.Clock.Now().Sub(start)
-	s.paused += d
-	s.log.Info().Stringer("stopped_for", d.Round(time.Millisecond)).Msg("the job was stopped; the rules do not count that time")
+	d := a.r.cfg.Clock.Now().Sub(start)
+	a.r.paused += d
+	a.r.log.Info().Stringer("stopped_for", d.Round(time.Millisecond)).Msg("the job was stopped; the rules do not count that time")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/policies"
 )
 
@@ -285,15 +286,11 @@ func TestBackgroundChildReadingTheTerminal(t *testing.T) {
 // procState is the state letter of /proc/PID/stat (T: stopped).
 func procState(t *testing.T, pid int) byte {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procfs.ReadStat(procfs.Root, pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, ok := parseStat(b)
-	if !ok {
-		t.Fatalf("cannot parse /proc/%d/stat: %q", pid, b)
-	}
-	return e.state
+	return st.State
 }
 
 // Without --foreground, Ctrl-Z stops prism-run's group (the terminal's

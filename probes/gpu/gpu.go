@@ -198,24 +198,24 @@ func (p *Probe) Sample(now time.Time, pids map[int]bool) []policies.Observation 
 			power, havePowr = power+float64(mw)/1000, true
 		}
 	}
-	out = append(out, obs("gpu_memory_bytes", float64(mem)))
+	out = append(out, obs(policies.NameGPUMemory, float64(mem)))
 	switch {
 	case nUsed > 0:
-		out = append(out, obs("gpu_util", utilUsed/float64(nUsed)))
+		out = append(out, obs(policies.NameGPUUtil, utilUsed/float64(nUsed)))
 	case nUtil > 0:
-		out = append(out, obs("gpu_util", utilSum/float64(nUtil)))
+		out = append(out, obs(policies.NameGPUUtil, utilSum/float64(nUtil)))
 	}
 	if haveProc {
-		out = append(out, obs("gpu_process_util", procUtil))
+		out = append(out, obs(policies.NameGPUProcessUtil, procUtil))
 	}
 	if devTotal > 0 {
-		out = append(out, obs("gpu_device_memory_used_bytes", float64(devUsed)), obs("gpu_device_memory_total_bytes", float64(devTotal)))
+		out = append(out, obs(policies.NameGPUDeviceUsed, float64(devUsed)), obs(policies.NameGPUDeviceTotal, float64(devTotal)))
 	}
 	if haveTemp {
-		out = append(out, obs("gpu_temp_c", temp))
+		out = append(out, obs(policies.NameGPUTemp, temp))
 	}
 	if havePowr {
-		out = append(out, obs("gpu_power_w", power))
+		out = append(out, obs(policies.NameGPUPower, power))
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package supervisor
+package telemetry
 
 import (
 	"math"
@@ -21,17 +21,22 @@ const (
 	ReasonOOM      Reason = "oom"      // the kernel OOM-killed the child in its cgroup (exit 137)
 )
 
-// Exit codes of DESIGN.md that prism-run chooses itself.
-const (
-	ExitResumable = 75  // stopped by a policy after a confirmed checkpoint
-	ExitPolicy    = 124 // stopped by a policy without one
-	ExitInternal  = 125 // prism-run failed
-	ExitCannotRun = 126
-	ExitNotFound  = 127
-)
+// Report is the JSON run report (--report): what the command line asked
+// for, what was enforced, and what the run came to. The supervisor's run
+// fills it as it goes; it is written whole, atomically, on every exit path
+// (Write), also when prism-run fails before the child starts.
+type Report struct {
+	Version  string   `json:"prism_run_version"`
+	Command  []string `json:"command"`
+	Mission  string   `json:"mission,omitempty"`
+	Policies []string `json:"policies,omitempty"`
+	Seed     uint64   `json:"seed"`
+	// Attempts counts the children started (1 without restarts).
+	Attempts int `json:"attempts"`
+	// Enforced is the plan the run was held to, item by item, exactly as
+	// --dry-run prints it.
+	Enforced []Enforced `json:"enforced,omitempty"`
 
-// Result is what a run came to: the exit code prism-run returns and why.
-type Result struct {
 	RunID   string    `json:"run_id"`
 	PID     int       `json:"pid,omitempty"`
 	Start   time.Time `json:"start"`
@@ -63,6 +68,31 @@ type Result struct {
 	CheckpointDir string `json:"checkpoint_dir,omitempty"`
 	ControlFile   string `json:"control_file,omitempty"`
 }
+
+// NewReport returns an empty report of a run that has not ended: reason
+// error until the run says otherwise, and empty (not null) lists.
+func NewReport(runID string, start time.Time) *Report {
+	return &Report{
+		RunID:       runID,
+		Start:       start,
+		Reason:      ReasonError,
+		Markers:     map[string]MarkerStat{},
+		Peaks:       map[string]Float{},
+		Checkpoints: []Checkpoint{},
+		Decisions:   []policies.Decision{},
+	}
+}
+
+// Enforced is one item of what a run is held to: an rlimit, a cgroup
+// file, an isolation, a rule.
+type Enforced struct {
+	What  string `json:"what"` // rlimit | cgroup | isolation | user | gpus | rule | timing
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// String is the item as --dry-run prints it.
+func (e Enforced) String() string { return e.What + " " + e.Name + " = " + e.Value }
 
 // Checkpoint is one checkpoint the child acknowledged with a `checkpoint`
 // marker.
@@ -106,7 +136,16 @@ type CgroupReport struct {
 	MemoryPeak  uint64 `json:"memory_peak_bytes"`
 	OOMKills    uint64 `json:"oom_kills"`
 	// OOMVictims are the processes killed, as the kernel log names them:
-	// the first maxOOMVictims of those it names (it rate-limits the line,
-	// 10 per 5 s); empty when the log cannot be read (not root).
+	// the first few of those it names (it rate-limits the line, 10 per
+	// 5 s); empty when the log cannot be read (not root).
 	OOMVictims []limits.OOMKill `json:"oom_victims,omitempty"`
+}
+
+// Write writes the report to path atomically (WriteJSONAtomic). An empty
+// path writes nothing.
+func (r *Report) Write(path string) error {
+	if path == "" {
+		return nil
+	}
+	return WriteJSONAtomic(path, r)
 }

@@ -5,42 +5,6 @@ import (
 	"time"
 )
 
-// Deadline holds once the run has lasted After (the seed's world-record 24 h
-// limit; `--timeout`). Elapsed time is measured from the run's start to the
-// observation's time, so any observation, a clock tick included, can trip it.
-type Deadline struct {
-	M       Meta
-	After   time.Duration
-	elapsed time.Duration
-}
-
-// NewDeadline returns a deadline rule; meta.Kind is set to "deadline" and
-// meta.Repeat defaults to once (a deadline, once passed, holds for good).
-func NewDeadline(meta Meta, after time.Duration) (*Deadline, error) {
-	if after <= 0 {
-		return nil, fmt.Errorf("%w: rule %q: deadline 'after' must be positive, got %s", ErrInvalid, meta.Name, after)
-	}
-	meta.Kind = "deadline"
-	if meta.Repeat == RepeatEpisode {
-		meta.Repeat = RepeatOnce // it holds for good once it holds
-	}
-	return &Deadline{M: meta, After: after}, nil
-}
-
-// Meta implements Rule.
-func (d *Deadline) Meta() Meta { return d.M }
-
-// Eval implements Rule.
-func (d *Deadline) Eval(start time.Time, o Observation) Verdict {
-	d.elapsed = o.Time.Sub(start)
-	return Verdict{Holds: d.elapsed >= d.After, Fresh: true}
-}
-
-// Reason implements Rule.
-func (d *Deadline) Reason() string {
-	return fmt.Sprintf("run time %s reached the deadline of %s", d.elapsed.Round(time.Millisecond), d.After)
-}
-
 // Periodic holds every Interval of run time: the engine's way of asking for
 // something on a schedule (`--checkpoint-every`). It holds at most once per
 // observation, however long the gap since the last one.

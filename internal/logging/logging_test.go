@@ -1,4 +1,4 @@
-package main
+package logging
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func TestSharedStderr(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			s := newSharedStderr(&out)
+			s := NewSharedStderr(&out)
 			for _, w := range tt.writes {
 				dst := s.Child()
 				if w.log {

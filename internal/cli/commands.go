@@ -1,14 +1,12 @@
-package main
+package cli
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v2"
 
 	"github.com/prism-run/prism-run/markers"
@@ -119,78 +117,4 @@ would have ended the child, unless --keep-going.`,
 			return err
 		},
 	}
-}
-
-// dryRun prints the resolved policy and what a run would enforce.
-func dryRun(w io.Writer, o options, pol *policies.Resolved, gaps []gap, command []string) error {
-	var buf bytes.Buffer
-	layers := []string{}
-	if o.mission != "" {
-		layers = append(layers, "mission "+o.mission)
-	}
-	for _, p := range o.policies {
-		layers = append(layers, "policy "+p)
-	}
-	layers = append(layers, "flags")
-	fmt.Fprintf(&buf, "# prism-run --dry-run: nothing was started.\n# layers, later wins: %s\n\n", strings.Join(layers, ", "))
-	if err := toml.NewEncoder(&buf).Encode(pol.Policy); err != nil {
-		return err
-	}
-	fmt.Fprintf(&buf, "\n# would run: %s\n", strings.Join(quoteArgs(command), " "))
-	fmt.Fprintf(&buf, "# would enforce:\n")
-	for _, r := range pol.Rules {
-		m := r.Meta()
-		act := m.Action
-		if act == "" {
-			act = policies.DefaultAction(m.Severity)
-		}
-		line := fmt.Sprintf("#   rule %s (%s, %s) -> %s", m.Name, m.Kind, m.Severity, act)
-		if m.What != "" {
-			line += " " + m.What
-		}
-		if m.Escalate != "" {
-			line += fmt.Sprintf(", then %s after %s", m.Escalate, m.EscalateAfter)
-		}
-		if m.ExitCode != nil {
-			line += fmt.Sprintf(", exit %d", *m.ExitCode)
-		}
-		fmt.Fprintln(&buf, line)
-	}
-	if len(pol.Rules) == 0 {
-		fmt.Fprintln(&buf, "#   no rules: the child runs until it exits")
-	}
-	if rl, err := rlimitsOf(pol.Policy.Limits); err == nil {
-		for _, r := range rl {
-			fmt.Fprintf(&buf, "#   rlimit %s = %d\n", r.Name, r.Cur)
-		}
-	}
-	iso := pol.Policy.Isolation
-	if isSet(iso.NoNewPrivs) {
-		fmt.Fprintln(&buf, "#   no_new_privs, verified on the running child")
-	}
-	if isSet(iso.CleanEnv) {
-		fmt.Fprintln(&buf, "#   a clean environment (PATH, HOME, LANG, TERM, PRISM_*, --env)")
-	}
-	for _, g := range gaps {
-		fmt.Fprintf(&buf, "# NOT enforced: %s: %s\n", g.setting, g.why)
-	}
-	if pol.Strict && len(gaps) > 0 {
-		fmt.Fprintln(&buf, "# strict: a real run would refuse to start (exit 125)")
-	}
-	_, err := w.Write(buf.Bytes())
-	return err
-}
-
-func quoteArgs(args []string) []string {
-	if len(args) == 0 {
-		return []string{"(no command given)"}
-	}
-	out := make([]string, len(args))
-	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		out[i] = a
-	}
-	return out
 }

@@ -1,7 +1,11 @@
-package main
+// Package logging sets up prism-run's own log (zerolog): console lines
+// that start with "prism-run:" or JSON lines, on stderr or a file, and the
+// stderr that the log shares with the child's stderr.
+package logging
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,30 +15,34 @@ import (
 	"github.com/rs/zerolog"
 )
 
-type zerologger = zerolog.Logger
+// ErrOption: a log option has a value it cannot take (exit 125).
+var ErrOption = errors.New("log option")
 
-type logOptions struct {
-	format, level, file string
+// Options are the log flags.
+type Options struct {
+	Format string // auto | console | json
+	Level  string // debug | info | warn | error
+	File   string // "" = stderr; else appended to
 }
 
-// newLogger builds prism-run's own log: console lines that start with
+// New builds prism-run's own log: console lines that start with
 // "prism-run:" (so they can be told from the child's stderr) on a
 // terminal, JSON lines otherwise or when asked.
-func newLogger(o logOptions, stderr io.Writer) (zerolog.Logger, func(), error) {
-	level, err := zerolog.ParseLevel(o.level)
-	if err != nil || o.level == "" {
-		return zerolog.Nop(), nil, fmt.Errorf("%w: --log-level %q: want debug | info | warn | error", errUsage, o.level)
+func New(o Options, stderr io.Writer) (zerolog.Logger, func(), error) {
+	level, err := zerolog.ParseLevel(o.Level)
+	if err != nil || o.Level == "" {
+		return zerolog.Nop(), nil, fmt.Errorf("%w: --log-level %q: want debug | info | warn | error", ErrOption, o.Level)
 	}
 	out, closeFn := stderr, func() {}
-	if o.file != "" {
-		f, err := os.OpenFile(o.file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if o.File != "" {
+		f, err := os.OpenFile(o.File, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
-			return zerolog.Nop(), nil, fmt.Errorf("%w: --log-file: %w", errUsage, err)
+			return zerolog.Nop(), nil, fmt.Errorf("%w: --log-file: %w", ErrOption, err)
 		}
 		out, closeFn = f, func() { _ = f.Close() }
 	}
 	var w io.Writer
-	switch o.format {
+	switch o.Format {
 	case "json":
 		w = out
 	case "console":
@@ -47,7 +55,7 @@ func newLogger(o logOptions, stderr io.Writer) (zerolog.Logger, func(), error) {
 		}
 	default:
 		closeFn()
-		return zerolog.Nop(), nil, fmt.Errorf("%w: --log-format %q: want auto | console | json", errUsage, o.format)
+		return zerolog.Nop(), nil, fmt.Errorf("%w: --log-format %q: want auto | console | json", ErrOption, o.Format)
 	}
 	// Milliseconds: a checkpoint round trip or a kill-after escalation is
 	// measured in them. (A zerolog-wide setting; prism-run has one log.)
@@ -98,28 +106,29 @@ func isTerminal(w io.Writer) bool {
 	return ok && isatty.IsTerminal(f.Fd())
 }
 
-// sharedStderr is the stream that the child's stderr and prism-run's log
+// SharedStderr is the stream that the child's stderr and prism-run's log
 // share. It remembers whether the child left a line unfinished (a progress
 // bar redrawn with "\r", a prompt, a crash mid-line) and then starts the
 // log line on a new line: the log line stays whole, for a person and for a
 // JSON-lines reader, and the child's bytes pass unchanged. The pump writes
 // each read at once, so the child's own order is kept.
-type sharedStderr struct {
+type SharedStderr struct {
 	mu      sync.Mutex
 	out     io.Writer
 	midLine bool
 }
 
-func newSharedStderr(out io.Writer) *sharedStderr { return &sharedStderr{out: out} }
+// NewSharedStderr shares out between the child and the log.
+func NewSharedStderr(out io.Writer) *SharedStderr { return &SharedStderr{out: out} }
 
 // Child is the side the child's stderr passes through.
-func (s *sharedStderr) Child() io.Writer { return childSide{s} }
+func (s *SharedStderr) Child() io.Writer { return childSide{s} }
 
 // Log is the side prism-run's log writes to: one event per Write (zerolog
 // writes each event whole).
-func (s *sharedStderr) Log() io.Writer { return logSide{s} }
+func (s *SharedStderr) Log() io.Writer { return logSide{s} }
 
-type childSide struct{ s *sharedStderr }
+type childSide struct{ s *SharedStderr }
 
 func (c childSide) Write(p []byte) (int, error) {
 	c.s.mu.Lock()
@@ -131,7 +140,7 @@ func (c childSide) Write(p []byte) (int, error) {
 	return n, err
 }
 
-type logSide struct{ s *sharedStderr }
+type logSide struct{ s *SharedStderr }
 
 func (l logSide) Write(p []byte) (int, error) {
 	l.s.mu.Lock()

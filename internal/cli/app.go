@@ -1,0 +1,86 @@
+// Package cli is prism-run's command line: flags, subcommands and help
+// (urfave/cli). A run goes flags -> policy layers -> plan -> supervisor;
+// the subcommands check policies, print missions, replay a recording and
+// find out what this host can enforce.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/prism-run/prism-run/probes/gpu"
+	"github.com/prism-run/prism-run/supervisor"
+	"github.com/prism-run/prism-run/telemetry"
+)
+
+// Build is what the Makefile stamps into the binary.
+type Build struct{ Version, Commit, Date string }
+
+// IO are prism-run's standard streams.
+type IO struct {
+	Stdin          *os.File // handed to the child (nil: /dev/null)
+	Stdout, Stderr io.Writer
+}
+
+// Deps are the command line's seams to the host.
+type Deps struct {
+	// NVML returns the NVML library: gpu.System, or a simulated GPU
+	// server in tests.
+	NVML func() gpu.Library
+}
+
+// errUsage marks a mistake in how prism-run was called.
+var errUsage = errors.New("usage")
+
+// errReported wraps an error prism-run's log has already reported.
+var errReported = errors.New("reported")
+
+// Main runs prism-run's command line (args[0] is the program's name) and
+// returns its exit code.
+func Main(ctx context.Context, args []string, stdio IO, build Build, deps Deps) int {
+	// Everything after the first "--" is the command, never prism-run's:
+	// `prism-run -- version` runs a program called version.
+	var command []string
+	for i, a := range args {
+		if a == "--" {
+			args, command = args[:i], args[i+1:]
+			if command == nil {
+				command = []string{}
+			}
+			break
+		}
+	}
+	var rep *telemetry.Report
+	app := newApp(stdio, build, deps, command, &rep)
+	err := app.RunContext(ctx, args)
+	if err != nil && !errors.Is(err, errReported) {
+		fmt.Fprintf(stdio.Stderr, "prism-run: %v\n", err)
+	}
+	return exitCode(rep, err)
+}
+
+// exitCode is where the command line's result becomes prism-run's exit
+// code: a run's report carries the code of its outcome, and any other
+// failure is an outcome of its own; supervisor.ExitCode decides both.
+func exitCode(rep *telemetry.Report, err error) int {
+	switch {
+	case rep != nil:
+		return rep.Exit
+	case err == nil:
+		return 0
+	default:
+		return supervisor.ExitCode(supervisor.Failed(err))
+	}
+}
+
+// cliExit keeps urfave/cli from calling os.Exit on its own.
+func cliExit(*cli.Context, error) {}
+
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w: %v (see prism-run --help)", errUsage, err)
+}

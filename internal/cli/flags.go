@@ -1,0 +1,381 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/prism-run/prism-run/internal/logging"
+	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/supervisor"
+	"github.com/prism-run/prism-run/telemetry"
+)
+
+const usageText = `prism-run [flags] -- COMMAND [ARGS...]
+   prism-run check [--mission NAME] FILE...
+   prism-run missions [NAME]
+   prism-run replay [--mission NAME | --policy FILE] [--format text|json] FILE|-
+   prism-run doctor
+   prism-run version`
+
+const description = `prism-run starts COMMAND as a child, passes its output through byte for
+byte, reads PRISM markers from it, asks it for checkpoints (SIGUSR1) and
+stops it when a policy says so, then exits with a code that says why:
+the child's own code; 75 stopped by a policy after a confirmed checkpoint
+(resumable); 124 stopped by a policy without one; 125 prism-run failed;
+126 found but not executable; 127 not found; 128+N killed by signal N.
+
+Policies layer: --mission, then each --policy file in order, then flags;
+later wins, and rules merge by name.
+
+Every flag can also be set by the environment variable named in [].
+
+Examples:
+   # the PWSA mission: stop the tracker at its first frame over 5 ms
+   prism-run --mission pwsa -- ./tracker
+
+   # stop after 2h, asking for a checkpoint first; exit 75 if it was written
+   prism-run --timeout 2h -- ./solver --frames 10000
+
+   # checkpoint every 10 minutes, keep checkpoints in ./ck, write a report
+   prism-run --checkpoint-every 10m --checkpoint-dir ck --report run.json -- python train.py
+
+   # see what a mission plus your policy resolves to, without running anything
+   prism-run --mission llm --policy mine.toml --dry-run
+
+   # inside Slurm: sbatch --signal=B:USR1@300 turns into a checkpoint request
+   srun prism-run --mission world-record --checkpoint-dir "$SCRATCH/ck" --resume latest -- ./colorer`
+
+// options are the parsed flags of one run.
+type options struct {
+	timeout, killAfter, checkpointEvery, checkpointTimeout time.Duration
+	checkpointDir, runID, markerPrefix, report, resume     string
+	mission                                                string
+	policies                                               []string
+	seed                                                   uint64
+	seedSet, hideMarkers, strict, dryRun, foreground       bool
+	log                                                    logging.Options
+
+	// Confinement flags; rlimits as strings, read like the policy's [limits].
+	rlimits              map[string]string
+	noNewPrivs, cleanEnv bool
+	isolateNet           bool
+	gpus                 string
+	sampleInterval       time.Duration
+	env                  []string
+	user                 string
+}
+
+// rlimitFlags are the rlimit and cgroup flags and the [limits] keys they
+// set.
+func rlimitFlags() []struct{ flag, key, usage string } {
+	return []struct{ flag, key, usage string }{
+		{"as", "as", "address-space limit of the child, `SIZE` such as 16GiB (RLIMIT_AS)"},
+		{"nofile", "nofile", "open files the child may have, `N` (RLIMIT_NOFILE)"},
+		{"nproc", "nproc", "processes the child's user may have, `N` (RLIMIT_NPROC)"},
+		{"core", "core", "core dump size, `SIZE`; 0 = none (RLIMIT_CORE)"},
+		{"cpu-time", "cpu_time", "CPU time of each process, `DUR` such as 2h (RLIMIT_CPU)"},
+		{"fsize", "fsize", "largest file the child may write, `SIZE` (RLIMIT_FSIZE)"},
+		{"memory", "memory", "hard memory limit of the run's cgroup, `SIZE`: over it the kernel OOM-kills (exit 137, reason oom)"},
+		{"memory-high", "memory_high", "memory throttle of the run's cgroup, `SIZE` (v2 memory.high, v1 soft limit)"},
+		{"cpus", "cpus", "CPU quota of the run's cgroup in cores, `N` such as 0.5"},
+		{"pids", "pids", "most processes and threads in the run's cgroup, `N`"},
+	}
+}
+
+func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.Report) *cli.App {
+	o := &options{}
+	stdout := stdio.Stdout
+	flags := append(o.policyFlags(), o.confinementFlags()...)
+	flags = append(flags, o.runFlags()...)
+	flags = append(flags, o.outputFlags()...)
+	return &cli.App{
+		Name:            "prism-run",
+		Usage:           "supervise a long GPU computation: confine, watch, checkpoint, stop",
+		UsageText:       usageText,
+		Description:     description,
+		Version:         build.Version,
+		HideVersion:     true,
+		Writer:          stdout,
+		ErrWriter:       stdio.Stderr,
+		ExitErrHandler:  cliExit,
+		HideHelpCommand: true,
+		OnUsageError:    usageError,
+		Flags:           flags,
+		Commands: []*cli.Command{
+			versionCommand(stdout, build),
+			checkCommand(stdout),
+			missionsCommand(stdout),
+			replayCommand(stdout),
+			doctorCommand(stdout, deps),
+		},
+		Action: func(c *cli.Context) error {
+			o.read(c)
+			cmd := command
+			if cmd == nil {
+				cmd = c.Args().Slice()
+			}
+			r := &runner{o: *o, command: cmd, stdio: stdio, build: build, deps: deps}
+			var err error
+			*rep, err = r.run(c)
+			return err
+		},
+	}
+}
+
+// read takes what the flag destinations cannot hold.
+func (o *options) read(c *cli.Context) {
+	o.seedSet = c.IsSet("seed")
+	o.policies = c.StringSlice("policy")
+	o.env = c.StringSlice("env")
+	o.rlimits = map[string]string{}
+	for _, f := range rlimitFlags() {
+		if c.IsSet(f.flag) {
+			o.rlimits[f.key] = c.String(f.flag)
+		}
+	}
+}
+
+// policyFlags choose the policy: the mission, the files, strict mode,
+// and the flags that are shortcuts for policy fields.
+func (o *options) policyFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "mission", EnvVars: []string{"PRISM_MISSION"}, Destination: &o.mission,
+			Usage: "built-in mission `NAME` (prism-run missions lists them)"},
+		&cli.StringSliceFlag{Name: "policy", EnvVars: []string{"PRISM_POLICY"},
+			Usage: "policy `FILE` (TOML) layered over the mission; repeat for more"},
+		&cli.BoolFlag{Name: "strict", EnvVars: []string{"PRISM_STRICT"}, Destination: &o.strict,
+			Usage: "refuse to start (exit 125) if a limit or isolation the policy asks for cannot be enforced"},
+		&cli.BoolFlag{Name: "dry-run", EnvVars: []string{"PRISM_DRY_RUN"}, Destination: &o.dryRun,
+			Usage: "print the resolved policy and what would be enforced, then exit without starting anything"},
+		&cli.DurationFlag{Name: "timeout", EnvVars: []string{"PRISM_TIMEOUT"}, Destination: &o.timeout,
+			Usage: "ask for a checkpoint after `DUR`, then stop the child (exit 75 if the checkpoint was acknowledged, else 124)"},
+		&cli.DurationFlag{Name: "kill-after", EnvVars: []string{"PRISM_KILL_AFTER"}, Value: supervisor.DefaultKillAfter, Destination: &o.killAfter,
+			Usage: "send SIGKILL `DUR` after SIGTERM if the child is still running"},
+		&cli.DurationFlag{Name: "checkpoint-every", EnvVars: []string{"PRISM_CHECKPOINT_EVERY"}, Destination: &o.checkpointEvery,
+			Usage: "ask the child for a checkpoint (SIGUSR1) every `DUR`"},
+		&cli.DurationFlag{Name: "checkpoint-timeout", EnvVars: []string{"PRISM_CHECKPOINT_TIMEOUT"}, Value: supervisor.DefaultCheckpointTimeout, Destination: &o.checkpointTimeout,
+			Usage: "how long a checkpoint request waits `DUR` for the child's checkpoint marker"},
+		&cli.DurationFlag{Name: "sample-interval", EnvVars: []string{"PRISM_SAMPLE_INTERVAL"}, Value: supervisor.DefaultTickInterval, Destination: &o.sampleInterval,
+			Usage: "how often the probes sample, `DUR` (at least 10ms)"},
+		&cli.StringFlag{Name: "marker-prefix", EnvVars: []string{"PRISM_MARKER_PREFIX"}, Value: "PRISM", Destination: &o.markerPrefix,
+			Usage: "`WORD` that starts a marker line"},
+	}
+}
+
+// confinementFlags confine the child: isolation, its user, its GPUs, and
+// the rlimit and cgroup limits (rlimitFlags).
+func (o *options) confinementFlags() []cli.Flag {
+	flags := []cli.Flag{
+		&cli.BoolFlag{Name: "no-new-privs", EnvVars: []string{"PRISM_NO_NEW_PRIVS"}, Destination: &o.noNewPrivs,
+			Usage: "the child and its descendants can never gain privileges (PR_SET_NO_NEW_PRIVS)"},
+		&cli.BoolFlag{Name: "clean-env", EnvVars: []string{"PRISM_CLEAN_ENV"}, Destination: &o.cleanEnv,
+			Usage: "give the child only PATH, HOME, LANG, TERM, PRISM_* and what --env names"},
+		&cli.BoolFlag{Name: "isolate-net", EnvVars: []string{"PRISM_ISOLATE_NET"}, Destination: &o.isolateNet,
+			Usage: "run the child in a new network namespace with loopback only (needs root)"},
+		&cli.StringSliceFlag{Name: "env", EnvVars: []string{"PRISM_ENV"},
+			Usage: "`K[=V]`: set K for the child, or pass prism-run's K through --clean-env; repeatable"},
+		&cli.StringFlag{Name: "user", EnvVars: []string{"PRISM_USER"}, Destination: &o.user,
+			Usage: "run the child as `UID[:GID]` or a user name (prism-run must be root)"},
+		&cli.StringFlag{Name: "gpus", EnvVars: []string{"PRISM_GPUS"}, Destination: &o.gpus,
+			Usage: "`LIST` of GPU indices (0,2) the child may use: sets CUDA_VISIBLE_DEVICES and limits sampling to them; 'none' turns GPU sampling off"},
+	}
+	for _, f := range rlimitFlags() {
+		flags = append(flags, &cli.StringFlag{Name: f.flag, Usage: f.usage,
+			EnvVars: []string{"PRISM_" + strings.ToUpper(strings.ReplaceAll(f.flag, "-", "_"))}})
+	}
+	return flags
+}
+
+// runFlags name the run and what the child is given.
+func (o *options) runFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "checkpoint-dir", EnvVars: []string{"PRISM_CHECKPOINT_DIR"}, Destination: &o.checkpointDir,
+			Usage: "`DIR` the child writes checkpoints to (default: a per-run folder under $TMPDIR, kept if it holds any)"},
+		&cli.StringFlag{Name: "resume", EnvVars: []string{"PRISM_RESUME"}, Destination: &o.resume,
+			Usage: "checkpoint `FILE` the child resumes from (PRISM_RESUME); 'latest' = the newest in --checkpoint-dir, if any"},
+		&cli.StringFlag{Name: "run-id", EnvVars: []string{"PRISM_RUN_ID"}, Destination: &o.runID,
+			Usage: "`ID` of this run (default: time and random)"},
+		&cli.Uint64Flag{Name: "seed", EnvVars: []string{"PRISM_SEED"}, Destination: &o.seed,
+			Usage: "`N` given to the child as PRISM_SEED and recorded in the report (default: random)"},
+		&cli.BoolFlag{Name: "foreground", EnvVars: []string{"PRISM_FOREGROUND"}, Destination: &o.foreground,
+			Usage: "give the child the terminal (interactive programs: a REPL, pdb, a prompt); Ctrl-C and Ctrl-Z then go to the child's group, and Ctrl-Z suspends prism-run with it"},
+	}
+}
+
+// outputFlags say where prism-run's own output goes.
+func (o *options) outputFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "hide-markers", EnvVars: []string{"PRISM_HIDE_MARKERS"}, Destination: &o.hideMarkers,
+			Usage: "drop marker lines from the child's output"},
+		&cli.StringFlag{Name: "report", EnvVars: []string{"PRISM_REPORT"}, Destination: &o.report,
+			Usage: "write a JSON run report to `FILE` on every exit"},
+		&cli.StringFlag{Name: "log-format", EnvVars: []string{"PRISM_LOG_FORMAT"}, Value: "auto", Destination: &o.log.Format,
+			Usage: "`FORMAT` of prism-run's own log: auto (console on a terminal, else json) | console | json"},
+		&cli.StringFlag{Name: "log-level", EnvVars: []string{"PRISM_LOG_LEVEL"}, Value: "info", Destination: &o.log.Level,
+			Usage: "`LEVEL`: debug | info | warn | error"},
+		&cli.StringFlag{Name: "log-file", EnvVars: []string{"PRISM_LOG_FILE"}, Destination: &o.log.File,
+			Usage: "write prism-run's own log to `FILE` (appended) instead of stderr"},
+	}
+}
+
+// resolvePolicy layers the mission, the policy files and the flags.
+func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
+	layers, err := loadLayers(o.mission, o.policies)
+	if err != nil {
+		return nil, err
+	}
+	flags := &policies.Policy{}
+	if o.timeout != 0 {
+		if o.timeout < 0 {
+			return nil, fmt.Errorf("%w: --timeout must be positive", errUsage)
+		}
+		// The seed's world-record deadline: save a checkpoint, then abort.
+		name, kind, sev, act, after := "timeout", "deadline", "high", "checkpoint-stop", policies.Duration(o.timeout)
+		flags.Rules = append(flags.Rules, policies.RuleSpec{Name: &name, Kind: &kind, Severity: &sev, Action: &act, After: &after})
+	}
+	setDur := func(flag string, v time.Duration, dst **policies.Duration) error {
+		if !c.IsSet(flag) {
+			return nil
+		}
+		if v <= 0 && flag != "kill-after" || v < 0 {
+			return fmt.Errorf("%w: --%s must be positive", errUsage, flag)
+		}
+		d := policies.Duration(v)
+		*dst = &d
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+		dst  **policies.Duration
+	}{
+		{"checkpoint-every", o.checkpointEvery, &flags.Actions.CheckpointEvery},
+		{"kill-after", o.killAfter, &flags.Actions.KillAfter},
+		{"checkpoint-timeout", o.checkpointTimeout, &flags.Actions.CheckpointTimeout},
+	} {
+		if err := setDur(f.name, f.v, f.dst); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsSet("marker-prefix") {
+		flags.Markers.Prefix = &o.markerPrefix
+	}
+	if c.IsSet("sample-interval") {
+		d := policies.Duration(o.sampleInterval)
+		flags.Sampling.Interval = &d
+	}
+	if err := rlimitLayer(o.rlimits, &flags.Limits); err != nil {
+		return nil, err
+	}
+	if o.noNewPrivs {
+		flags.Isolation.NoNewPrivs = &o.noNewPrivs
+	}
+	if o.cleanEnv {
+		flags.Isolation.CleanEnv = &o.cleanEnv
+	}
+	if o.isolateNet {
+		flags.Isolation.IsolateNet = &o.isolateNet
+	}
+	if c.IsSet("strict") {
+		flags.Strict = &o.strict
+	}
+	return policies.Resolve(policies.Merge(append(layers, flags)...))
+}
+
+// resolveLayers resolves a mission and policy files, without flags (check,
+// replay).
+func resolveLayers(mission string, files []string) (*policies.Resolved, error) {
+	layers, err := loadLayers(mission, files)
+	if err != nil {
+		return nil, err
+	}
+	return policies.Resolve(policies.Merge(layers...))
+}
+
+func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
+	var layers []*policies.Policy
+	if mission != "" {
+		p, err := policies.LoadMission(mission)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --mission: %w", errUsage, err)
+		}
+		layers = append(layers, p)
+	}
+	for _, f := range files {
+		p, err := policies.LoadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, p)
+	}
+	return layers, nil
+}
+
+// rlimitLayer puts the rlimit and cgroup flags into the flags layer's
+// [limits], read as the policy file reads them, so --dry-run shows them
+// and they layer.
+func rlimitLayer(flags map[string]string, l *policies.Limits) error {
+	for key, v := range flags {
+		if err := setLimit(key, v, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setLimit(key, v string, l *policies.Limits) error {
+	switch key {
+	case "nofile", "nproc":
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: --%s %q: want a count", errUsage, key, v)
+		}
+		if key == "nofile" {
+			l.Nofile = &n
+		} else {
+			l.Nproc = &n
+		}
+	case "pids":
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%w: --pids %q: want a positive count", errUsage, v)
+		}
+		l.Pids = &n
+	case "cpus":
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0) {
+			return fmt.Errorf("%w: --cpus %q: want a positive number of cores", errUsage, v)
+		}
+		l.CPUs = &f
+	case "cpu_time":
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%w: --cpu-time %q: want a duration such as 2h", errUsage, v)
+		}
+		pd := policies.Duration(d)
+		l.CPUTime = &pd
+	default: // sizes
+		f, err := policies.ParseSize(v)
+		if err != nil {
+			return fmt.Errorf("%w: --%s: %v", errUsage, key, err)
+		}
+		z := policies.Size(f)
+		switch key {
+		case "memory":
+			l.Memory = &z
+		case "memory_high":
+			l.MemoryHigh = &z
+		case "as":
+			l.AS = &z
+		case "core":
+			l.Core = &z
+		case "fsize":
+			l.Fsize = &z
+		}
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/prism-run/prism-run/internal/logging"
+	"github.com/prism-run/prism-run/internal/plan"
+	"github.com/prism-run/prism-run/supervisor"
+	"github.com/prism-run/prism-run/telemetry"
+)
+
+// runner is one `prism-run [flags] -- COMMAND`: flags -> policy -> plan
+// -> supervisor.Run, and the report written on every exit path.
+type runner struct {
+	o       options
+	command []string
+	stdio   IO
+	build   Build
+	deps    Deps
+	log     zerolog.Logger
+}
+
+// run does the run (or the dry run) and returns its report: nil for a dry
+// run or a failure before the log exists, whose exit code comes from err.
+func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
+	o := &r.o
+	if len(r.command) == 0 && !o.dryRun {
+		return nil, fmt.Errorf("%w: no command to run (prism-run [flags] -- COMMAND [ARGS...])", errUsage)
+	}
+	shared := logging.NewSharedStderr(r.stdio.Stderr)
+	log, closeLog, err := logging.New(o.log, shared.Log())
+	if err != nil {
+		return nil, err
+	}
+	defer closeLog()
+	r.log = log
+	if o.runID == "" {
+		o.runID = newRunID(time.Now())
+	}
+	if !o.seedSet {
+		o.seed = randomSeed()
+	}
+	pol, err := resolvePolicy(c, *o)
+	if err != nil {
+		return r.fail(err, nil)
+	}
+	host := plan.ReadHost()
+	p, err := plan.New(pol, plan.Request{User: o.user, GPUs: o.gpus, Env: o.env}, host)
+	if err != nil {
+		return r.fail(err, nil)
+	}
+	if o.dryRun {
+		return nil, p.Describe(r.stdio.Stdout, r.layers(), r.command)
+	}
+	setup, err := p.Prepare(log, o.runID, plan.Deps{NVML: r.deps.NVML, Stderr: r.stdio.Stderr, Host: host})
+	if err != nil {
+		return r.fail(err, p)
+	}
+	defer setup.Close()
+	return r.supervise(c, p, setup, shared)
+}
+
+// supervise hands the plan to the supervisor and writes the report.
+func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shared *logging.SharedStderr) (*telemetry.Report, error) {
+	o := &r.o
+	// Catch the signals to forward before the child exists.
+	sigs := make(chan os.Signal, 16)
+	supervisor.NotifySignals(sigs)
+	defer signal.Stop(sigs)
+
+	cfg := p.Config(setup)
+	cfg.Command, cfg.Stdin, cfg.Stdout, cfg.Stderr = r.command, r.stdio.Stdin, r.stdio.Stdout, shared.Child()
+	cfg.RunID, cfg.Mission, cfg.Seed = o.runID, o.mission, o.seed
+	cfg.CheckpointDir, cfg.Resume = o.checkpointDir, o.resume
+	cfg.HideMarkers, cfg.Foreground = o.hideMarkers, o.foreground
+	cfg.Signals, cfg.Log = sigs, r.log
+	rep, err := supervisor.Run(c.Context, cfg)
+	r.writeReport(rep, p)
+	if err != nil {
+		r.log.Error().Msg(err.Error())
+		return rep, fmt.Errorf("%w: %w", errReported, err)
+	}
+	return rep, nil
+}
+
+// fail ends a run that failed before its child: bad input still gets its
+// report, with the exit code the error means.
+func (r *runner) fail(err error, p *plan.Plan) (*telemetry.Report, error) {
+	now := time.Now()
+	rep := telemetry.NewReport(r.o.runID, now)
+	rep.End, rep.Message = now, err.Error()
+	rep.Exit = supervisor.ExitCode(supervisor.Failed(err))
+	rep.Command, rep.Mission, rep.Seed = r.command, r.o.mission, r.o.seed
+	r.writeReport(rep, p)
+	return rep, err
+}
+
+// writeReport adds what only the command line knows and writes the
+// report, if one was asked for.
+func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
+	rep.Version, rep.Policies = r.build.Version, r.o.policies
+	if p != nil {
+		rep.Enforced = p.Enforced()
+	}
+	if err := rep.Write(r.o.report); err != nil {
+		r.log.Error().Err(err).Msg("cannot write the run report")
+	}
+}
+
+// layers names the policy layers in order, for --dry-run.
+func (r *runner) layers() []string {
+	var out []string
+	if r.o.mission != "" {
+		out = append(out, "mission "+r.o.mission)
+	}
+	for _, p := range r.o.policies {
+		out = append(out, "policy "+p)
+	}
+	return append(out, "flags")
+}
+
+func versionCommand(stdout io.Writer, build Build) *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(*cli.Context) error {
+			fmt.Fprintf(stdout, "prism-run %s (commit %s, built %s, %s %s/%s)\n", build.Version, build.Commit, build.Date,
+				runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+	}
+}
+
+func newRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+}
+
+func randomSeed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	// Below 2^53, so the seed survives any JSON reader's float64.
+	return binary.LittleEndian.Uint64(b[:]) >> 11
+}

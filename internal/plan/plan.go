@@ -1,0 +1,290 @@
+// Package plan turns a resolved policy and the command line's requests
+// into a Plan: what a run will enforce, what it cannot on this host and
+// why, and the values it will use. A real run, --dry-run and doctor all go
+// through it, so what --dry-run prints is what a run enforces (the run
+// report carries the same items) and what doctor finds is what a run
+// would find.
+//
+// New is pure given its Host (the facts it reads about this machine);
+// Prepare makes what the plan needs outside the child (the run's cgroup,
+// its watchdog, the kernel log, the GPU probe), and Config turns the plan
+// and what Prepare made into the supervisor's configuration.
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prism-run/prism-run/limits"
+	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/supervisor"
+)
+
+// Errors of a plan; both end a run with exit 125.
+var (
+	// ErrInput: a request cannot be read (--user, --gpus).
+	ErrInput = errors.New("plan: bad request")
+	// ErrRefused: strict mode refuses a run it cannot confine as asked.
+	ErrRefused = errors.New("strict mode")
+)
+
+// Request is what a run asks for beyond its policy.
+type Request struct {
+	User string   // --user: UID[:GID] or a user name ("" = prism-run's own)
+	GPUs string   // --gpus: "" every GPU, "none", or indices "0,2"
+	Env  []string // --env: "K=V" sets K for the child, "K" passes prism-run's K through a clean environment
+}
+
+// Host is what a plan knows of this machine: who runs prism-run and how
+// its cgroups are laid out.
+type Host struct {
+	EUID       int
+	Cgroups    limits.Host
+	CgroupsErr error // reading /proc/self/mountinfo or /proc/self/cgroup failed
+}
+
+// ReadHost reads the real host's facts.
+func ReadHost() Host {
+	h := Host{EUID: os.Geteuid()}
+	h.Cgroups, h.CgroupsErr = limits.ReadHost()
+	return h
+}
+
+// Gap is a setting a policy asks for that cannot be enforced here.
+type Gap struct {
+	Setting string // the policy field(s): "isolation.isolate_net"
+	Why     string
+}
+
+// Plan is what a run will enforce and with which values.
+type Plan struct {
+	Policy *policies.Resolved
+	Strict bool
+
+	Rlimits []limits.Rlimit
+	// Cgroup holds the limits of the run's cgroup (zero: none asked; a
+	// cgroup is still made where possible, for accounting).
+	Cgroup     limits.CgroupSpec
+	CgroupMode limits.Mode
+
+	NoNewPrivs, CleanEnv, IsolateNet bool
+	KeepEnv                          []string // --env, and CUDA_VISIBLE_DEVICES for --gpus
+	UID, GID                         *int
+
+	// GPUs are the GPUs sampled: nil every one, empty none.
+	GPUs []int
+	// NeedsGPU: a rule watches a GPU metric or GPU health, which only the
+	// GPU probe can feed.
+	NeedsGPU bool
+
+	KillAfter, CheckpointTimeout, SampleInterval time.Duration
+
+	// Gaps are what cannot be enforced here; strict refuses a run with
+	// any (Refusal), otherwise each is one warning.
+	Gaps []Gap
+}
+
+// New makes the plan of a resolved policy and a request on host. It fails
+// (ErrInput) on a request it cannot read, never because of a gap.
+func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
+	p := &Plan{Policy: pol, Strict: pol.Strict, CgroupMode: host.Cgroups.Hierarchy.Mode}
+	var err error
+	if p.Rlimits, err = rlimitsOf(pol.Policy.Limits); err != nil {
+		return nil, err
+	}
+	p.Cgroup = cgroupSpecOf(pol.Policy.Limits)
+	iso := pol.Policy.Isolation
+	p.NoNewPrivs, p.CleanEnv, p.IsolateNet = isSet(iso.NoNewPrivs), isSet(iso.CleanEnv), isSet(iso.IsolateNet)
+	if p.UID, p.GID, err = lookupUser(req.User); err != nil {
+		return nil, err
+	}
+	var gpuEnv []string
+	if p.GPUs, gpuEnv, err = parseGPUs(req.GPUs); err != nil {
+		return nil, err
+	}
+	p.KeepEnv = append(append([]string{}, req.Env...), gpuEnv...)
+	p.NeedsGPU = needsGPU(pol.Policy)
+	p.KillAfter = orDefault(pol.KillAfter, supervisor.DefaultKillAfter)
+	p.CheckpointTimeout = orDefault(pol.CheckpointTimeout, supervisor.DefaultCheckpointTimeout)
+	p.SampleInterval = orDefault(pol.SampleInterval, supervisor.DefaultTickInterval)
+	p.Gaps = gaps(p, host)
+	return p, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// gaps lists what the plan asks for that this host cannot give this user.
+func gaps(p *Plan, host Host) []Gap {
+	var out []Gap
+	if p.IsolateNet && host.EUID != 0 {
+		out = append(out, Gap{"isolation.isolate_net", "a network namespace needs root (CAP_SYS_ADMIN)"})
+	}
+	if p.Cgroup != (limits.CgroupSpec{}) {
+		err := host.CgroupsErr
+		if err == nil {
+			err = host.Cgroups.CanLimit(p.Cgroup)
+		}
+		if err != nil {
+			out = append(out, cgroupGap(err))
+		}
+	}
+	return out
+}
+
+// cgroupSetting names the cgroup limits in a gap.
+const cgroupSetting = "limits.memory/memory_high/cpus/pids"
+
+// cgroupGap is the gap of cgroup limits that cannot be had.
+func cgroupGap(err error) Gap { return Gap{cgroupSetting, err.Error()} }
+
+// HasCgroupGap reports whether the cgroup limits are known not to be
+// enforceable.
+func (p *Plan) HasCgroupGap() bool {
+	return p.hasGap(cgroupSetting)
+}
+
+// Refusal is the error of a strict plan with gaps (nil otherwise): every
+// gap, named.
+func (p *Plan) Refusal() error {
+	if !p.Strict || len(p.Gaps) == 0 {
+		return nil
+	}
+	return refusal(p.Gaps)
+}
+
+func refusal(gaps []Gap) error {
+	names := make([]string, 0, len(gaps))
+	whys := make([]string, 0, len(gaps))
+	for _, g := range gaps {
+		names = append(names, g.Setting)
+		whys = append(whys, g.Why)
+	}
+	return fmt.Errorf("%w: cannot enforce %s (%s)", ErrRefused, strings.Join(names, ", "), strings.Join(whys, "; "))
+}
+
+func isSet(b *bool) bool { return b != nil && *b }
+
+// rlimitsOf turns a resolved [limits] into the child's rlimits.
+func rlimitsOf(l policies.Limits) ([]limits.Rlimit, error) {
+	var out []limits.Rlimit
+	for _, x := range []struct {
+		name string
+		set  bool
+		v    func() uint64
+	}{
+		{"as", l.AS != nil, func() uint64 { return uint64(*l.AS) }},
+		{"nofile", l.Nofile != nil, func() uint64 { return uint64(*l.Nofile) }},
+		{"nproc", l.Nproc != nil, func() uint64 { return uint64(*l.Nproc) }},
+		{"core", l.Core != nil, func() uint64 { return uint64(*l.Core) }},
+		// RLIMIT_CPU is in seconds; round up so that "1500ms" is not 1s.
+		{"cpu_time", l.CPUTime != nil, func() uint64 { return uint64(math.Ceil(l.CPUTime.D().Seconds())) }},
+		{"fsize", l.Fsize != nil, func() uint64 { return uint64(*l.Fsize) }},
+	} {
+		if !x.set {
+			continue
+		}
+		r, err := limits.NewRlimit(x.name, x.v())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInput, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// cgroupSpecOf is the run cgroup's share of [limits].
+func cgroupSpecOf(l policies.Limits) limits.CgroupSpec {
+	var spec limits.CgroupSpec
+	if l.Memory != nil {
+		spec.Memory = int64(*l.Memory)
+	}
+	if l.MemoryHigh != nil {
+		spec.MemoryHigh = int64(*l.MemoryHigh)
+	}
+	if l.CPUs != nil {
+		spec.CPUs = *l.CPUs
+	}
+	if l.Pids != nil {
+		spec.Pids = *l.Pids
+	}
+	return spec
+}
+
+// lookupUser reads --user: UID[:GID] or a user name (its primary group).
+func lookupUser(s string) (*int, *int, error) {
+	if s == "" {
+		return nil, nil, nil
+	}
+	name, group, hasGroup := strings.Cut(s, ":")
+	var uid, gid int
+	if n, err := strconv.Atoi(name); err == nil {
+		uid, gid = n, n
+		if u, err := user.LookupId(name); err == nil {
+			gid, _ = strconv.Atoi(u.Gid)
+		}
+	} else {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: --user %q: %v", ErrInput, s, err)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+	}
+	if hasGroup {
+		n, err := strconv.Atoi(group)
+		if err != nil {
+			g, gerr := user.LookupGroup(group)
+			if gerr != nil {
+				return nil, nil, fmt.Errorf("%w: --user %q: %v", ErrInput, s, gerr)
+			}
+			n, _ = strconv.Atoi(g.Gid)
+		}
+		gid = n
+	}
+	return &uid, &gid, nil
+}
+
+// parseGPUs reads --gpus: "" = every GPU (nil), "none" = no GPU sampling
+// (empty), "0,2" = those, also given to the child as CUDA_VISIBLE_DEVICES.
+func parseGPUs(s string) ([]int, []string, error) {
+	switch strings.TrimSpace(s) {
+	case "":
+		return nil, nil, nil
+	case "none":
+		return []int{}, nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, nil, fmt.Errorf("%w: --gpus %q: want indices such as 0,2 (or none)", ErrInput, s)
+		}
+		out = append(out, n)
+	}
+	return out, []string{"CUDA_VISIBLE_DEVICES=" + strings.ReplaceAll(s, " ", "")}, nil
+}
+
+// needsGPU reports whether a policy has a rule that only GPU samples can
+// feed (a GPU metric, or GPU health).
+func needsGPU(p *policies.Policy) bool {
+	for _, r := range p.Rules {
+		if r.Enabled != nil && !*r.Enabled {
+			continue
+		}
+		if (r.Metric != nil && policies.IsGPUMetric(*r.Metric)) || (r.Kind != nil && *r.Kind == policies.KindHealth) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,181 @@
+package plan
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prism-run/prism-run/limits"
+	"github.com/prism-run/prism-run/policies"
+)
+
+func resolve(t *testing.T, src string) *policies.Resolved {
+	t.Helper()
+	p, err := policies.Parse("p.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := policies.Resolve(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// fakeV1 is a v1 host whose cgroup folders are in a temporary folder.
+func fakeV1(t *testing.T, euid int) Host {
+	t.Helper()
+	root := t.TempDir()
+	h := limits.Host{Hierarchy: limits.Hierarchy{Mode: limits.ModeV1, V1: map[string]limits.Mount{}}, OwnV1: map[string]string{}}
+	for _, c := range []string{"memory", "cpu", "pids"} {
+		dir := filepath.Join(root, c)
+		if err := os.MkdirAll(filepath.Join(dir, "job"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		h.Hierarchy.V1[c] = limits.Mount{Point: dir, Root: "/"}
+		h.OwnV1[c] = "/job"
+	}
+	return Host{EUID: euid, Cgroups: h}
+}
+
+func TestGaps(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy string
+		host   Host
+		want   []string // settings not enforced
+	}{
+		{"root, everything", "[isolation]\nisolate_net = true\nno_new_privs = true\n[limits]\nmemory = \"1GiB\"\n", fakeV1(t, 0), nil},
+		{"a user: no network namespace", "[isolation]\nisolate_net = true\nno_new_privs = true\n", fakeV1(t, 1000), []string{"isolation.isolate_net"}},
+		{"no cgroup file system", "[limits]\npids = 10\n", Host{EUID: 0}, []string{"limits.memory/memory_high/cpus/pids"}},
+		{"no cgroup, no limits asked", "[limits]\nnofile = 10\n", Host{EUID: 0}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := New(resolve(t, tt.policy), Request{}, tt.host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, g := range p.Gaps {
+				got = append(got, g.Setting)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("gaps %v, want %v", p.Gaps, tt.want)
+			}
+			if p.Refusal() != nil {
+				t.Errorf("a plan that is not strict refuses: %v", p.Refusal())
+			}
+		})
+	}
+}
+
+func TestStrictRefusesEveryGap(t *testing.T) {
+	pol := resolve(t, "strict = true\n[isolation]\nisolate_net = true\n[limits]\nmemory = \"1GiB\"\n")
+	p, err := New(pol, Request{}, Host{EUID: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Refusal()
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("refusal %v", err)
+	}
+	for _, want := range []string{"isolation.isolate_net", "limits.memory/memory_high/cpus/pids", "a network namespace needs root", "no cgroup file system"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not name %q", err, want)
+		}
+	}
+}
+
+func TestLookupUser(t *testing.T) {
+	uid, gid, err := lookupUser("0:0")
+	if err != nil || *uid != 0 || *gid != 0 {
+		t.Errorf("0:0 -> %v %v %v", uid, gid, err)
+	}
+	if uid, _, err := lookupUser("root"); err != nil || *uid != 0 {
+		t.Errorf("root -> %v %v", uid, err)
+	}
+	if _, _, err := lookupUser("no-such-user-xyz"); !errors.Is(err, ErrInput) {
+		t.Errorf("unknown user: %v", err)
+	}
+}
+
+func TestRequests(t *testing.T) {
+	pol := resolve(t, "[limits]\nnofile = 64\ncpu_time = \"1500ms\"\n")
+	p, err := New(pol, Request{GPUs: "0, 2", Env: []string{"A=1"}}, Host{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Rlimits) != 2 || p.Rlimits[1].Name != "cpu_time" || p.Rlimits[1].Cur != 2 {
+		t.Errorf("rlimits %+v (cpu_time rounds up to whole seconds)", p.Rlimits)
+	}
+	if len(p.GPUs) != 2 || strings.Join(p.KeepEnv, " ") != "A=1 CUDA_VISIBLE_DEVICES=0,2" {
+		t.Errorf("gpus %v, env %v", p.GPUs, p.KeepEnv)
+	}
+	if _, err := New(pol, Request{GPUs: "0,x"}, Host{}); !errors.Is(err, ErrInput) {
+		t.Errorf("--gpus 0,x: %v", err)
+	}
+	none, _ := New(pol, Request{GPUs: "none"}, Host{})
+	if none.GPUs == nil || len(none.GPUs) != 0 {
+		t.Errorf("--gpus none: %v", none.GPUs)
+	}
+}
+
+// Every item a run is held to is a line of the dry run, and the cgroup
+// items are the kernel files of the host's mode with the values the
+// kernel shows.
+func TestDescribeListsEveryEnforcedItem(t *testing.T) {
+	pol := resolve(t, `
+[limits]
+memory = "64MiB"
+memory_high = "48MiB"
+cpus = 0.5
+pids = 50
+core = "0"
+[isolation]
+no_new_privs = true
+[[rule]]
+name = "slow"
+kind = "threshold"
+metric = "latency_ms"
+above = 5
+action = "degrade"
+what = "reduce-precision"
+escalate = "stop"
+escalate_after = "30s"
+`)
+	p, err := New(pol, Request{User: "0:0", GPUs: "1"}, fakeV1(t, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := p.Describe(&out, []string{"flags"}, []string{"sh", "-c", "echo 'a b'"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`# would run: sh -c 'echo '\''a b'\'''`,
+		"#   rule slow = threshold, medium -> degrade reduce-precision, then stop after 30s",
+		"#   rlimit core = 0",
+		"#   cgroup memory.limit_in_bytes = 67108864",
+		"#   cgroup memory.soft_limit_in_bytes = 50331648",
+		"#   cgroup cpu.cfs_quota_us = 50000",
+		"#   cgroup cpu.cfs_period_us = 100000",
+		"#   cgroup pids.max = 50",
+		"#   isolation no_new_privs = set, and verified on the running child",
+		"#   user uid:gid = 0:0",
+		"#   gpus CUDA_VISIBLE_DEVICES = 1",
+		"#   timing kill_after = 10s",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("dry run lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, e := range p.Enforced() {
+		if !strings.Contains(out.String(), "#   "+e.String()+"\n") {
+			t.Errorf("enforced item %q is not in the dry run", e)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package plan
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/limits"
+	"github.com/prism-run/prism-run/probes"
+	"github.com/prism-run/prism-run/probes/gpu"
+	"github.com/prism-run/prism-run/supervisor"
+)
+
+// Deps are a setup's seams to the host.
+type Deps struct {
+	// NVML returns the NVML library (gpu.System; tests pass a simulated
+	// GPU server).
+	NVML func() gpu.Library
+	// Self is the prism-run executable the watchdog runs
+	// ("" = /proc/self/exe).
+	Self string
+	// Stderr is where the watchdog reports, should prism-run die.
+	Stderr io.Writer
+	// Host is what the plan was made for (gaps found while setting up
+	// are judged against it).
+	Host Host
+}
+
+// nvmlStrictWait bounds how long a strict run waits for NVML before it
+// refuses to start.
+const nvmlStrictWait = 30 * time.Second
+
+// Setup is what a run holds outside its child: the run's cgroup and its
+// watchdog, the kernel log that names OOM victims, and the GPU probe.
+// Close releases all of it (the cgroup itself is removed by the run).
+type Setup struct {
+	Cgroup   limits.Cgroup
+	watchdog *limits.Watchdog
+	kmsg     *limits.KernelLog
+	GPU      *gpu.Background
+}
+
+// Prepare makes what the plan needs before its child starts. What turns
+// out not to be enforceable here (the cgroup cannot be made, NVML is not
+// there for GPU rules) is a gap like those New found: strict refuses
+// (ErrRefused), otherwise one warning. The watchdog is started here,
+// before supervisor.Run makes prism-run a subreaper (see
+// limits.StartWatchdog).
+func (p *Plan) Prepare(log zerolog.Logger, runID string, deps Deps) (*Setup, error) {
+	if err := p.Refusal(); err != nil {
+		return nil, err
+	}
+	for _, g := range p.Gaps {
+		log.Warn().Str("setting", g.Setting).Msg("not enforced: " + g.Why)
+	}
+	s := &Setup{}
+	if p.GPUs == nil || len(p.GPUs) > 0 {
+		g, err := p.startGPU(log, deps.NVML)
+		if err != nil {
+			return nil, err
+		}
+		s.GPU = g
+	}
+	if err := p.makeCgroup(log, runID, deps, s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// makeCgroup makes the run's own cgroup when this host allows it, with
+// the plan's limits, and its watchdog and kernel log. Without limits
+// asked for, a cgroup that cannot be made is no gap (the tree is then
+// tracked through /proc).
+func (p *Plan) makeCgroup(log zerolog.Logger, runID string, deps Deps, s *Setup) error {
+	host := deps.Host.Cgroups
+	if deps.Host.CgroupsErr != nil || p.HasCgroupGap() {
+		return nil
+	}
+	if removed, err := limits.CleanStale(host); err != nil {
+		log.Warn().Err(err).Msg("stale cgroups of an earlier prism-run")
+	} else if len(removed) > 0 {
+		log.Info().Strs("cgroups", removed).Msg("removed the cgroups of a prism-run that is gone")
+	}
+	cg, err := limits.NewCgroup(host, limits.RunCgroupName(os.Getpid(), runID), p.Cgroup)
+	if err != nil {
+		if p.Cgroup == (limits.CgroupSpec{}) {
+			log.Debug().Err(err).Msg("no cgroup for this run; the process tree is tracked through /proc")
+			return nil
+		}
+		// Limits were asked for and cannot be had: strict refuses, else
+		// one warning and the run goes on unconfined.
+		g := cgroupGap(err)
+		p.Gaps = append(p.Gaps, g)
+		if p.Strict {
+			return refusal([]Gap{g})
+		}
+		log.Warn().Err(err).Msg("not enforced: cgroup limits (memory, memory_high, cpus, pids)")
+		return nil
+	}
+	log.Info().Str("cgroup", cg.Path()).Stringer("mode", cg.Mode()).Msg("run cgroup created")
+	s.Cgroup = cg
+	self := deps.Self
+	if self == "" {
+		self = "/proc/self/exe"
+	}
+	wd, err := limits.StartWatchdog(self, cg, deps.Stderr)
+	if err != nil {
+		log.Warn().Err(err).Msg("no watchdog: if prism-run is killed, what its child started lives on until the next prism-run starts")
+	}
+	s.watchdog = wd
+	if kl, err := limits.OpenKernelLog("/dev/kmsg"); err != nil {
+		log.Debug().Err(err).Msg("OOM victims will be counted, not named")
+	} else {
+		s.kmsg = kl
+	}
+	return nil
+}
+
+// startGPU starts NVML in the background: the child starts at once and
+// GPU sampling begins when NVML is ready. Without a driver there is one
+// warning. A strict plan with GPU rules waits for NVML and refuses
+// without it.
+func (p *Plan) startGPU(log zerolog.Logger, nvml func() gpu.Library) (*gpu.Background, error) {
+	mustHave := p.Strict && p.NeedsGPU
+	probe := gpu.New(nvml(), p.GPUs)
+	b := gpu.StartBackground(probe, func(err error) {
+		switch {
+		case err == nil:
+			log.Info().Ints("gpus", probe.Devices()).Msg("GPU sampling started")
+		case !mustHave:
+			log.Warn().Err(err).Msg("GPU sampling unavailable; GPU rules will see nothing (prism-run doctor says more)")
+		}
+	})
+	if mustHave {
+		if err := b.Wait(nvmlStrictWait); err != nil {
+			b.Close()
+			g := Gap{"the policy's GPU rules", fmt.Sprintf("NVML: %v", err)}
+			p.Gaps = append(p.Gaps, g)
+			return nil, refusal([]Gap{g})
+		}
+	}
+	return b, nil
+}
+
+// Close ends what Prepare started: the GPU probe, the kernel log, and the
+// watchdog (told the run ended as it should). Safe on nil.
+func (s *Setup) Close() {
+	if s == nil {
+		return
+	}
+	if s.GPU != nil {
+		s.GPU.Close()
+	}
+	if s.kmsg != nil {
+		_ = s.kmsg.Close()
+	}
+	s.watchdog.Done()
+}
+
+// Config is the supervisor's configuration for the plan: its rules and
+// timings, the confinement, and what Prepare made. The caller adds the
+// command, its streams and the run's identity.
+func (p *Plan) Config(s *Setup) supervisor.Config {
+	pol := p.Policy
+	cfg := supervisor.Config{
+		KillAfter:         p.KillAfter,
+		CheckpointTimeout: p.CheckpointTimeout,
+		TickInterval:      p.SampleInterval,
+		MarkerPrefix:      pol.MarkerPrefix,
+		Patterns:          pol.Patterns,
+		CheckpointSignal:  unix.SignalNum(pol.CheckpointSignal),
+		DegradeSignal:     unix.SignalNum(pol.DegradeSignal),
+		Rules:             pol.Rules,
+		Rlimits:           p.Rlimits,
+		NoNewPrivs:        p.NoNewPrivs,
+		CleanEnv:          p.CleanEnv,
+		IsolateNet:        p.IsolateNet && !p.hasGap("isolation.isolate_net"),
+		KeepEnv:           p.KeepEnv,
+		UID:               p.UID,
+		GID:               p.GID,
+	}
+	if s == nil {
+		return cfg
+	}
+	var usage probes.CgroupUsage
+	if s.Cgroup != nil {
+		cfg.Cgroup, cfg.MemoryLimit, usage = s.Cgroup, p.Cgroup.Memory, s.Cgroup
+	}
+	if s.kmsg != nil {
+		cfg.KillLog = s.kmsg
+	}
+	if id := s.watchdog.Identity(); id.PID != 0 {
+		cfg.Helpers = append(cfg.Helpers, id)
+	}
+	cfg.Samplers = []supervisor.Sampler{probes.NewHost(usage)}
+	if s.GPU != nil {
+		cfg.Samplers = append(cfg.Samplers, s.GPU)
+		cfg.Watchers = []supervisor.Watcher{s.GPU}
+	}
+	return cfg
+}

@@ -1,0 +1,260 @@
+// Package procfs reads the few things prism-run needs from the proc file
+// system (proc(5)): a process's parent, state and start time
+// (/proc/PID/stat), its signal masks and no_new_privs flag
+// (/proc/PID/status), and the list of processes. It is the one place
+// these files are parsed. The root is a parameter, so tests point it at a
+// fake tree in t.TempDir().
+package procfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Root is the real proc file system.
+const Root = "/proc"
+
+// Stat is what prism-run needs of one /proc/PID/stat.
+type Stat struct {
+	PID, PPID int
+	// State is the one-letter state: R, S, D, Z (zombie), T (stopped), ...
+	State byte
+	// StartTime is field 22, the time the process started after boot, in
+	// clock ticks: with the pid it names one process for good, since a
+	// reused pid has a later start time.
+	StartTime uint64
+}
+
+// Identity names one process for good: a pid alone does not (it is
+// reused once the process is reaped), a pid with its start time does.
+type Identity struct {
+	PID       int
+	StartTime uint64
+}
+
+// Identity is the process's identity.
+func (s Stat) Identity() Identity { return Identity{s.PID, s.StartTime} }
+
+// IdentityOf reads the identity of pid under root.
+func IdentityOf(root string, pid int) (Identity, error) {
+	s, err := ReadStat(root, pid)
+	return s.Identity(), err
+}
+
+// Without returns procs less the processes with one of the identities.
+func Without(procs []Stat, ids []Identity) []Stat {
+	if len(ids) == 0 {
+		return procs
+	}
+	out := procs[:0:0]
+	for _, p := range procs {
+		if !slices.Contains(ids, p.Identity()) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Dead reports whether the process has exited and only waits to be
+// reaped (zombie) or is being torn down.
+func (s Stat) Dead() bool { return s.State == 'Z' || s.State == 'X' }
+
+// ErrGone is returned for a process that no longer exists.
+var ErrGone = errors.New("procfs: no such process")
+
+// ReadStat reads /proc/PID/stat under root.
+func ReadStat(root string, pid int) (Stat, error) {
+	b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "stat"))
+	if gone(err) {
+		return Stat{}, fmt.Errorf("%w: %d", ErrGone, pid)
+	}
+	if err != nil {
+		return Stat{}, err
+	}
+	s, ok := ParseStat(b)
+	if !ok {
+		return Stat{}, fmt.Errorf("procfs: cannot parse /proc/%d/stat", pid)
+	}
+	return s, nil
+}
+
+func gone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
+}
+
+// ParseStat reads "pid (comm) S ppid ... starttime ...". comm may hold
+// spaces and parentheses, so the fields are counted from the last ')'
+// (proc(5)). A line too short for the start time still gives the rest
+// (StartTime 0).
+func ParseStat(b []byte) (Stat, bool) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 1 || end < open || end+2 >= len(b) {
+		return Stat{}, false
+	}
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
+	if err != nil {
+		return Stat{}, false
+	}
+	rest := bytes.Fields(b[end+1:])
+	if len(rest) < 2 || len(rest[0]) != 1 {
+		return Stat{}, false
+	}
+	ppid, err := strconv.Atoi(string(rest[1]))
+	if err != nil {
+		return Stat{}, false
+	}
+	s := Stat{PID: pid, PPID: ppid, State: rest[0][0]}
+	// Field 22 of the line is rest[19]: fields 1 (pid) and 2 (comm) come
+	// before the ')'.
+	if len(rest) > 19 {
+		s.StartTime, _ = strconv.ParseUint(string(rest[19]), 10, 64)
+	}
+	return s, true
+}
+
+// List reads every process of the proc file system at root. A process
+// that ends while it is read is skipped.
+func List(root string) ([]Stat, error) {
+	dirs, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", root, err)
+	}
+	out := make([]Stat, 0, len(dirs))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		s, err := ReadStat(root, pid)
+		if errors.Is(err, ErrGone) {
+			continue
+		}
+		if err != nil {
+			// A stat that cannot be parsed is a process mid-change;
+			// anything else (EACCES on a hardened /proc) is an error.
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				return nil, err
+			}
+			continue
+		}
+		if s.PID == pid {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// LiveDescendants returns the processes below root that have not exited
+// (zombies are dead: they only wait to be reaped), breadth first.
+func LiveDescendants(procs []Stat, root int) []int {
+	children := map[int][]Stat{}
+	for _, p := range procs {
+		children[p.PPID] = append(children[p.PPID], p)
+	}
+	var out []int
+	seen := map[int]bool{root: true} // a pid read twice mid-change must not loop
+	queue := []int{root}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		for _, c := range children[next] {
+			if seen[c.PID] {
+				continue
+			}
+			seen[c.PID] = true
+			queue = append(queue, c.PID)
+			if !c.Dead() {
+				out = append(out, c.PID)
+			}
+		}
+	}
+	return out
+}
+
+// IsDead reports whether pid has exited (or cannot be read at all).
+func IsDead(root string, pid int) bool {
+	s, err := ReadStat(root, pid)
+	return err != nil || s.Dead()
+}
+
+// Status is what prism-run needs of one /proc/PID/status.
+type Status struct {
+	// SigCgt, SigIgn and SigBlk are the caught, ignored and blocked
+	// signal masks: bit n-1 is signal n.
+	SigCgt, SigIgn, SigBlk uint64
+	// NoNewPrivs is the no_new_privs flag (Linux >= 4.10 reports it);
+	// HasNoNewPrivs says whether the kernel reported it at all.
+	NoNewPrivs, HasNoNewPrivs bool
+}
+
+// ReadStatus reads /proc/PID/status under root. It fails when the signal
+// masks are not all there.
+func ReadStatus(root string, pid int) (Status, error) {
+	b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "status"))
+	if gone(err) {
+		return Status{}, fmt.Errorf("%w: %d", ErrGone, pid)
+	}
+	if err != nil {
+		return Status{}, err
+	}
+	return ParseStatus(b)
+}
+
+// ParseStatus reads the "Key:\tvalue" lines of a status file.
+func ParseStatus(b []byte) (Status, error) {
+	var s Status
+	masks := 0
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		k, v, cut := bytes.Cut(line, []byte(":"))
+		if !cut {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		var dst *uint64
+		switch string(k) {
+		case "SigCgt":
+			dst = &s.SigCgt
+		case "SigIgn":
+			dst = &s.SigIgn
+		case "SigBlk":
+			dst = &s.SigBlk
+		case "NoNewPrivs":
+			s.HasNoNewPrivs, s.NoNewPrivs = true, string(v) == "1"
+			continue
+		default:
+			continue
+		}
+		mask, err := strconv.ParseUint(string(v), 16, 64)
+		if err != nil {
+			return Status{}, fmt.Errorf("procfs: status %s: %w", k, err)
+		}
+		*dst = mask
+		masks++
+	}
+	if masks != 3 {
+		return Status{}, errors.New("procfs: status lacks the signal masks")
+	}
+	return s, nil
+}
+
+// SigBit is sig's bit in a status mask.
+func SigBit(sig unix.Signal) uint64 { return uint64(1) << (uint(sig) - 1) }
+
+// Catches reports whether the process has a handler for sig.
+func (s Status) Catches(sig unix.Signal) bool { return s.SigCgt&SigBit(sig) != 0 }
+
+// Survives reports whether sig would not kill the process by its default
+// action: it catches, ignores or blocks it.
+func (s Status) Survives(sig unix.Signal) bool {
+	return (s.SigCgt|s.SigIgn|s.SigBlk)&SigBit(sig) != 0
+}

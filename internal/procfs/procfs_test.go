@@ -1,0 +1,157 @@
+package procfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseStat(t *testing.T) {
+	long := "42 (sleep) S 7 42 42 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 123456 5558272 196 18446744073709551615"
+	tests := []struct {
+		line string
+		want Stat
+		ok   bool
+	}{
+		{"42 (sleep) S 7 42 42 0", Stat{PID: 42, PPID: 7, State: 'S'}, true},
+		{long, Stat{PID: 42, PPID: 7, State: 'S', StartTime: 123456}, true},
+		{"43 (a b) c)) Z 1 1 1", Stat{PID: 43, PPID: 1, State: 'Z'}, true},
+		{"44 (x) R", Stat{}, false},
+		{"garbage", Stat{}, false},
+		{"(x) S 1", Stat{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseStat([]byte(tt.line))
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("ParseStat(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// The real /proc: this process, its parent and its start time.
+func TestReadStatReal(t *testing.T) {
+	s, err := ReadStat(Root, os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.PPID != os.Getppid() || s.StartTime == 0 || s.Dead() {
+		t.Errorf("ReadStat(self) = %+v, want ppid %d and a start time", s, os.Getppid())
+	}
+	if _, err := ReadStat(Root, 1<<22+1); err == nil {
+		t.Error("a pid above pid_max was read")
+	}
+}
+
+// FakeTree writes a proc tree under a temporary root: pid -> "ppid state".
+func fakeTree(t *testing.T, procs map[int]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for pid, rest := range procs {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var ppid int
+		var state string
+		if _, err := fmt.Sscan(rest, &ppid, &state); err != nil {
+			t.Fatal(err)
+		}
+		line := strconv.Itoa(pid) + " (p " + strconv.Itoa(pid) + ") " + state + " " + strconv.Itoa(ppid) + " 0 0\n"
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Entries that are not processes are skipped.
+	_ = os.MkdirAll(filepath.Join(root, "self"), 0o755)
+	_ = os.MkdirAll(filepath.Join(root, "999"), 0o755) // vanished: no stat
+	return root
+}
+
+func TestLiveDescendants(t *testing.T) {
+	root := fakeTree(t, map[int]string{
+		1:  "0 S",
+		10: "1 S",  // prism-run
+		11: "10 S", // main child
+		12: "11 S", // its child
+		13: "12 Z", // a zombie grandchild: dead
+		14: "10 S", // an orphan reparented to prism-run
+		15: "14 R",
+		20: "1 S", // unrelated
+		21: "20 S",
+	})
+	procs, err := List(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := LiveDescendants(procs, 10)
+	slices.Sort(got)
+	if want := []int{11, 12, 14, 15}; !slices.Equal(got, want) {
+		t.Errorf("LiveDescendants = %v, want %v", got, want)
+	}
+	if got := LiveDescendants(procs, 21); len(got) != 0 {
+		t.Errorf("a leaf has descendants %v", got)
+	}
+	if !IsDead(root, 13) || IsDead(root, 12) || !IsDead(root, 999) {
+		t.Error("IsDead: want the zombie and the vanished dead, the sleeper alive")
+	}
+}
+
+func TestLiveDescendantsSurvivesCycles(t *testing.T) {
+	procs := []Stat{{PID: 1, PPID: 2, State: 'S'}, {PID: 2, PPID: 1, State: 'S'}, {PID: 3, PPID: 1, State: 'S'}}
+	got := LiveDescendants(procs, 1)
+	slices.Sort(got)
+	if !slices.Equal(got, []int{2, 3}) {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestStatusMasks(t *testing.T) {
+	root := t.TempDir()
+	write := func(pid int, status string) {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// SIGUSR1 is signal 10: bit 9, 0x200.
+	write(1, "Name:\tpython3\nNoNewPrivs:\t1\nSigBlk:\t0000000000000000\nSigIgn:\t0000000001001000\nSigCgt:\t0000000000000002\n")
+	write(2, "Name:\tpython3\nNoNewPrivs:\t0\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000202\n")
+	write(3, "SigBlk:\t0000000000000200\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n")
+	write(4, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000200\nSigCgt:\t0000000000000000\n")
+	write(5, "SigBlk:\tzz\nSigIgn:\t0\nSigCgt:\t0\n")
+	write(6, "Name:\tx\n")
+	tests := []struct {
+		pid                 int
+		ok, survives, catch bool
+		nnp, hasNNP         bool
+	}{
+		{1, true, false, false, true, true},  // only SIGINT caught: SIGUSR1 would kill it
+		{2, true, true, true, false, true},   // caught: the one that acts on it
+		{3, true, true, false, false, false}, // blocked
+		{4, true, true, false, false, false}, // ignored
+		{5, false, false, false, false, false},
+		{6, false, false, false, false, false},
+		{7, false, false, false, false, false}, // gone
+	}
+	for _, tt := range tests {
+		s, err := ReadStatus(root, tt.pid)
+		if (err == nil) != tt.ok {
+			t.Errorf("pid %d: err %v, want ok=%v", tt.pid, err, tt.ok)
+			continue
+		}
+		if s.Survives(unix.SIGUSR1) != tt.survives || s.Catches(unix.SIGUSR1) != tt.catch {
+			t.Errorf("pid %d: survives=%v catches=%v, want %v %v", tt.pid, s.Survives(unix.SIGUSR1), s.Catches(unix.SIGUSR1), tt.survives, tt.catch)
+		}
+		if s.NoNewPrivs != tt.nnp || s.HasNoNewPrivs != tt.hasNNP {
+			t.Errorf("pid %d: no_new_privs %v/%v, want %v/%v", tt.pid, s.NoNewPrivs, s.HasNoNewPrivs, tt.nnp, tt.hasNNP)
+		}
+	}
+}

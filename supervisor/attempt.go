@@ -1,0 +1,325 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/internal/procfs"
+	"github.com/prism-run/prism-run/limits"
+	"github.com/prism-run/prism-run/markers"
+	"github.com/prism-run/prism-run/policies"
+)
+
+// attempt is one child of a run: its process, its output pumps, its
+// terminal, and its stop/checkpoint machine. The run's event loop
+// (supervise) is the attempt's: it ends when the child and everything it
+// started are gone.
+type attempt struct {
+	r     *run
+	n     int // 0 for the first attempt (PRISM_RESTART_COUNT)
+	cmd   *exec.Cmd
+	child *Child
+	pid   int // also the child's process group id (Setpgid)
+
+	outR, errR *os.File
+	batches    chan batch
+	pumpsDone  chan struct{}
+	spipe      chan os.Signal
+
+	exited bool
+	status unix.WaitStatus
+
+	stop            *stopMachine
+	warnedNoHandler map[syscall.Signal]bool // "not sent" was said at warning level
+
+	cgroupDir *os.File // v2: the cgroup folder the child is cloned into
+
+	tty       *terminal // --foreground: the terminal handed to the child's group
+	warnedTTY bool      // the "stopped by SIGTTIN" warning was given
+}
+
+// batch is what a pump found in one read of the child's output.
+type batch struct {
+	obs []policies.Observation
+	bad []error
+}
+
+// startAttempt starts the run's next child.
+func (r *run) startAttempt() (*attempt, error) {
+	a := &attempt{r: r, n: r.attempts, warnedNoHandler: map[syscall.Signal]bool{}}
+	r.attempts++
+	r.rep.Attempts = r.attempts
+	a.stop = newStopMachine(r.cfg.Clock, r.cfg.CheckpointTimeout, r.cfg.KillAfter, a, r.log)
+	if err := a.start(); err != nil {
+		a.closePipes()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *attempt) start() error {
+	cfg := &a.r.cfg
+	if err := becomeSubreaper(); err != nil {
+		a.r.log.Warn().Err(err).Msg("cannot become a child subreaper: descendants that detach will escape")
+	}
+	// SIGPIPE is caught (not ignored) so that a closed stdout makes our
+	// write fail with EPIPE instead of killing prism-run (os/signal: "If
+	// the program is not calling signal.Notify for SIGPIPE ... a write to
+	// a broken pipe on file descriptors 1 or 2 will cause the program to
+	// exit"), while the child still starts with SIGPIPE at its default:
+	// execve(2) resets caught signals, but would keep an ignored one.
+	a.spipe = make(chan os.Signal, 1)
+	signal.Notify(a.spipe, unix.SIGPIPE)
+
+	outW, errW, err := a.openPipes()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	cmd, shimR, err := a.command()
+	if err == nil {
+		cmd.Dir, cmd.Env = cfg.Dir, a.childEnv()
+		cmd.Stdin = cfg.Stdin // nil: /dev/null
+		cmd.Stdout, cmd.Stderr = outW, errW
+		err = a.setProcAttr(cmd)
+	}
+	if err == nil {
+		err = a.spawn(cmd, shimR)
+	}
+	_ = outW.Close()
+	_ = errW.Close()
+	if err != nil {
+		return err
+	}
+	if err := a.verifyIsolation(); err != nil {
+		return err
+	}
+	a.r.log.Info().Int("pid", a.pid).Str("run_id", cfg.RunID).Strs("command", cfg.Command).Msg("child started")
+	a.batches = make(chan batch, 64)
+	a.pumpsDone = make(chan struct{}, 2)
+	go a.pump(a.outR, cfg.Stdout, policies.SourceStdout)
+	go a.pump(a.errR, cfg.Stderr, policies.SourceStderr)
+	return nil
+}
+
+func (a *attempt) openPipes() (outW, errW *os.File, err error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_ = outR.Close()
+		_ = outW.Close()
+		return nil, nil, err
+	}
+	a.outR, a.errR = outR, errR
+	return outW, errW, nil
+}
+
+func (a *attempt) closePipes() {
+	signal.Stop(a.spipe)
+	if a.outR != nil {
+		_ = a.outR.Close()
+		_ = a.errR.Close()
+	}
+}
+
+// setProcAttr sets how the child is cloned: its own process group,
+// Pdeathsig, a network namespace, the terminal, the v2 cgroup.
+func (a *attempt) setProcAttr(cmd *exec.Cmd) error {
+	cfg := &a.r.cfg
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group, so that signals reach the whole job and
+		// a Ctrl-C at prism-run's terminal reaches it only through us.
+		Setpgid: true,
+		// If prism-run is SIGKILLed, the kernel kills the child. The
+		// signal fires when the forking *thread* exits (prctl(2)); the Go
+		// runtime never ends a thread unless a goroutine exits while
+		// locked to it, which prism-run never does. execve(2) keeps it
+		// (it is cleared only for set-user-ID programs), so it survives
+		// the shim.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if cfg.IsolateNet {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	if cfg.Foreground {
+		tty, err := foregroundTerminal(cfg.Stdin)
+		if err != nil {
+			a.r.log.Warn().Err(err).Msg("--foreground: the terminal cannot be handed on; the child runs in a background process group")
+		} else {
+			// The forked child makes its own group the terminal's
+			// foreground (tcsetpgrp on Ctty, a descriptor number in the
+			// child: its stdin) before it execs, with signals blocked.
+			a.tty = tty
+			cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
+		}
+	}
+	if cg := cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV2 {
+		// clone3(CLONE_INTO_CGROUP): the child is in the run's cgroup from
+		// its first instruction (Linux >= 5.7; Go's SysProcAttr.UseCgroupFD).
+		// The descriptor is only read by the clone, so it is closed once
+		// the child exists (spawn).
+		dir, err := os.Open(cg.Dir())
+		if err != nil {
+			return fmt.Errorf("%w: open cgroup: %w", ErrSetup, err)
+		}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
+		a.cgroupDir = dir
+	}
+	return nil
+}
+
+// spawn starts cmd through the run's reaper; with the shim, it waits for
+// the shim to exec the command or to say why it could not.
+func (a *attempt) spawn(cmd *exec.Cmd, shimR *os.File) error {
+	child, err := a.r.reaper.Start(cmd)
+	if a.cgroupDir != nil {
+		_ = a.cgroupDir.Close()
+	}
+	if shimR != nil {
+		for _, f := range cmd.ExtraFiles {
+			_ = f.Close()
+		}
+		if err == nil {
+			// Blocks until the shim has exec'd the command (the pipe
+			// closes on execve) or reported why it could not.
+			if serr := limits.ReadShimError(shimR); serr != nil {
+				child.Wait()
+				err = serr
+			}
+		}
+		_ = shimR.Close()
+	}
+	if err != nil {
+		if a.tty != nil && cmd.Process != nil {
+			a.tty.reclaim(cmd.Process.Pid) // the shim made it foreground, then failed
+		}
+		return startError(err)
+	}
+	a.cmd, a.child, a.pid = cmd, child, child.Pid
+	a.r.rep.PID = a.pid
+	return nil
+}
+
+// command builds the command to start: the command itself, or the shim
+// that confines itself and then becomes the command. With the shim it
+// returns the read end of the shim's error pipe.
+func (a *attempt) command() (*exec.Cmd, *os.File, error) {
+	cfg := &a.r.cfg
+	spec := &limits.ShimSpec{Rlimits: cfg.Rlimits, NoNewPrivs: cfg.NoNewPrivs, UID: cfg.UID, GID: cfg.GID,
+		LoopbackUp: cfg.IsolateNet}
+	if cg := cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV1 {
+		// v1 has no CLONE_INTO_CGROUP: the shim joins before it execs.
+		spec.CgroupProcs = cg.ProcsFiles()
+	}
+	if !spec.Needed() {
+		return exec.Command(cfg.Command[0], cfg.Command[1:]...), nil, nil
+	}
+	// Resolve the command as os/exec would (prism-run's PATH), so that
+	// "not found" is known before anything starts.
+	path, err := exec.LookPath(cfg.Command[0])
+	if err != nil {
+		return nil, nil, startError(err)
+	}
+	spec.Path, spec.Args = path, cfg.Command
+	cmd, err := limits.Command(cfg.Self, spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	cmd.ExtraFiles = []*os.File{w}
+	return cmd, r, nil
+}
+
+// startError classifies a failure to start the command: not found (127),
+// or found but not runnable (126).
+func startError(err error) error {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return fmt.Errorf("%w: %w", ErrCannotRun, err)
+}
+
+// verifyIsolation checks on the running child, not on what was asked,
+// that no_new_privs is set and the environment is the clean one; a child
+// that fails the check is killed before it does anything (exit 125).
+func (a *attempt) verifyIsolation() error {
+	cfg := &a.r.cfg
+	fail := func(err error) error {
+		_ = unix.Kill(a.pid, unix.SIGKILL)
+		a.child.Wait()
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	if cfg.NoNewPrivs {
+		// The shim has exec'd by now (its error pipe closed), so this is
+		// the command.
+		switch err := verifyNoNewPrivs(cfg.ProcRoot, a.pid); {
+		case errors.Is(err, procfs.ErrGone):
+			// The reaper took it already: it ran and ended at once.
+			a.r.log.Info().Int("pid", a.pid).Msg("no_new_privs not verified: the child exited at once")
+		case err != nil:
+			return fail(err)
+		default:
+			a.r.log.Info().Int("pid", a.pid).Msg("verified: no_new_privs is set on the child")
+		}
+	}
+	if cfg.CleanEnv {
+		err := verifyEnv(cfg.ProcRoot, a.pid, a.cmd.Env)
+		switch {
+		case errors.Is(err, unix.ESRCH) || errors.Is(err, fs.ErrNotExist):
+			// The child has already exited: a zombie's environ is gone.
+			a.r.log.Info().Int("pid", a.pid).Msg("clean environment not verified: the child exited at once")
+		case err != nil:
+			return fail(err)
+		default:
+			a.r.log.Info().Int("pid", a.pid).Int("variables", len(a.cmd.Env)).Msg("verified: the child's environment is the clean one")
+		}
+	}
+	return nil
+}
+
+// pump passes one stream of the child through and hands what the markers
+// package found to the loop. The bytes go out first: a slow loop can delay
+// the next read, never a write already read.
+func (a *attempt) pump(r *os.File, out io.Writer, src policies.Source) {
+	defer func() { a.pumpsDone <- struct{}{} }()
+	st := markers.NewStream(out, a.r.parser, src, a.r.cfg.Clock, a.r.cfg.HideMarkers)
+	buf := make([]byte, 256<<10)
+	send := func() {
+		if obs, bad := st.Take(); len(obs) > 0 || len(bad) > 0 {
+			a.batches <- batch{obs, bad}
+		}
+	}
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := st.Write(buf[:n]); werr != nil {
+				send()
+				// Our output is gone (e.g. `prism-run ... | head`). Close
+				// the pipe so the child meets EPIPE/SIGPIPE exactly as it
+				// would have without prism-run in between.
+				a.r.log.Warn().Err(werr).Str("stream", string(src)).Msg("output closed; closing the child's " + string(src))
+				_ = r.Close()
+				return
+			}
+			send()
+		}
+		if err != nil {
+			break
+		}
+	}
+	_ = st.Close()
+	send()
+}

@@ -1,0 +1,130 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment variables of the control protocol: what prism-run gives the
+// child (docs/DESIGN.md, "Control protocol").
+const (
+	EnvRunID         = "PRISM_RUN_ID"
+	EnvMission       = "PRISM_MISSION"
+	EnvControl       = "PRISM_CONTROL"
+	EnvCheckpointDir = "PRISM_CHECKPOINT_DIR"
+	EnvResume        = "PRISM_RESUME"
+	EnvRestartCount  = "PRISM_RESTART_COUNT"
+	EnvSeed          = "PRISM_SEED"
+)
+
+// childEnv is the attempt's environment: the base (prism-run's own, or
+// Config.Env), cleaned when asked, then the protocol's variables.
+func (a *attempt) childEnv() []string {
+	cfg := &a.r.cfg
+	base := cfg.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	if cfg.CleanEnv {
+		base = cleanEnv(base, cfg.KeepEnv)
+	} else {
+		base = append(base[:len(base):len(base)], setEnv(cfg.KeepEnv)...)
+	}
+	ours := map[string]string{
+		EnvRunID:         cfg.RunID,
+		EnvControl:       a.r.rep.ControlFile,
+		EnvCheckpointDir: a.r.rep.CheckpointDir,
+		EnvSeed:          strconv.FormatUint(cfg.Seed, 10),
+		EnvRestartCount:  strconv.Itoa(a.n),
+	}
+	if cfg.Mission != "" {
+		ours[EnvMission] = cfg.Mission
+	}
+	if a.r.resume != "" {
+		ours[EnvResume] = a.r.resume
+	}
+	env := make([]string, 0, len(base)+len(ours))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		// A nested prism-run replaces the outer one's protocol variables.
+		if _, mine := ours[k]; !mine && k != EnvResume && k != EnvMission {
+			env = append(env, kv)
+		}
+	}
+	for _, k := range []string{EnvRunID, EnvMission, EnvControl, EnvCheckpointDir, EnvResume, EnvSeed, EnvRestartCount} {
+		if v, ok := ours[k]; ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// cleanEnv keeps what a program needs to run at all and the protocol's
+// variables, plus what keep names (the seed's zero trust: nothing of the
+// caller's environment leaks in unasked).
+func cleanEnv(base, keep []string) []string {
+	allowed := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "TERM": true}
+	for _, k := range keep {
+		if !strings.Contains(k, "=") {
+			allowed[k] = true
+		}
+	}
+	var out []string
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if allowed[k] || strings.HasPrefix(k, "PRISM_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, setEnv(keep)...)
+}
+
+// setEnv returns the "K=V" entries of keep. They are appended after the
+// base: os/exec keeps the last value of a duplicated key (Cmd.Env), so
+// they override.
+func setEnv(keep []string) []string {
+	var out []string
+	for _, kv := range keep {
+		if strings.Contains(kv, "=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// resolveResume turns Config.Resume into the path given to the child.
+func resolveResume(resume, ckDir string) (string, error) {
+	if resume != ResumeLatest {
+		if resume == "" {
+			return "", nil
+		}
+		if _, err := os.Stat(resume); err != nil {
+			return "", fmt.Errorf("%w: resume: %w", ErrConfig, err)
+		}
+		return filepath.Abs(resume)
+	}
+	entries, err := os.ReadDir(ckDir)
+	if err != nil {
+		return "", fmt.Errorf("%w: resume latest: %w", ErrSetup, err)
+	}
+	var best string
+	var bestTime time.Time
+	for _, e := range entries {
+		// Dot files are checkpoints still being written (temporary names).
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if best == "" || fi.ModTime().After(bestTime) || (fi.ModTime().Equal(bestTime) && e.Name() > filepath.Base(best)) {
+			best, bestTime = filepath.Join(ckDir, e.Name()), fi.ModTime()
+		}
+	}
+	return best, nil
+}

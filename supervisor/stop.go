@@ -1,0 +1,224 @@
+package supervisor
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+	"k8s.io/utils/clock"
+
+	"github.com/prism-run/prism-run/policies"
+)
+
+// stopEffects is what the stop machine does to the child. The attempt
+// implements it with control lines and signals; tests record the calls.
+type stopEffects interface {
+	// checkpoint appends the control line and sends the checkpoint
+	// signal for d. It reports whether any process could take it (one
+	// that does not handle it is never sent it: the default action of
+	// SIGUSR1 is to terminate).
+	checkpoint(d policies.Decision) bool
+	// terminate appends the stop line, sends SIGTERM (or the rule's own
+	// signal) to the child's group, then SIGCONT so that a stopped child
+	// acts on it.
+	terminate(d policies.Decision)
+	// kill appends the kill line and SIGKILLs the child's whole tree.
+	kill(d policies.Decision, reason string)
+}
+
+// stopMachine is one attempt's checkpoint and stop state: which
+// checkpoint request waits for its acknowledgement, whether the child is
+// being stopped and how far that got, and the two timers involved (the
+// checkpoint timeout, and kill-after between SIGTERM and SIGKILL).
+//
+//	idle --checkpoint--> checkpointing --ack or timeout--> idle
+//	idle --stop--> terminating --kill-after--> killed
+//	idle --checkpoint-stop--> checkpointing for the stop --ack or timeout--> terminating
+//	any --kill--> killed
+//
+// It is driven by the attempt's event loop alone (no locking), and its
+// timers come from the injected clock, so every transition is tested on a
+// fake clock without sleeping.
+type stopMachine struct {
+	clock     clock.Clock
+	ckTimeout time.Duration // how long a checkpoint request waits for its acknowledgement
+	killAfter time.Duration // SIGTERM -> SIGKILL grace
+	fx        stopEffects
+	log       zerolog.Logger
+
+	pending   *checkpointRequest
+	ckTimer   clock.Timer
+	stop      *stopState
+	killTimer clock.Timer
+	escalated bool // SIGKILL followed SIGTERM because kill-after ran out
+	ended     bool // the child has exited: nothing more is sent
+}
+
+type checkpointRequest struct {
+	rule    string
+	at      time.Time
+	forStop bool
+}
+
+// stopState is an ending the loop has decided on.
+type stopState struct {
+	decision  policies.Decision
+	signalled bool // SIGTERM (or SIGKILL) has been sent
+	acked     bool // the checkpoint asked for before stopping was acknowledged
+	cancelled bool // the caller's context, not a policy
+}
+
+func newStopMachine(c clock.Clock, ckTimeout, killAfter time.Duration, fx stopEffects, log zerolog.Logger) *stopMachine {
+	return &stopMachine{clock: c, ckTimeout: ckTimeout, killAfter: killAfter, fx: fx, log: log}
+}
+
+// checkpointTimer fires when the pending request's timeout runs out
+// (nil channel: none pending).
+func (m *stopMachine) checkpointTimer() <-chan time.Time { return timerC(m.ckTimer) }
+
+// killTimer fires when kill-after runs out after SIGTERM.
+func (m *stopMachine) killTimerC() <-chan time.Time { return timerC(m.killTimer) }
+
+// stopping reports whether an ending has been decided.
+func (m *stopMachine) stopping() bool { return m.stop != nil }
+
+// requestCheckpoint asks the child for a checkpoint; forStop makes it the
+// first step of a checkpoint-stop. A request while another waits is
+// skipped, unless it is for a stop: then the one under way counts, with
+// the full timeout from now.
+func (m *stopMachine) requestCheckpoint(d policies.Decision, forStop bool) {
+	if m.ended {
+		return
+	}
+	if m.pending != nil {
+		if !forStop {
+			m.log.Warn().Str("rule", d.Rule).Msg("checkpoint request skipped: the previous one is not acknowledged yet")
+			return
+		}
+		m.pending.forStop, m.pending.rule = true, d.Rule
+		m.ckTimer.Stop()
+		m.ckTimer = m.clock.NewTimer(m.ckTimeout)
+		return
+	}
+	if !m.fx.checkpoint(d) {
+		if forStop {
+			m.terminate() // nothing can checkpoint: stop at once
+		}
+		return
+	}
+	m.pending = &checkpointRequest{rule: d.Rule, at: m.clock.Now(), forStop: forStop}
+	m.ckTimer = m.clock.NewTimer(m.ckTimeout)
+	m.log.Info().Str("rule", d.Rule).Stringer("timeout", m.ckTimeout).Msg("checkpoint requested")
+}
+
+// beginStop starts ending the child for d: checkpoint first for
+// checkpoint-stop, SIGKILL at once for kill, SIGTERM otherwise. A stop
+// already under way is not restarted, but a kill overrides it.
+func (m *stopMachine) beginStop(d policies.Decision, cancelled bool) {
+	if m.ended {
+		return
+	}
+	if m.stop != nil {
+		if d.Action == policies.ActionKill && !cancelled {
+			m.stop.decision = d
+			m.killNow("rule " + d.Rule + ": " + d.Reason)
+		}
+		return
+	}
+	m.stop = &stopState{decision: d, cancelled: cancelled}
+	switch d.Action {
+	case policies.ActionKill:
+		m.killNow("rule " + d.Rule + ": " + d.Reason)
+	case policies.ActionCheckpointStop:
+		m.requestCheckpoint(d, true)
+	default:
+		m.terminate()
+	}
+}
+
+// acknowledged takes a checkpoint marker seen at time at. It returns the
+// rule whose request it answers ("" when none was pending: the child
+// checkpointed unasked) and how long that took.
+func (m *stopMachine) acknowledged(at time.Time) (rule string, took time.Duration) {
+	p := m.pending
+	if p == nil {
+		return "", 0
+	}
+	m.pending = nil
+	m.ckTimer.Stop()
+	m.ckTimer = nil
+	if p.forStop && m.stop != nil {
+		m.stop.acked = true
+		m.terminate()
+	}
+	return p.rule, at.Sub(p.at)
+}
+
+// checkpointTimedOut is the checkpoint timer firing.
+func (m *stopMachine) checkpointTimedOut() {
+	p := m.pending
+	m.pending, m.ckTimer = nil, nil
+	if p == nil {
+		return
+	}
+	m.log.Warn().Str("rule", p.rule).Stringer("timeout", m.ckTimeout).
+		Msg("checkpoint not acknowledged in time (no 'checkpoint' marker)")
+	if p.forStop && m.stop != nil {
+		m.terminate()
+	}
+}
+
+// terminate sends SIGTERM once and arms the SIGKILL.
+func (m *stopMachine) terminate() {
+	if m.ended || m.stop.signalled {
+		return
+	}
+	m.stop.signalled = true
+	m.fx.terminate(m.stop.decision)
+	m.killTimer = m.clock.NewTimer(m.killAfter)
+}
+
+// killTimedOut is the kill-after timer firing: SIGKILL.
+func (m *stopMachine) killTimedOut() {
+	m.killTimer = nil
+	if m.ended {
+		return
+	}
+	m.escalated = true
+	m.log.Warn().Stringer("kill_after", m.killAfter).Msg("child still running after SIGTERM; sending SIGKILL")
+	m.killNow("still running " + m.killAfter.String() + " after SIGTERM")
+}
+
+func (m *stopMachine) killNow(reason string) {
+	m.stop.signalled = true
+	m.fx.kill(m.stop.decision, reason)
+}
+
+// childEnded is the main child's exit: the timers stop, nothing more is
+// sent.
+func (m *stopMachine) childEnded() {
+	m.ended = true
+	stopTimer(m.ckTimer)
+	stopTimer(m.killTimer)
+	m.ckTimer, m.killTimer = nil, nil
+}
+
+// policyStopped reports whether the run ended by a policy (or the
+// caller's cancel) rather than by the child's own doing: a stop was
+// decided and got as far as a signal or an acknowledged checkpoint, or
+// the child did not exit cleanly while it was being stopped.
+func (m *stopMachine) policyStopped(exitedCleanly bool) bool {
+	return m.stop != nil && (m.stop.signalled || m.stop.acked || !exitedCleanly)
+}
+
+func timerC(t clock.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C()
+}
+
+func stopTimer(t clock.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}

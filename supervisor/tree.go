@@ -1,0 +1,161 @@
+package supervisor
+
+import (
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/internal/procfs"
+)
+
+// How long the end of a run waits for stray writers of the child's pipes
+// once every process of the tree is gone, and how long it keeps trying to
+// kill a tree that will not die (a process in uninterruptible sleep).
+const (
+	drainGrace = 5 * time.Second
+	killGrace  = 5 * time.Second
+	pollEvery  = 20 * time.Millisecond
+)
+
+// becomeSubreaper makes orphans of the child's tree (a daemon that
+// double-forked, a setsid'd helper) reparent to prism-run instead of init,
+// so that they stay findable and killable (prctl(2),
+// PR_SET_CHILD_SUBREAPER, Linux >= 3.4).
+func becomeSubreaper() error {
+	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// signalTree signals the child's process group and every live descendant
+// of prism-run (all of them belong to the run: prism-run starts nothing
+// else, and as a subreaper it inherits whatever the tree orphaned). It
+// returns how many descendants it found.
+func (a *attempt) signalTree(sig unix.Signal) int {
+	// The group id outlives the main child while any member is alive, and
+	// the kernel does not reuse a pid that is still a group id.
+	_ = unix.Kill(-a.pid, sig)
+	if cg := a.r.cfg.Cgroup; cg != nil {
+		if sig == unix.SIGKILL {
+			// One write kills everything in the cgroup, however detached.
+			if err := cg.Kill(); err != nil {
+				a.r.log.Warn().Err(err).Msg("cgroup kill")
+			}
+		} else if pids, err := cg.Procs(); err == nil {
+			for _, pid := range pids {
+				_ = unix.Kill(pid, sig)
+			}
+		}
+	}
+	procs, err := a.processes()
+	if err != nil {
+		a.r.log.Warn().Err(err).Msg("cannot list processes")
+		return 0
+	}
+	left := procfs.LiveDescendants(procs, os.Getpid())
+	for _, pid := range left {
+		_ = unix.Kill(pid, sig)
+	}
+	return len(left)
+}
+
+// processes lists the processes of the host but prism-run's helpers
+// (Config.Helpers), which are not the run's even when prism-run adopted
+// them.
+func (a *attempt) processes() ([]procfs.Stat, error) {
+	procs, err := procfs.List(a.r.cfg.ProcRoot)
+	return procfs.Without(procs, a.r.cfg.Helpers), err
+}
+
+// liveTree counts what is left of the run: prism-run's live descendants,
+// and what is left in the run's cgroup (a process that escaped the tree
+// altogether, say by re-parenting through a daemon outside it, is still
+// in the cgroup).
+func (a *attempt) liveTree() int {
+	root := a.r.cfg.ProcRoot
+	seen := map[int]bool{}
+	if procs, err := a.processes(); err == nil {
+		for _, pid := range procfs.LiveDescendants(procs, os.Getpid()) {
+			seen[pid] = true
+		}
+	}
+	if cg := a.r.cfg.Cgroup; cg != nil {
+		if pids, err := cg.Procs(); err == nil {
+			for _, pid := range pids {
+				if !procfs.IsDead(root, pid) {
+					seen[pid] = true
+				}
+			}
+		}
+	}
+	return len(seen)
+}
+
+// killLeftovers ends what the main child left running: SIGTERM, then
+// SIGKILL after kill-after, until nothing of the tree is left. Output keeps
+// flowing meanwhile; the reaper collects the orphans as they die.
+func (a *attempt) killLeftovers() {
+	cfg, log := &a.r.cfg, a.r.log
+	n := a.liveTree()
+	if n == 0 {
+		return
+	}
+	a.r.rep.Leftovers = n
+	log.Info().Int("processes", n).Stringer("kill_after", cfg.KillAfter).
+		Msg("main child ended; stopping the processes it left behind")
+	a.signalTree(unix.SIGTERM)
+	termDeadline := cfg.Clock.Now().Add(cfg.KillAfter)
+	var killDeadline time.Time
+	poll := cfg.Clock.NewTicker(pollEvery)
+	defer poll.Stop()
+	for {
+		select {
+		case b := <-a.batches:
+			a.handleBatch(b, false)
+			continue
+		case <-poll.C():
+		}
+		if a.liveTree() == 0 {
+			return
+		}
+		now := cfg.Clock.Now()
+		switch {
+		case killDeadline.IsZero() && now.After(termDeadline):
+			log.Warn().Msg("left-behind processes outlived SIGTERM; sending SIGKILL")
+			a.signalTree(unix.SIGKILL)
+			killDeadline = now.Add(killGrace)
+		case !killDeadline.IsZero() && now.After(killDeadline):
+			log.Error().Int("processes", a.liveTree()).Msg("processes of the run survive SIGKILL (uninterruptible sleep?)")
+			return
+		case !killDeadline.IsZero():
+			a.signalTree(unix.SIGKILL) // new forks since the last round
+		}
+	}
+}
+
+// drain waits for both pumps to reach the end of the child's output. A
+// writer outside the tree (an fd passed to a stranger) could keep a pipe
+// open forever, so after drainGrace the pipes are closed.
+func (a *attempt) drain() {
+	grace := a.r.cfg.Clock.NewTimer(drainGrace)
+	defer grace.Stop()
+	for left := 2; left > 0; {
+		select {
+		case b := <-a.batches:
+			a.handleBatch(b, false)
+		case <-a.pumpsDone:
+			left--
+		case <-grace.C():
+			a.r.log.Warn().Msg("the child's output is still open after every process ended; closing it")
+			_ = a.outR.Close()
+			_ = a.errR.Close()
+		}
+	}
+	for {
+		select {
+		case b := <-a.batches:
+			a.handleBatch(b, false)
+		default:
+			return
+		}
+	}
+}
