@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +83,7 @@ func TestScripts(t *testing.T) {
 			"bytesmatch": cmdBytesMatch,
 			"allbytes":   cmdAllBytes,
 			"atleast":    cmdAtLeast,
+			"enforced":   cmdEnforced,
 		},
 	})
 }
@@ -311,5 +314,45 @@ func cmdAtLeast(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	if v < min {
 		ts.Fatalf("%s: %s = %v, want at least %v", args[0], args[1], v, min)
+	}
+}
+
+// enforced DRYRUN CHILD REPORT: the dry run's enforced items and the run
+// agree. Every rlimit, cgroup and isolation item of DRYRUN (prism-run
+// --dry-run's output) is a line of CHILD (testchild enforced: what the
+// kernel shows the child), every cgroup line of CHILD is an item of
+// DRYRUN, and REPORT's "enforced" list is DRYRUN's items, all of them.
+func cmdEnforced(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: enforced DRYRUN CHILD REPORT")
+	}
+	var dry []string
+	for _, l := range strings.Split(ts.ReadFile(args[0]), "\n") {
+		if item, ok := strings.CutPrefix(l, "#   "); ok && strings.Contains(item, " = ") {
+			dry = append(dry, item)
+		}
+	}
+	child := strings.Split(strings.TrimSpace(ts.ReadFile(args[1])), "\n")
+	for _, item := range dry {
+		kind, _, _ := strings.Cut(item, " ")
+		if (kind == "rlimit" || kind == "cgroup" || kind == "isolation") && !slices.Contains(child, item) {
+			ts.Fatalf("the dry run says %q; the child does not see it:\n%s", item, strings.Join(child, "\n"))
+		}
+	}
+	for _, l := range child {
+		if strings.HasPrefix(l, "cgroup ") && !slices.Contains(dry, l) {
+			ts.Fatalf("the child's cgroup has %q, which the dry run did not list", l)
+		}
+	}
+	var rep struct {
+		Enforced []struct{ What, Name, Value string } `json:"enforced"`
+	}
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[2])), &rep))
+	var got []string
+	for _, e := range rep.Enforced {
+		got = append(got, e.What+" "+e.Name+" = "+e.Value)
+	}
+	if !slices.Equal(got, dry) {
+		ts.Fatalf("the report enforced\n  %s\nthe dry run printed\n  %s", strings.Join(got, "\n  "), strings.Join(dry, "\n  "))
 	}
 }

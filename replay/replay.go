@@ -49,100 +49,130 @@ var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // line is the output), a `t=SECONDS` key of its marker (seconds since the
 // start), or one Tick after the previous line.
 func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
-	var sum Summary
 	if opt.Tick <= 0 {
 		opt.Tick = 100 * time.Millisecond
 	}
-	br := bufio.NewReaderSize(r, 256<<10)
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
-
-	var (
-		eng     *policies.Engine
-		start   time.Time
-		last    time.Time
-		obs     []policies.Observation
-		names   = markers.Names{}
-		long    []byte
-		outLine []byte
-	)
+	rp := &replayer{opt: opt, in: bufio.NewReaderSize(r, 256<<10), out: bw, names: markers.Names{}}
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long, line...)
-			continue
-		}
-		if len(long) > 0 {
-			line = append(long, line...)
-			long = long[:0]
-		}
+		line, err := rp.readLine()
 		if len(line) == 0 && err != nil {
 			break
 		}
-		sum.Lines++
-		line = bytes.TrimRight(line, "\r\n")
-		at, rest, stamped := leadingTime(line)
-		var perr error
-		obs = obs[:0]
-		if opt.Parser.IsMarker(rest) {
-			obs, perr = opt.Parser.ParseWith(obs, rest, policies.SourceStdout, time.Time{}, names)
-			if perr != nil {
-				sum.Malformed++
-			} else {
-				sum.Markers++
-			}
-		} else if opt.Parser.HasPatterns() {
-			obs = opt.Parser.Match(obs, rest, policies.SourceStdout, time.Time{}, names)
+		rp.sum.Lines++
+		at, obs, stamped := rp.observations(bytes.TrimRight(line, "\r\n"))
+		ended, ferr := rp.feed(at, obs, stamped)
+		if ferr != nil {
+			return rp.sum, ferr
 		}
-		if !stamped {
-			at = last.Add(opt.Tick)
-			if eng == nil {
-				at = epoch
-			}
-			for _, o := range obs {
-				if o.Name == "t" && o.Text == "" && !math.IsNaN(o.Value) && !math.IsInf(o.Value, 0) {
-					at = epoch.Add(time.Duration(o.Value * float64(time.Second)))
-				}
-			}
-		}
-		if eng == nil {
-			start = at
-			if eng, err = policies.NewEngine(fixed(start), opt.Rules); err != nil {
-				return sum, err
-			}
-		}
-		last = at
-		ended := false
-		emit := func(ds []policies.Decision) {
-			for i := range ds {
-				d := ds[i]
-				sum.Decisions++
-				outLine = format(outLine[:0], d, d.Time.Sub(start), stamped, opt.JSON)
-				_, _ = bw.Write(outLine)
-				if d.Action.Ends() && sum.EndedBy == nil {
-					sum.EndedBy = &d
-					ended = true
-				}
-			}
-		}
-		emit(eng.Observe(policies.Observation{Time: at, Source: policies.SourceClock,
-			Name: policies.NameElapsed, Value: at.Sub(start).Seconds()}))
-		for _, o := range obs {
-			o.Time = at
-			emit(eng.Observe(o))
-		}
-		if ended && !opt.KeepGoing {
-			break
-		}
-		if err != nil {
+		if ended && !opt.KeepGoing || err != nil {
 			break
 		}
 	}
-	if sum.EndedBy != nil && !opt.JSON {
+	if e := rp.sum.EndedBy; e != nil && !opt.JSON {
 		fmt.Fprintf(bw, "ended: rule %s would have ended the child (%s) at +%s\n",
-			sum.EndedBy.Rule, sum.EndedBy.Action, offset(sum.EndedBy.Time.Sub(start)))
+			e.Rule, e.Action, offset(e.Time.Sub(rp.start)))
 	}
-	return sum, nil
+	return rp.sum, nil
+}
+
+// replayer is one replay's state.
+type replayer struct {
+	opt   Options
+	in    *bufio.Reader
+	out   *bufio.Writer
+	sum   Summary
+	eng   *policies.Engine
+	start time.Time
+	last  time.Time
+	names markers.Names
+	obs   []policies.Observation
+	long  []byte
+	line  []byte // the output line being formatted
+}
+
+// readLine reads one line, whatever its length.
+func (rp *replayer) readLine() ([]byte, error) {
+	for {
+		line, err := rp.in.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			rp.long = append(rp.long, line...)
+			continue
+		}
+		if len(rp.long) > 0 {
+			line = append(rp.long, line...)
+			rp.long = rp.long[:0]
+		}
+		return line, err
+	}
+}
+
+// observations parses a line and says when it happened.
+func (rp *replayer) observations(line []byte) (time.Time, []policies.Observation, bool) {
+	at, rest, stamped := leadingTime(line)
+	p := rp.opt.Parser
+	obs := rp.obs[:0]
+	if p.IsMarker(rest) {
+		var perr error
+		obs, perr = p.ParseWith(obs, rest, policies.SourceStdout, time.Time{}, rp.names)
+		if perr != nil {
+			rp.sum.Malformed++
+		} else {
+			rp.sum.Markers++
+		}
+	} else if p.HasPatterns() {
+		obs = p.Match(obs, rest, policies.SourceStdout, time.Time{}, rp.names)
+	}
+	rp.obs = obs
+	if stamped {
+		return at, obs, true
+	}
+	at = rp.last.Add(rp.opt.Tick)
+	if rp.eng == nil {
+		at = epoch
+	}
+	for _, o := range obs {
+		if o.Name == "t" && o.Text == "" && !math.IsNaN(o.Value) && !math.IsInf(o.Value, 0) {
+			at = epoch.Add(time.Duration(o.Value * float64(time.Second)))
+		}
+	}
+	return at, obs, false
+}
+
+// feed gives the engine a line's clock tick and observations, writes the
+// decisions, and says whether one would have ended the child.
+func (rp *replayer) feed(at time.Time, obs []policies.Observation, stamped bool) (bool, error) {
+	if rp.eng == nil {
+		rp.start = at
+		var err error
+		if rp.eng, err = policies.NewEngine(fixed(rp.start), rp.opt.Rules); err != nil {
+			return false, err
+		}
+	}
+	rp.last = at
+	ended := rp.emit(rp.eng.Observe(policies.Observation{Time: at, Source: policies.SourceClock,
+		Name: policies.NameElapsed, Value: at.Sub(rp.start).Seconds()}), stamped)
+	for _, o := range obs {
+		o.Time = at
+		ended = rp.emit(rp.eng.Observe(o), stamped) || ended
+	}
+	return ended, nil
+}
+
+func (rp *replayer) emit(ds []policies.Decision, stamped bool) bool {
+	ended := false
+	for i := range ds {
+		d := ds[i]
+		rp.sum.Decisions++
+		rp.line = format(rp.line[:0], d, d.Time.Sub(rp.start), stamped, rp.opt.JSON)
+		_, _ = rp.out.Write(rp.line)
+		if d.Action.Ends() && rp.sum.EndedBy == nil {
+			rp.sum.EndedBy = &d
+			ended = true
+		}
+	}
+	return ended
 }
 
 type fixed time.Time

@@ -22,6 +22,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/internal/procfs"
+	"github.com/prism-run/prism-run/limits"
 )
 
 // Usage lists the modes.
@@ -50,7 +53,10 @@ const Usage = `testchild MODE [ARGS]
   netifs                 print each network interface and whether it is up
   burn DUR               burn DUR of CPU time, print the CPU seconds, the wall seconds it took and cores (their ratio)
   readline               print "ready", read one line from stdin, print "got: LINE"
-  beat DUR               print the marker "PRISM beat=N" every DUR, for ever`
+  beat DUR               print the marker "PRISM beat=N" every DUR, for ever
+  enforced               print what the kernel enforces on it, in --dry-run's words: "rlimit NAME = V"
+                         for every rlimit, "cgroup FILE = V" for every limit file of its cgroup that
+                         is not unlimited, "isolation no_new_privs = ..." when set`
 
 // RandomBytes returns the deterministic byte stream `randbytes n seed`
 // writes, for tests to compare against.
@@ -72,191 +78,254 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, Usage)
 		return 2
 	}
-	mode, args := args[0], args[1:]
-	arg := func(i int) string {
-		if i >= len(args) {
-			fmt.Fprintf(os.Stderr, "testchild %s: missing argument %d\n", mode, i+1)
-			os.Exit(2)
-		}
-		return args[i]
+	run, ok := modes()[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "testchild: unknown mode %q\n%s\n", args[0], Usage)
+		return 2
 	}
-	switch mode {
-	case "exit":
-		n, _ := strconv.Atoi(arg(0))
-		return n
-	case "print":
-		for _, l := range args {
-			fmt.Println(l)
-		}
-	case "stderr":
-		for _, l := range args {
-			fmt.Fprintln(os.Stderr, l)
-		}
-	case "partial":
-		// A progress bar's unfinished line on stderr, then a wait.
-		fmt.Fprint(os.Stderr, arg(0))
-		d, _ := time.ParseDuration(arg(1))
+	return run(margs{mode: args[0], list: args[1:]})
+}
+
+// margs are a mode's arguments.
+type margs struct {
+	mode string
+	list []string
+}
+
+// at is argument i; a missing one ends the child with 2.
+func (a margs) at(i int) string {
+	if i >= len(a.list) {
+		fmt.Fprintf(os.Stderr, "testchild %s: missing argument %d\n", a.mode, i+1)
+		os.Exit(2)
+	}
+	return a.list[i]
+}
+
+func (a margs) int(i int) int                 { n, _ := strconv.Atoi(a.at(i)); return n }
+func (a margs) dur(i int) time.Duration       { d, _ := time.ParseDuration(a.at(i)); return d }
+func sleepThen(d time.Duration, code int) int { time.Sleep(d); return code }
+
+// modes are the behaviours, by name (Usage lists them).
+func modes() map[string]func(margs) int {
+	return map[string]func(margs) int{
+		"exit":   func(a margs) int { return a.int(0) },
+		"print":  func(a margs) int { return printLines(os.Stdout, a.list) },
+		"stderr": func(a margs) int { return printLines(os.Stderr, a.list) },
+		"partial": func(a margs) int {
+			// A progress bar's unfinished line on stderr, then a wait.
+			fmt.Fprint(os.Stderr, a.at(0))
+			return sleepThen(a.dur(1), 0)
+		},
+		"beat":        func(a margs) int { return beat(a.dur(0)) },
+		"readline":    func(margs) int { return readline() },
+		"sleep":       func(a margs) int { return sleepThen(a.dur(0), 0) },
+		"randbytes":   func(a margs) int { return randbytes(a) },
+		"longline":    func(a margs) int { return longline(a.int(0)) },
+		"signals":     func(a margs) int { return signals(a.at(0)) },
+		"ignore-term": func(a margs) int { return ignoreTerm(a.dur(0)) },
+		"checkpoint": func(a margs) int {
+			ch := make(chan os.Signal, 4)
+			signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
+			if len(a.list) > 1 {
+				writeFile(a.list[1], fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
+			}
+			return checkpoint(a.at(0), ch)
+		},
+		"pidfile": func(a margs) int {
+			writeFile(a.at(0), fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
+			return sleepThen(time.Hour, 0)
+		},
+		"escape": func(a margs) int { return escape(a.at(0)) },
+		"daemon": func(a margs) int {
+			// The detached grandchild: its parent has exited, so it is an
+			// orphan (reparented to prism-run, a subreaper) in its own session.
+			signal.Ignore(syscall.SIGTERM, syscall.SIGHUP)
+			writeFile(a.at(0), fmt.Sprintf("%d\n", os.Getpid()))
+			return sleepThen(time.Hour, 0)
+		},
+		"kill-self": func(a margs) int {
+			_ = syscall.Kill(os.Getpid(), syscall.Signal(a.int(0)))
+			return sleepThen(10*time.Second, 99)
+		},
+		"rlimits":  func(margs) int { return printRlimits() },
+		"status":   func(margs) int { return status() },
+		"environ":  func(margs) int { return environ() },
+		"alloc":    func(a margs) int { return alloc(a) },
+		"spawn":    func(a margs) int { return spawn(a.int(0)) },
+		"netifs":   func(margs) int { return netifs() },
+		"burn":     func(a margs) int { return burn(a.dur(0)) },
+		"env":      func(a margs) int { return env(a.list) },
+		"enforced": func(margs) int { return enforced() },
+	}
+}
+
+func printLines(w io.Writer, lines []string) int {
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	return 0
+}
+
+// beat is a live program: a marker every d, for ever.
+func beat(d time.Duration) int {
+	for n := 1; ; n++ {
+		fmt.Printf("PRISM beat=%d\n", n)
 		time.Sleep(d)
-	case "beat":
-		// A live program: a marker every DUR, for ever.
-		d, _ := time.ParseDuration(arg(0))
-		for n := 1; ; n++ {
-			fmt.Printf("PRISM beat=%d\n", n)
-			time.Sleep(d)
-		}
-	case "readline":
-		// An interactive program: a prompt, then one line from stdin.
-		fmt.Println("ready")
-		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "readline:", err)
-			return 1
-		}
-		fmt.Printf("got: %s\n", strings.TrimSpace(line))
-	case "sleep":
-		d, _ := time.ParseDuration(arg(0))
-		time.Sleep(d)
-	case "randbytes":
-		n, _ := strconv.Atoi(arg(0))
-		seed, _ := strconv.ParseUint(arg(1), 10, 64)
-		if _, err := os.Stdout.Write(RandomBytes(n, seed)); err != nil {
-			return 1
-		}
-	case "longline":
-		n, _ := strconv.Atoi(arg(0))
-		w := bufio.NewWriterSize(os.Stdout, 1<<20)
-		chunk := []byte(strings.Repeat("x", 1<<16))
-		for n > 0 {
-			k := min(n, len(chunk))
-			_, _ = w.Write(chunk[:k])
-			n -= k
-		}
-		if err := w.Flush(); err != nil {
-			return 1
-		}
-	case "signals":
-		return signals(arg(0))
-	case "ignore-term":
-		signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
-		d, _ := time.ParseDuration(arg(0))
-		fmt.Println("ignoring SIGTERM")
-		fmt.Println("PRISM iter=0") // ready: a test's rule may act now
-		time.Sleep(d)
-	case "checkpoint":
-		ch := make(chan os.Signal, 4)
-		signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
-		if len(args) > 1 {
-			writeFile(args[1], fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
-		}
-		return checkpoint(arg(0), ch)
-	case "pidfile":
-		writeFile(arg(0), fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
-		time.Sleep(time.Hour)
-	case "escape":
-		return escape(arg(0))
-	case "daemon":
-		// The detached grandchild: its parent has exited, so it is an
-		// orphan (reparented to prism-run, a subreaper) in its own session.
-		signal.Ignore(syscall.SIGTERM, syscall.SIGHUP)
-		writeFile(arg(0), fmt.Sprintf("%d\n", os.Getpid()))
-		time.Sleep(time.Hour)
-	case "kill-self":
-		n, _ := strconv.Atoi(arg(0))
-		_ = syscall.Kill(os.Getpid(), syscall.Signal(n))
-		time.Sleep(10 * time.Second)
-		return 99
-	case "rlimits":
-		for _, r := range []struct {
-			name string
-			res  int
-		}{{"as", syscall.RLIMIT_AS}, {"nofile", syscall.RLIMIT_NOFILE}, {"nproc", 6}, {"core", syscall.RLIMIT_CORE},
-			{"cpu_time", syscall.RLIMIT_CPU}, {"fsize", syscall.RLIMIT_FSIZE}} {
-			var l syscall.Rlimit
-			if err := syscall.Getrlimit(r.res, &l); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			fmt.Printf("%s=%s:%s\n", r.name, limitString(l.Cur), limitString(l.Max))
-		}
-	case "status":
-		b, err := os.ReadFile("/proc/self/status")
-		if err != nil {
-			return 1
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "NoNewPrivs:") {
-				fmt.Println(strings.Join(strings.Fields(l), " "))
-			}
-		}
-		fmt.Printf("uid=%d gid=%d\n", os.Getuid(), os.Getgid())
-	case "environ":
-		env := os.Environ()
-		sort.Strings(env)
-		for _, kv := range env {
-			fmt.Println(kv)
-		}
-	case "alloc":
-		n, _ := strconv.Atoi(arg(0))
-		var hold [][]byte
-		for i := 0; i < n; i++ {
-			b := make([]byte, 1<<20)
-			for j := 0; j < len(b); j += 4096 {
-				b[j] = 1
-			}
-			hold = append(hold, b)
-		}
-		fmt.Printf("allocated %d MiB\n", len(hold))
-		if len(args) > 1 {
-			d, _ := time.ParseDuration(args[1])
-			time.Sleep(d)
-		}
-	case "spawn":
-		n, _ := strconv.Atoi(arg(0))
-		started := 0
-		for i := 0; i < n; i++ {
-			if err := exec.Command("sleep", "300").Start(); err != nil {
-				fmt.Printf("spawn %d: %v\n", i, err)
-				break
-			}
-			started++
-		}
-		fmt.Printf("started %d of %d\n", started, n)
-	case "netifs":
-		ifs, err := net.Interfaces()
-		if err != nil {
+	}
+}
+
+// readline is an interactive program: a prompt, then one line from stdin.
+func readline() int {
+	fmt.Println("ready")
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "readline:", err)
+		return 1
+	}
+	fmt.Printf("got: %s\n", strings.TrimSpace(line))
+	return 0
+}
+
+func randbytes(a margs) int {
+	seed, _ := strconv.ParseUint(a.at(1), 10, 64)
+	if _, err := os.Stdout.Write(RandomBytes(a.int(0), seed)); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func longline(n int) int {
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	chunk := []byte(strings.Repeat("x", 1<<16))
+	for n > 0 {
+		k := min(n, len(chunk))
+		_, _ = w.Write(chunk[:k])
+		n -= k
+	}
+	if err := w.Flush(); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func ignoreTerm(d time.Duration) int {
+	signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
+	fmt.Println("ignoring SIGTERM")
+	fmt.Println("PRISM iter=0") // ready: a test's rule may act now
+	return sleepThen(d, 0)
+}
+
+// rlimitList are the rlimits the child reports, by prism-run's names.
+func rlimitList() []struct {
+	name string
+	res  int
+} {
+	return []struct {
+		name string
+		res  int
+	}{{"as", syscall.RLIMIT_AS}, {"nofile", syscall.RLIMIT_NOFILE}, {"nproc", 6}, {"core", syscall.RLIMIT_CORE},
+		{"cpu_time", syscall.RLIMIT_CPU}, {"fsize", syscall.RLIMIT_FSIZE}}
+}
+
+func printRlimits() int {
+	for _, r := range rlimitList() {
+		var l syscall.Rlimit
+		if err := syscall.Getrlimit(r.res, &l); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		for _, i := range ifs {
-			fmt.Printf("%s up=%v\n", i.Name, i.Flags&net.FlagUp != 0)
+		fmt.Printf("%s=%s:%s\n", r.name, limitString(l.Cur), limitString(l.Max))
+	}
+	return 0
+}
+
+func status() int {
+	st, err := procfs.ReadStatus(procfs.Root, os.Getpid())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	nnp := 0
+	if st.NoNewPrivs {
+		nnp = 1
+	}
+	fmt.Printf("NoNewPrivs: %d\n", nnp)
+	fmt.Printf("uid=%d gid=%d\n", os.Getuid(), os.Getgid())
+	return 0
+}
+
+func environ() int {
+	env := os.Environ()
+	sort.Strings(env)
+	return printLines(os.Stdout, env)
+}
+
+func alloc(a margs) int {
+	var hold [][]byte
+	for i := 0; i < a.int(0); i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
 		}
-	case "burn":
-		// Burns ARG of CPU time and says how long that took: under a CPU
-		// quota the wall time grows, and a busy machine can only make it
-		// grow further, so a test's lower bound on it cannot flake.
-		d, _ := time.ParseDuration(arg(0))
-		start := time.Now()
-		cpu := time.Duration(0)
-		for x := 0; cpu < d; x++ {
-			if x%(1<<16) == 0 {
-				var ts unix.Timespec
-				_ = unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts)
-				cpu = time.Duration(ts.Nano())
-			}
+		hold = append(hold, b)
+	}
+	fmt.Printf("allocated %d MiB\n", len(hold))
+	if len(a.list) > 1 {
+		time.Sleep(a.dur(1))
+	}
+	return 0
+}
+
+func spawn(n int) int {
+	started := 0
+	for i := 0; i < n; i++ {
+		if err := exec.Command("sleep", "300").Start(); err != nil {
+			fmt.Printf("spawn %d: %v\n", i, err)
+			break
 		}
-		wall := time.Since(start)
-		fmt.Printf("cpu=%.3f wall=%.3f cores=%.3f\n", cpu.Seconds(), wall.Seconds(), cpu.Seconds()/wall.Seconds())
-	case "env":
-		for _, k := range args {
-			v, ok := os.LookupEnv(k)
-			if !ok {
-				v = "<unset>"
-			}
-			fmt.Printf("%s=%s\n", k, v)
+		started++
+	}
+	fmt.Printf("started %d of %d\n", started, n)
+	return 0
+}
+
+func netifs() int {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, i := range ifs {
+		fmt.Printf("%s up=%v\n", i.Name, i.Flags&net.FlagUp != 0)
+	}
+	return 0
+}
+
+// burn burns d of CPU time and says how long that took: under a CPU
+// quota the wall time grows, and a busy machine can only make it grow
+// further, so a test's lower bound on it cannot flake.
+func burn(d time.Duration) int {
+	start := time.Now()
+	cpu := time.Duration(0)
+	for x := 0; cpu < d; x++ {
+		if x%(1<<16) == 0 {
+			var ts unix.Timespec
+			_ = unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts)
+			cpu = time.Duration(ts.Nano())
 		}
-	default:
-		fmt.Fprintf(os.Stderr, "testchild: unknown mode %q\n%s\n", mode, Usage)
-		return 2
+	}
+	wall := time.Since(start)
+	fmt.Printf("cpu=%.3f wall=%.3f cores=%.3f\n", cpu.Seconds(), wall.Seconds(), cpu.Seconds()/wall.Seconds())
+	return 0
+}
+
+func env(keys []string) int {
+	for _, k := range keys {
+		v, ok := os.LookupEnv(k)
+		if !ok {
+			v = "<unset>"
+		}
+		fmt.Printf("%s=%s\n", k, v)
 	}
 	return 0
 }
@@ -374,4 +443,43 @@ func escape(pidfile string) int {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return 1
+}
+
+// enforced prints what the kernel enforces on this process, in the words
+// of prism-run --dry-run, so a test can hold the two side by side.
+func enforced() int {
+	for _, r := range rlimitList() {
+		var l syscall.Rlimit
+		if err := syscall.Getrlimit(r.res, &l); err == nil {
+			fmt.Printf("rlimit %s = %s\n", r.name, limitString(l.Cur))
+		}
+	}
+	if h, err := limits.ReadHost(); err == nil {
+		for _, f := range []struct{ ctl, name string }{
+			{"memory", "memory.max"}, {"memory", "memory.high"}, {"cpu", "cpu.max"},
+			{"memory", "memory.limit_in_bytes"}, {"memory", "memory.soft_limit_in_bytes"},
+			{"cpu", "cpu.cfs_quota_us"}, {"cpu", "cpu.cfs_period_us"}, {"pids", "pids.max"},
+		} {
+			b, err := os.ReadFile(filepath.Join(h.OwnDir(f.ctl), f.name))
+			if v := strings.TrimSpace(string(b)); err == nil && !unlimited(v) && !(f.name == "cpu.cfs_period_us" && cpuUnlimited(h)) {
+				fmt.Printf("cgroup %s = %s\n", f.name, v)
+			}
+		}
+	}
+	if st, err := procfs.ReadStatus(procfs.Root, os.Getpid()); err == nil && st.NoNewPrivs {
+		fmt.Println("isolation no_new_privs = set, and verified on the running child")
+	}
+	return 0
+}
+
+// unlimited says whether a cgroup file's value means "no limit": v2's
+// "max" (cpu.max "max 100000" too), v1's -1, and v1's largest memory
+// limit (PAGE_COUNTER_MAX pages).
+func unlimited(v string) bool {
+	return v == "max" || strings.HasPrefix(v, "max ") || v == "-1" || v == "9223372036854771712"
+}
+
+func cpuUnlimited(h limits.Host) bool {
+	b, err := os.ReadFile(filepath.Join(h.OwnDir("cpu"), "cpu.cfs_quota_us"))
+	return err != nil || strings.TrimSpace(string(b)) == "-1"
 }

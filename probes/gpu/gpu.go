@@ -129,93 +129,111 @@ func (p *Probe) Devices() []int {
 func (p *Probe) Sample(now time.Time, pids map[int]bool) []policies.Observation {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var (
-		out                []policies.Observation
-		mem                uint64
-		utilSum, utilUsed  float64
-		nUtil, nUsed       int
-		temp, power        float64
-		haveTemp, havePowr bool
-		procUtil           float64
-		haveProc           bool
-		devUsed, devTotal  uint64
-	)
-	obs := func(name string, v float64) policies.Observation {
-		return policies.Observation{Time: now, Source: policies.SourceProbe, Name: name, Value: v}
-	}
+	var t tally
+	var out []policies.Observation
 	for _, d := range p.devices {
 		if p.lost[d.index] {
 			continue
 		}
-		used := false
-		for _, list := range []func() ([]nvml.ProcessInfo, nvml.Return){d.dev.GetComputeRunningProcesses, d.dev.GetGraphicsRunningProcesses} {
-			procs, r := list()
-			if r == nvml.ERROR_GPU_IS_LOST {
-				out = append(out, p.loseDevice(d, now))
-				break
-			}
-			for _, pi := range procs {
-				if pids[int(pi.Pid)] {
-					mem += pi.UsedGpuMemory
-					used = true
-				}
-			}
-		}
-		if p.lost[d.index] {
-			continue
-		}
-		if u, r := d.dev.GetUtilizationRates(); r == nvml.SUCCESS {
-			utilSum += float64(u.Gpu) / 100
-			nUtil++
-			if used {
-				utilUsed += float64(u.Gpu) / 100
-				nUsed++
-			}
-		} else if r == nvml.ERROR_GPU_IS_LOST {
+		if r := p.sampleDevice(d, pids, &t); r == nvml.ERROR_GPU_IS_LOST {
 			out = append(out, p.loseDevice(d, now))
-			continue
 		}
-		if used {
-			// Per-process utilization: what the tree's processes drove
-			// (SM percent since the last sample, summed over them).
-			if samples, r := d.dev.GetProcessUtilization(p.lastUtilTS[d.index]); r == nvml.SUCCESS {
-				for _, ps := range samples {
-					if pids[int(ps.Pid)] {
-						procUtil += float64(ps.SmUtil) / 100
-						haveProc = true
-					}
-					p.lastUtilTS[d.index] = max(p.lastUtilTS[d.index], ps.TimeStamp)
-				}
+	}
+	return append(out, t.observations(now)...)
+}
+
+// tally adds up one sample over the GPUs.
+type tally struct {
+	mem                uint64
+	utilSum, utilUsed  float64
+	nUtil, nUsed       int
+	temp, power        float64
+	haveTemp, havePowr bool
+	procUtil           float64
+	haveProc           bool
+	devUsed, devTotal  uint64
+}
+
+// sampleDevice adds one GPU to t. It returns ERROR_GPU_IS_LOST when the
+// GPU stopped answering (nothing of it is added after that point).
+func (p *Probe) sampleDevice(d device, pids map[int]bool, t *tally) nvml.Return {
+	used := false
+	for _, list := range []func() ([]nvml.ProcessInfo, nvml.Return){d.dev.GetComputeRunningProcesses, d.dev.GetGraphicsRunningProcesses} {
+		procs, r := list()
+		if r == nvml.ERROR_GPU_IS_LOST {
+			return r
+		}
+		for _, pi := range procs {
+			if pids[int(pi.Pid)] {
+				t.mem += pi.UsedGpuMemory
+				used = true
 			}
 		}
-		if mi, r := d.dev.GetMemoryInfo(); r == nvml.SUCCESS {
-			devUsed, devTotal = devUsed+mi.Used, devTotal+mi.Total
-		}
-		if t, r := d.dev.GetTemperature(nvml.TEMPERATURE_GPU); r == nvml.SUCCESS {
-			temp, haveTemp = max(temp, float64(t)), true
-		}
-		if mw, r := d.dev.GetPowerUsage(); r == nvml.SUCCESS {
-			power, havePowr = power+float64(mw)/1000, true
-		}
 	}
-	out = append(out, obs(policies.NameGPUMemory, float64(mem)))
+	if u, r := d.dev.GetUtilizationRates(); r == nvml.SUCCESS {
+		t.utilSum += float64(u.Gpu) / 100
+		t.nUtil++
+		if used {
+			t.utilUsed += float64(u.Gpu) / 100
+			t.nUsed++
+		}
+	} else if r == nvml.ERROR_GPU_IS_LOST {
+		return r
+	}
+	if used {
+		p.sampleProcessUtil(d, pids, t)
+	}
+	if mi, r := d.dev.GetMemoryInfo(); r == nvml.SUCCESS {
+		t.devUsed, t.devTotal = t.devUsed+mi.Used, t.devTotal+mi.Total
+	}
+	if c, r := d.dev.GetTemperature(nvml.TEMPERATURE_GPU); r == nvml.SUCCESS {
+		t.temp, t.haveTemp = max(t.temp, float64(c)), true
+	}
+	if mw, r := d.dev.GetPowerUsage(); r == nvml.SUCCESS {
+		t.power, t.havePowr = t.power+float64(mw)/1000, true
+	}
+	return nvml.SUCCESS
+}
+
+// sampleProcessUtil adds what the tree's processes drove on d (SM percent
+// since the last sample, summed over them).
+func (p *Probe) sampleProcessUtil(d device, pids map[int]bool, t *tally) {
+	samples, r := d.dev.GetProcessUtilization(p.lastUtilTS[d.index])
+	if r != nvml.SUCCESS {
+		return
+	}
+	for _, ps := range samples {
+		if pids[int(ps.Pid)] {
+			t.procUtil += float64(ps.SmUtil) / 100
+			t.haveProc = true
+		}
+		p.lastUtilTS[d.index] = max(p.lastUtilTS[d.index], ps.TimeStamp)
+	}
+}
+
+// observations turns the tally into the probe's observations.
+func (t *tally) observations(now time.Time) []policies.Observation {
+	obs := func(name string, v float64) policies.Observation {
+		return policies.Observation{Time: now, Source: policies.SourceProbe, Name: name, Value: v}
+	}
+	out := []policies.Observation{obs(policies.NameGPUMemory, float64(t.mem))}
 	switch {
-	case nUsed > 0:
-		out = append(out, obs(policies.NameGPUUtil, utilUsed/float64(nUsed)))
-	case nUtil > 0:
-		out = append(out, obs(policies.NameGPUUtil, utilSum/float64(nUtil)))
+	case t.nUsed > 0:
+		out = append(out, obs(policies.NameGPUUtil, t.utilUsed/float64(t.nUsed)))
+	case t.nUtil > 0:
+		out = append(out, obs(policies.NameGPUUtil, t.utilSum/float64(t.nUtil)))
 	}
-	if haveProc {
-		out = append(out, obs(policies.NameGPUProcessUtil, procUtil))
+	if t.haveProc {
+		out = append(out, obs(policies.NameGPUProcessUtil, t.procUtil))
 	}
-	if devTotal > 0 {
-		out = append(out, obs(policies.NameGPUDeviceUsed, float64(devUsed)), obs(policies.NameGPUDeviceTotal, float64(devTotal)))
+	if t.devTotal > 0 {
+		out = append(out, obs(policies.NameGPUDeviceUsed, float64(t.devUsed)), obs(policies.NameGPUDeviceTotal, float64(t.devTotal)))
 	}
-	if haveTemp {
-		out = append(out, obs(policies.NameGPUTemp, temp))
+	if t.haveTemp {
+		out = append(out, obs(policies.NameGPUTemp, t.temp))
 	}
-	if havePowr {
-		out = append(out, obs(policies.NameGPUPower, power))
+	if t.havePowr {
+		out = append(out, obs(policies.NameGPUPower, t.power))
 	}
 	return out
 }
