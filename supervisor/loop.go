@@ -31,7 +31,7 @@ func (a *attempt) supervise(ctx context.Context) (Outcome, error) {
 			a.handleSignal(sig)
 		case <-a.child.Changed():
 			a.childChanged()
-		case <-a.stop.checkpointTimer():
+		case <-a.stop.ckTimerC():
 			a.stop.checkpointTimedOut()
 		case <-a.stop.killTimerC():
 			a.stop.killTimedOut()

@@ -73,7 +73,7 @@ func newStopMachine(c clock.Clock, ckTimeout, killAfter time.Duration, fx stopEf
 
 // checkpointTimer fires when the pending request's timeout runs out
 // (nil channel: none pending).
-func (m *stopMachine) checkpointTimer() <-chan time.Time { return timerC(m.ckTimer) }
+func (m *stopMachine) ckTimerC() <-chan time.Time { return timerC(m.ckTimer) }
 
 // killTimer fires when kill-after runs out after SIGTERM.
 func (m *stopMachine) killTimerC() <-chan time.Time { return timerC(m.killTimer) }
