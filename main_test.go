@@ -23,6 +23,7 @@ import (
 	"github.com/prism-run/prism-run/examples/ensemble"
 	"github.com/prism-run/prism-run/examples/tracker"
 	"github.com/prism-run/prism-run/internal/cli"
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/internal/testchild"
 	"github.com/prism-run/prism-run/limits"
 
@@ -266,36 +267,13 @@ func mockGPU() gpu.Library {
 	return s
 }
 
-// descendants lists the processes below pid, from /proc.
+// descendants lists the live processes below pid, from /proc.
 func descendants(pid int) []int {
-	children := map[int][]int{}
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		p, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 {
-			pp, _ := strconv.Atoi(f[1])
-			children[pp] = append(children[pp], p)
-		}
+	procs, err := procfs.List(procfs.Root)
+	if err != nil {
+		return nil
 	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		for _, c := range children[queue[0]] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-		queue = queue[1:]
-	}
-	return out
+	return procfs.LiveDescendants(procs, pid)
 }
 
 // atleast FILE KEY MIN: the JSON FILE has "KEY": N somewhere with N >= MIN.

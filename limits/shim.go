@@ -137,6 +137,9 @@ func ShimMain(args []string) int {
 			e.Errno = int(errno)
 		}
 		_ = json.NewEncoder(errPipe).Encode(&e)
+		// The shim's own status is never prism-run's: prism-run reads the
+		// error above and its exit code comes from supervisor.ExitCode.
+		// The shell's convention is kept for anyone running the shim by hand.
 		if errors.Is(err, syscall.ENOENT) {
 			return 127
 		}
