@@ -78,6 +78,11 @@ func (s *ShimSpec) Needed() bool {
 	return len(s.Rlimits) > 0 || s.NoNewPrivs || len(s.CgroupProcs) > 0 || s.UID != nil || s.GID != nil || s.LoopbackUp
 }
 
+// StageExec is the stage of a ShimError from the execve itself: the
+// command's failure (not found, not executable). Every other stage is the
+// confinement's, prism-run's own.
+const StageExec = "exec"
+
 // ShimError is how the shim reports a failure before the execve.
 type ShimError struct {
 	Stage string `json:"stage"`
@@ -197,7 +202,7 @@ func ShimMain(args []string) int {
 		}
 	}
 	err := syscall.Exec(spec.Path, spec.Args, os.Environ())
-	return fail("exec", fmt.Errorf("%s: %w", spec.Path, err))
+	return fail(StageExec, fmt.Errorf("%s: %w", spec.Path, err))
 }
 
 // loopbackUp sets IFF_UP on "lo" (netdevice(7): SIOCGIFFLAGS, then

@@ -244,8 +244,14 @@ func (a *attempt) command() (*exec.Cmd, *os.File, error) {
 }
 
 // startError classifies a failure to start the command: not found (127),
-// or found but not runnable (126).
+// found but not runnable (126), or prism-run's own failure to confine it
+// before the exec (125): a cgroup it could not join, an rlimit the kernel
+// refused, a user it could not become. The shim says which stage failed.
 func startError(err error) error {
+	var se *limits.ShimError
+	if errors.As(err, &se) && se.Stage != limits.StageExec {
+		return fmt.Errorf("%w: confining the child: %w", ErrSetup, err)
+	}
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}

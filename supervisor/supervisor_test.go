@@ -694,12 +694,24 @@ func TestShimStartErrors(t *testing.T) {
 			t.Errorf("%s: %v, exit %d; want %v, %d", tt.cmd, err, res.Exit, tt.err, tt.code)
 		}
 	}
-	// A limit the kernel refuses is reported by the shim, not lost.
+}
+
+// A confinement the shim cannot apply is prism-run's own failure (125,
+// with the cause), never the command's 126 or 127: a limit the kernel
+// refuses, a cgroup that cannot be joined (its cgroup.procs gone: ENOENT,
+// which once read as "command not found").
+func TestConfinementFailuresAre125(t *testing.T) {
 	h := newHarness(t, "exit", "0")
 	h.cfg.Rlimits = []limits.Rlimit{{Name: "nofile", Resource: syscall.RLIMIT_NOFILE, Cur: 10, Max: 5}}
 	res, err := Run(context.Background(), h.cfg)
-	if !errors.Is(err, ErrCannotRun) || !strings.Contains(err.Error(), "rlimit: nofile=10") || res.Exit != 126 {
+	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "rlimit: nofile=10") || res.Exit != 125 {
 		t.Errorf("bad rlimit: %v, exit %d", err, res.Exit)
+	}
+	h = newHarness(t, "exit", "0")
+	h.cfg.Cgroup = &fakeCgroup{dir: filepath.Join(t.TempDir(), "gone")}
+	res, err = Run(context.Background(), h.cfg)
+	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "cgroup: join") || res.Exit != 125 {
+		t.Errorf("cgroup join: %v, exit %d", err, res.Exit)
 	}
 }
 
