@@ -85,6 +85,8 @@ func TestDesignExitCodes(t *testing.T) {
 		"124": {{supervisor.Outcome{Reason: telemetry.ReasonPolicy}, 124},
 			{supervisor.Outcome{Reason: telemetry.ReasonPolicy, Signal: syscall.SIGKILL}, 124}}, // escalated: still 124
 		"the rule's exit_code": {{supervisor.Outcome{Reason: telemetry.ReasonPolicy, RuleExit: &seven, Acked: true}, 7}},
+		"child's own, with --preserve-status": {{supervisor.Outcome{Reason: telemetry.ReasonPolicy, Preserve: true, Code: 0, Acked: true}, 0},
+			{supervisor.Outcome{Reason: telemetry.ReasonPolicy, Preserve: true, Signal: syscall.SIGTERM}, 143}},
 		"125": {{supervisor.Failed(errors.New("usage: no command")), 125}, {supervisor.Failed(supervisor.ErrConfig), 125},
 			{supervisor.Failed(supervisor.ErrCancelled), 125}, {supervisor.Failed(supervisor.ErrSetup), 125}},
 		"126": {{supervisor.Failed(fmt.Errorf("%w: permission denied", supervisor.ErrCannotRun)), 126}},

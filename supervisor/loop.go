@@ -38,11 +38,12 @@ func (a *attempt) supervise(ctx context.Context) (Outcome, error) {
 		case <-done:
 			done = nil
 			a.stop.beginStop(policies.Decision{Rule: "cancelled", Action: policies.ActionStop,
-				Reason: "the caller cancelled the run"}, true)
+				Reason: "the caller cancelled the run"}, byCaller)
 		}
 	}
 	a.stop.childEnded()
 	a.r.rep.Escalated = a.r.rep.Escalated || a.stop.escalated
+	a.r.rep.Killed = a.r.rep.Killed || a.stop.killed
 	a.stopSamplingDraining(stopSampling)
 	a.pollCgroup(true) // an OOM kill of the main child shows here
 	a.killLeftovers()
@@ -163,7 +164,7 @@ func (a *attempt) execute(d policies.Decision) {
 		sig := signalFor(d, a.r.cfg.DegradeSignal)
 		a.sendProtocol(ControlLine{Action: "degrade", Signal: unix.SignalName(sig), Rule: d.Rule, What: d.What, Reason: d.Reason}, sig)
 	case policies.ActionCheckpointStop, policies.ActionStop, policies.ActionKill:
-		a.stop.beginStop(d, false)
+		a.stop.beginStop(d, byPolicy)
 	}
 }
 
@@ -208,25 +209,49 @@ func (a *attempt) handleSignal(sig os.Signal) {
 		action = "degrade" // so a child reading the control file does not act on a stale line
 	}
 	a.sendControl(ControlLine{Action: action, Signal: name, Reason: name + " sent to prism-run"}, us)
+	if terminating(us) {
+		a.outsideStop(us)
+	}
+}
+
+// terminating: the signals that ask a job to end (GNU timeout forwards
+// the same ones).
+func terminating(sig unix.Signal) bool {
+	return sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGHUP || sig == unix.SIGQUIT
+}
+
+// outsideStop follows a forwarded terminating signal: SIGCONT, so that a
+// stopped child acts on it (signal(7)), and the stop machine's kill-after,
+// or, for the second such signal, SIGKILL at once.
+func (a *attempt) outsideStop(sig unix.Signal) {
+	_ = unix.Kill(-a.pid, unix.SIGCONT)
+	name := unix.SignalName(sig)
+	d := policies.Decision{Rule: "signal", Action: policies.ActionStop, Signal: name, Reason: name + " sent to prism-run"}
+	if a.stop.outsideSignal(d) {
+		a.r.log.Warn().Str("signal", name).Msg("a second terminating signal: killing the child's tree now")
+		return
+	}
+	a.r.log.Info().Stringer("kill_after", a.r.cfg.KillAfter).Msg("the child has kill-after to end, then gets SIGKILL")
 }
 
 // outcome turns how the child ended into the run's outcome.
 func (a *attempt) outcome() (Outcome, error) {
 	st := a.status
-	if a.stop.policyStopped(st.Exited() && st.ExitStatus() == 0) {
-		s := a.stop.stop
-		if s.cancelled {
-			return Outcome{Reason: telemetry.ReasonError, Err: ErrCancelled, Signal: signalOf(st)}, ErrCancelled
-		}
-		return Outcome{Reason: telemetry.ReasonPolicy, Acked: s.acked, RuleExit: s.decision.ExitCode,
-			Signal: signalOf(st)}, nil
-	}
 	switch {
+	case a.stop.cancelled():
+		return Outcome{Reason: telemetry.ReasonError, Err: ErrCancelled, Signal: signalOf(st)}, ErrCancelled
+	case a.stop.policyStopped():
+		s := a.stop.stop
+		o := Outcome{Reason: telemetry.ReasonPolicy, Acked: s.acked, RuleExit: s.decision.ExitCode, Signal: signalOf(st)}
+		if a.r.cfg.PreserveStatus {
+			o.Preserve, o.Code = true, st.ExitStatus()
+		}
+		return o, nil
 	case st.Exited():
 		return Outcome{Reason: telemetry.ReasonExited, Code: st.ExitStatus()}, nil
-	case st.Signaled() && st.Signal() == unix.SIGKILL && a.r.rep.Cgroup != nil && a.r.rep.Cgroup.OOMKills > 0:
-		// SIGKILL that no policy sent, while the kernel OOM-killed in the
-		// run's cgroup: the main child was the OOM killer's victim.
+	case st.Signaled() && st.Signal() == unix.SIGKILL && a.r.oom != nil && a.r.oom.blames(a.pid):
+		// A SIGKILL no policy sent, and the evidence says the kernel's
+		// OOM killer sent it.
 		return Outcome{Reason: telemetry.ReasonOOM, Signal: unix.SIGKILL}, nil
 	}
 	return Outcome{Reason: telemetry.ReasonSignaled, Signal: signalOf(st)}, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/telemetry"
@@ -37,12 +38,17 @@ type oomWatch struct {
 	named      int       // the victims named in records so far
 	loggedAt   time.Time // when that record was made
 	closed     bool      // the cgroup has been removed
+
+	// The count and the victims named when the main child was last seen
+	// alive (markLive): kills after that may have been its.
+	liveCount uint64
+	liveNamed int
 }
 
 func newOOMWatch(cg limits.Cgroup, kl KillLog, rep *telemetry.CgroupReport, log zerolog.Logger) *oomWatch {
 	w := &oomWatch{cg: cg, killLog: kl, rep: rep, log: log}
 	if u, err := cg.Usage(); err == nil {
-		w.base, w.seen = u.OOMKills, u.OOMKills
+		w.base, w.seen, w.liveCount = u.OOMKills, u.OOMKills, u.OOMKills
 	}
 	return w
 }
@@ -92,6 +98,27 @@ func (w *oomWatch) reason(pending uint64) string {
 	return reason
 }
 
+// markLive records that the main child was alive after the last poll
+// read the count.
+func (w *oomWatch) markLive() { w.liveCount, w.liveNamed = w.seen, len(w.rep.OOMVictims) }
+
+// blames says whether the evidence points at the kernel's OOM killer for
+// the death of pid: the kernel log names it, or the count rose after pid
+// was last seen alive and the log (when it can be read) named nobody else
+// for those kills. A worker's OOM kill earlier in the run is not
+// evidence.
+func (w *oomWatch) blames(pid int) bool {
+	for _, k := range w.rep.OOMVictims {
+		if k.PID == pid {
+			return true
+		}
+	}
+	if w.seen <= w.liveCount {
+		return false
+	}
+	return w.killLog == nil || len(w.rep.OOMVictims) == w.liveNamed
+}
+
 // readVictims takes the run's OOM kills from the kernel log.
 func (w *oomWatch) readVictims() {
 	if w.killLog == nil {
@@ -133,6 +160,10 @@ func (a *attempt) pollCgroup(final bool) {
 		return
 	}
 	obs, d := w.poll(a.r.cfg.Clock.Now(), final)
+	// Read after the count: alive now means alive when it was read.
+	if !final && !procfs.IsDead(a.r.cfg.ProcRoot, a.pid) {
+		w.markLive()
+	}
 	if obs != nil && !a.exited {
 		a.observe(*obs)
 	}

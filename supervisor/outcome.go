@@ -44,6 +44,9 @@ type Outcome struct {
 	// RuleExit is the stopping rule's own exit_code, if it has one
 	// (ReasonPolicy).
 	RuleExit *int
+	// Preserve gives the child's own code (Code, or 128+Signal) after a
+	// policy stop too: --preserve-status, as GNU timeout's.
+	Preserve bool
 	// Err is why prism-run failed (ReasonError).
 	Err error
 }
@@ -65,6 +68,10 @@ func ExitCode(o Outcome) int {
 		return 128 + int(o.Signal)
 	case telemetry.ReasonPolicy:
 		switch {
+		case o.Preserve && o.Signal != 0:
+			return 128 + int(o.Signal)
+		case o.Preserve:
+			return o.Code
 		case o.RuleExit != nil:
 			return *o.RuleExit
 		case o.Acked:

@@ -50,6 +50,8 @@ type stopMachine struct {
 	stop      *stopState
 	killTimer clock.Timer
 	escalated bool // SIGKILL followed SIGTERM because kill-after ran out
+	killed    bool // prism-run sent SIGKILL (escalation, a kill action, a second signal)
+	outside   bool // a terminating signal from outside has come
 	ended     bool // the child has exited: nothing more is sent
 }
 
@@ -62,10 +64,19 @@ type checkpointRequest struct {
 // stopState is an ending the loop has decided on.
 type stopState struct {
 	decision  policies.Decision
+	by        stopper
 	signalled bool // SIGTERM (or SIGKILL) has been sent
 	acked     bool // the checkpoint asked for before stopping was acknowledged
-	cancelled bool // the caller's context, not a policy
 }
+
+// stopper says who decided an ending, which decides the exit code.
+type stopper int
+
+const (
+	byPolicy  stopper = iota // a rule: 75 or 124 (or the rule's code)
+	byCaller                 // the caller's context: 125
+	byOutside                // a terminating signal sent to prism-run: the child's own code
+)
 
 func newStopMachine(c clock.Clock, ckTimeout, killAfter time.Duration, fx stopEffects, log zerolog.Logger) *stopMachine {
 	return &stopMachine{clock: c, ckTimeout: ckTimeout, killAfter: killAfter, fx: fx, log: log}
@@ -110,21 +121,22 @@ func (m *stopMachine) requestCheckpoint(d policies.Decision, forStop bool) {
 	m.log.Info().Str("rule", d.Rule).Stringer("timeout", m.ckTimeout).Msg("checkpoint requested")
 }
 
-// beginStop starts ending the child for d: checkpoint first for
-// checkpoint-stop, SIGKILL at once for kill, SIGTERM otherwise. A stop
-// already under way is not restarted, but a kill overrides it.
-func (m *stopMachine) beginStop(d policies.Decision, cancelled bool) {
+// beginStop starts ending the child for d, decided by a rule or by the
+// caller: checkpoint first for checkpoint-stop, SIGKILL at once for kill,
+// SIGTERM otherwise. A stop already under way is not restarted, but a
+// kill overrides it.
+func (m *stopMachine) beginStop(d policies.Decision, by stopper) {
 	if m.ended {
 		return
 	}
 	if m.stop != nil {
-		if d.Action == policies.ActionKill && !cancelled {
+		if d.Action == policies.ActionKill && by == byPolicy {
 			m.stop.decision = d
 			m.killNow("rule " + d.Rule + ": " + d.Reason)
 		}
 		return
 	}
-	m.stop = &stopState{decision: d, cancelled: cancelled}
+	m.stop = &stopState{decision: d, by: by}
 	switch d.Action {
 	case policies.ActionKill:
 		m.killNow("rule " + d.Rule + ": " + d.Reason)
@@ -133,6 +145,28 @@ func (m *stopMachine) beginStop(d policies.Decision, cancelled bool) {
 	default:
 		m.terminate()
 	}
+}
+
+// outsideSignal is a terminating signal (TERM, INT, HUP, QUIT) sent to
+// prism-run, which the caller has forwarded to the child's group. The
+// first starts the same stop as a policy's stop, kill-after included,
+// unless one is under way; the second kills the tree at once (someone
+// pressed Ctrl-C twice, or a scheduler lost patience).
+func (m *stopMachine) outsideSignal(d policies.Decision) (killed bool) {
+	if m.ended {
+		return false
+	}
+	if m.outside {
+		m.killNow("a second terminating signal: " + d.Reason)
+		return true
+	}
+	m.outside = true
+	if m.stop != nil {
+		return false // a policy's stop goes on, with its own exit code
+	}
+	m.stop = &stopState{decision: d, by: byOutside, signalled: true}
+	m.killTimer = m.clock.NewTimer(m.killAfter)
+	return false
 }
 
 // acknowledged takes a checkpoint marker seen at time at. It returns the
@@ -189,7 +223,7 @@ func (m *stopMachine) killTimedOut() {
 }
 
 func (m *stopMachine) killNow(reason string) {
-	m.stop.signalled = true
+	m.stop.signalled, m.killed = true, true
 	m.fx.kill(m.stop.decision, reason)
 }
 
@@ -202,13 +236,13 @@ func (m *stopMachine) childEnded() {
 	m.ckTimer, m.killTimer = nil, nil
 }
 
-// policyStopped reports whether the run ended by a policy (or the
-// caller's cancel) rather than by the child's own doing: a stop was
-// decided and got as far as a signal or an acknowledged checkpoint, or
-// the child did not exit cleanly while it was being stopped.
-func (m *stopMachine) policyStopped(exitedCleanly bool) bool {
-	return m.stop != nil && (m.stop.signalled || m.stop.acked || !exitedCleanly)
-}
+// policyStopped reports whether the run ended by a policy's stop: once
+// one has begun, the child's own code no longer counts (GNU timeout does
+// the same), whatever its handler then returns.
+func (m *stopMachine) policyStopped() bool { return m.stop != nil && m.stop.by == byPolicy }
+
+// cancelled reports whether the caller's context ended the run.
+func (m *stopMachine) cancelled() bool { return m.stop != nil && m.stop.by == byCaller }
 
 func timerC(t clock.Timer) <-chan time.Time {
 	if t == nil {

@@ -71,8 +71,8 @@ func TestStopMachine(t *testing.T) {
 		fx   recorder
 		run  func(m *machine) []string // the effects after each stage
 		want []string
-		// the end: acked, escalated, policy stop when the child then exits 0
-		acked, escalated, stopped bool
+		// the end: acked, escalated, SIGKILL sent, a policy stop
+		acked, escalated, killed, stopped bool
 	}{
 		{name: "checkpoint acknowledged", run: func(m *machine) []string {
 			m.requestCheckpoint(decision("every", ck), false)
@@ -101,7 +101,7 @@ func TestStopMachine(t *testing.T) {
 			return []string{m.fx.take()}
 		}, want: []string{"checkpoint every"}},
 		{name: "checkpoint-stop acknowledged: SIGTERM, then SIGKILL after kill-after", run: func(m *machine) []string {
-			m.beginStop(decision("deadline", cs), false)
+			m.beginStop(decision("deadline", cs), byPolicy)
 			a := m.fx.take()
 			m.acknowledged(m.clock.Now())
 			b := m.fx.take()
@@ -109,9 +109,9 @@ func TestStopMachine(t *testing.T) {
 			c := m.fx.take()
 			m.step(time.Millisecond)
 			return []string{a, b, c, m.fx.take()}
-		}, want: []string{"checkpoint deadline", "terminate deadline", "", "kill deadline"}, acked: true, escalated: true, stopped: true},
+		}, want: []string{"checkpoint deadline", "terminate deadline", "", "kill deadline"}, acked: true, escalated: true, killed: true, stopped: true},
 		{name: "checkpoint-stop not acknowledged: SIGTERM at the checkpoint timeout", run: func(m *machine) []string {
-			m.beginStop(decision("deadline", cs), false)
+			m.beginStop(decision("deadline", cs), byPolicy)
 			a := m.fx.take()
 			m.step(ckTimeout)
 			b := m.fx.take()
@@ -120,13 +120,13 @@ func TestStopMachine(t *testing.T) {
 			return []string{a, b, m.fx.take()}
 		}, want: []string{"checkpoint deadline", "terminate deadline", ""}, stopped: true},
 		{name: "checkpoint-stop of a child that cannot checkpoint: SIGTERM at once", fx: recorder{cannotAsk: true}, run: func(m *machine) []string {
-			m.beginStop(decision("deadline", cs), false)
+			m.beginStop(decision("deadline", cs), byPolicy)
 			return []string{m.fx.take()}
 		}, want: []string{"checkpoint deadline, terminate deadline"}, stopped: true},
 		{name: "a checkpoint-stop during a periodic checkpoint takes it over, with the full timeout", run: func(m *machine) []string {
 			m.requestCheckpoint(decision("every", ck), false)
 			m.step(ckTimeout - time.Second)
-			m.beginStop(decision("deadline", cs), false) // no second signal
+			m.beginStop(decision("deadline", cs), byPolicy) // no second signal
 			a := m.fx.take()
 			m.step(time.Second) // the periodic request's timeout has passed; the stop's has not
 			b := m.fx.take()
@@ -136,33 +136,60 @@ func TestStopMachine(t *testing.T) {
 			return []string{a, b, m.fx.take()}
 		}, want: []string{"checkpoint every", "", "terminate deadline"}, acked: true, stopped: true},
 		{name: "stop: SIGTERM at once, once", run: func(m *machine) []string {
-			m.beginStop(decision("latency", stop), false)
-			m.beginStop(decision("other", stop), false)
+			m.beginStop(decision("latency", stop), byPolicy)
+			m.beginStop(decision("other", stop), byPolicy)
 			return []string{m.fx.take()}
 		}, want: []string{"terminate latency"}, stopped: true},
 		{name: "kill: SIGKILL at once, no timer", run: func(m *machine) []string {
-			m.beginStop(decision("entropy", kill), false)
+			m.beginStop(decision("entropy", kill), byPolicy)
 			m.step(time.Hour)
 			return []string{m.fx.take()}
-		}, want: []string{"kill entropy"}, stopped: true},
+		}, want: []string{"kill entropy"}, killed: true, stopped: true},
 		{name: "a kill overrides a stop under way", run: func(m *machine) []string {
-			m.beginStop(decision("latency", stop), false)
-			m.beginStop(decision("entropy", kill), false)
+			m.beginStop(decision("latency", stop), byPolicy)
+			m.beginStop(decision("entropy", kill), byPolicy)
 			if m.stop.decision.Rule != "entropy" {
 				t.Errorf("the stop is ruled by %q, want entropy", m.stop.decision.Rule)
 			}
 			return []string{m.fx.take()}
-		}, want: []string{"terminate latency, kill entropy"}, stopped: true},
+		}, want: []string{"terminate latency, kill entropy"}, killed: true, stopped: true},
 		{name: "after the child ended nothing is sent", run: func(m *machine) []string {
 			m.childEnded()
 			m.requestCheckpoint(decision("every", ck), false)
-			m.beginStop(decision("latency", stop), false)
+			m.beginStop(decision("latency", stop), byPolicy)
 			return []string{m.fx.take()}
 		}, want: []string{""}},
-		{name: "a stop decided but not yet signalled does not make a clean exit a policy stop", run: func(m *machine) []string {
-			m.beginStop(decision("deadline", cs), false) // asks for the checkpoint only
+		{name: "once a policy stop has begun, the child's own exit does not count", run: func(m *machine) []string {
+			m.beginStop(decision("deadline", cs), byPolicy) // asks for the checkpoint only
+			m.childEnded()                                  // and the child's handler exits 0
 			return []string{m.fx.take()}
-		}, want: []string{"checkpoint deadline"}},
+		}, want: []string{"checkpoint deadline"}, stopped: true},
+		{name: "a terminating signal from outside: kill-after, then SIGKILL; the child's code counts", run: func(m *machine) []string {
+			m.outsideSignal(decision("signal", stop)) // the caller forwarded it
+			a := m.fx.take()
+			m.step(killAfter)
+			return []string{a, m.fx.take()}
+		}, want: []string{"", "kill signal"}, escalated: true, killed: true},
+		{name: "a second terminating signal kills at once", run: func(m *machine) []string {
+			m.outsideSignal(decision("signal", stop))
+			m.step(time.Second)
+			if !m.outsideSignal(decision("signal", stop)) {
+				t.Error("the second signal did not kill")
+			}
+			return []string{m.fx.take()}
+		}, want: []string{"kill signal"}, killed: true},
+		{name: "a terminating signal during a policy stop keeps the policy's code", run: func(m *machine) []string {
+			m.beginStop(decision("latency", stop), byPolicy)
+			m.outsideSignal(decision("signal", stop))
+			return []string{m.fx.take()}
+		}, want: []string{"terminate latency"}, stopped: true},
+		{name: "a cancel is neither a policy stop nor the child's", run: func(m *machine) []string {
+			m.beginStop(decision("cancelled", stop), byCaller)
+			if !m.cancelled() {
+				t.Error("not cancelled")
+			}
+			return []string{m.fx.take()}
+		}, want: []string{"terminate cancelled"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,20 +200,10 @@ func TestStopMachine(t *testing.T) {
 				t.Errorf("effects %q, want %q", got, tt.want)
 			}
 			acked := m.stop != nil && m.stop.acked
-			if acked != tt.acked || m.escalated != tt.escalated || m.policyStopped(true) != tt.stopped {
-				t.Errorf("acked %v escalated %v policy stop %v; want %v %v %v", acked, m.escalated, m.policyStopped(true), tt.acked, tt.escalated, tt.stopped)
+			if acked != tt.acked || m.escalated != tt.escalated || m.killed != tt.killed || m.policyStopped() != tt.stopped {
+				t.Errorf("acked %v escalated %v killed %v policy stop %v; want %v %v %v %v",
+					acked, m.escalated, m.killed, m.policyStopped(), tt.acked, tt.escalated, tt.killed, tt.stopped)
 			}
 		})
-	}
-}
-
-// A stop decided for a child that then dies by itself of a signal is the
-// policy's stop (it was asked to checkpoint: SIGUSR1's default action).
-func TestStopMachineUncleanExitDuringStop(t *testing.T) {
-	m := newMachine(&recorder{})
-	m.beginStop(decision("deadline", policies.ActionCheckpointStop), false)
-	m.childEnded()
-	if !m.policyStopped(false) {
-		t.Error("an unclean exit during a stop is not counted as the policy's")
 	}
 }

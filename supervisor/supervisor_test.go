@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	"k8s.io/utils/clock"
 
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/internal/testchild"
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
@@ -423,41 +424,52 @@ func TestPeriodicCheckpoints(t *testing.T) {
 	}
 }
 
+// Signals sent to prism-run reach the child's group: USR2 is forwarded,
+// USR1 is a checkpoint request, and a terminating one (HUP, INT, QUIT,
+// TERM) is forwarded and starts the stop: a child that does not end gets
+// SIGKILL after kill-after, and the code is the child's own.
 func TestSignalsAreForwarded(t *testing.T) {
-	dir := t.TempDir()
-	ready := filepath.Join(dir, "ready")
-	h := newHarness(t, "signals", ready)
-	sigs := make(chan os.Signal, 8)
-	h.cfg.Signals = sigs
-	done := make(chan *telemetry.Report)
-	go func() {
-		res, _ := Run(context.Background(), h.cfg)
-		done <- res
-	}()
-	waitFor(t, func() bool { _, err := os.Stat(ready); return err == nil })
-	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR2, syscall.SIGUSR1} {
-		sigs <- sig
-		// One at a time: signals that arrive together may be seen in any order.
-		waitFor(t, func() bool { return strings.Contains(h.stdout.String(), "got "+signame(sig)) })
-	}
-	sigs <- syscall.SIGTERM
-	res := <-done
-	want := "got SIGHUP\ngot SIGINT\ngot SIGQUIT\ngot SIGUSR2\ngot SIGUSR1\ngot SIGTERM\n"
-	if h.stdout.String() != want {
-		t.Errorf("child saw:\n%s\nwant:\n%s", h.stdout, want)
-	}
-	// The child exited 0 by itself on the forwarded TERM.
-	if res.Exit != 0 || res.Reason != telemetry.ReasonExited {
-		t.Errorf("got %d %s", res.Exit, res.Reason)
-	}
-	if strings.Join(res.Forwarded, " ") != "SIGHUP SIGINT SIGQUIT SIGUSR2 SIGUSR1 SIGTERM" {
-		t.Errorf("forwarded = %v", res.Forwarded)
+	for _, term := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM} {
+		t.Run(signame(term), func(t *testing.T) {
+			dir := t.TempDir()
+			ready := filepath.Join(dir, "ready")
+			h := newHarness(t, "signals", ready)
+			h.cfg.KillAfter = 300 * time.Millisecond
+			sigs := make(chan os.Signal, 8)
+			h.cfg.Signals = sigs
+			done := make(chan *telemetry.Report)
+			go func() {
+				res, _ := Run(context.Background(), h.cfg)
+				done <- res
+			}()
+			waitFor(t, func() bool { _, err := os.Stat(ready); return err == nil })
+			for _, sig := range []syscall.Signal{syscall.SIGUSR2, syscall.SIGUSR1, term} {
+				sigs <- sig
+				// One at a time: signals that arrive together may be seen in any order.
+				waitFor(t, func() bool { return strings.Contains(h.stdout.String(), "got "+signame(sig)) })
+			}
+			res := <-done
+			if strings.Join(res.Forwarded, " ") != "SIGUSR2 SIGUSR1 "+signame(term) {
+				t.Errorf("forwarded = %v", res.Forwarded)
+			}
+			if term == syscall.SIGTERM {
+				// The child exits 0 by itself on TERM: its own code.
+				if res.Exit != 0 || res.Reason != telemetry.ReasonExited || res.Killed {
+					t.Errorf("got %d %s killed=%v", res.Exit, res.Reason, res.Killed)
+				}
+				return
+			}
+			// It handles the others and goes on: SIGKILL after kill-after.
+			if res.Exit != 137 || res.Reason != telemetry.ReasonSignaled || !res.Killed || !res.Escalated {
+				t.Errorf("got %d %s killed=%v escalated=%v\nlogs:\n%s", res.Exit, res.Reason, res.Killed, res.Escalated, h.logs)
+			}
+		})
 	}
 }
 
 func signame(s syscall.Signal) string {
 	return map[syscall.Signal]string{syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
-		syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2"}[s]
+		syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGTERM: "SIGTERM"}[s]
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -744,6 +756,9 @@ type fakeCgroup struct {
 	reads   int
 	kills   int
 	deleted bool
+	// atDeath: the OOM kills happen as the child in cgroup.procs dies
+	// (none are counted while it lives), as when it is the victim.
+	atDeath bool
 }
 
 func (f *fakeCgroup) Mode() limits.Mode    { return limits.ModeV1 }
@@ -767,28 +782,49 @@ func (f *fakeCgroup) Usage() (limits.Usage, error) {
 		return limits.Usage{OOMKills: 7}, nil // a count from before the run, not this run's
 	}
 	u := f.usage
+	if f.atDeath && !f.childDead() {
+		u.OOMKills = 0
+	}
 	u.OOMKills += 7 + f.perRead*uint64(f.reads-1)
 	return u, nil
 }
+
+func (f *fakeCgroup) childDead() bool {
+	b, err := os.ReadFile(f.ProcsFiles()[0])
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && pid > 0 && procfs.IsDead(procfs.Root, pid)
+}
 func (f *fakeCgroup) Delete() error { f.deleted = true; return nil }
 
+// The main child's death is the OOM killer's only when the evidence says
+// so: the OOM count rose as it died (and the kernel log, when read, did
+// not name another process for it). A worker's OOM kill earlier in the run
+// is recorded, and does not make a later SIGKILL from someone else "oom".
 func TestOOMAttribution(t *testing.T) {
+	worker := &fakeKillLog{kills: []limits.OOMKill{kl0(11)}}
 	tests := []struct {
-		name   string
-		mode   []string
-		oom    uint64
-		exit   int
-		reason telemetry.Reason
+		name    string
+		mode    []string
+		oom     uint64
+		atDeath bool
+		log     *fakeKillLog
+		exit    int
+		reason  telemetry.Reason
 	}{
-		{"main child OOM-killed", []string{"kill-self", "9"}, 1, 137, telemetry.ReasonOOM},
-		{"SIGKILL without an OOM kill", []string{"kill-self", "9"}, 0, 137, telemetry.ReasonSignaled},
-		{"a worker OOM-killed, main exits", []string{"exit", "0"}, 1, 0, telemetry.ReasonExited},
+		{"main child OOM-killed", []string{"kill-self", "9", "200ms"}, 1, true, nil, 137, telemetry.ReasonOOM},
+		{"SIGKILL without an OOM kill", []string{"kill-self", "9"}, 0, false, nil, 137, telemetry.ReasonSignaled},
+		{"a worker OOM-killed, main exits", []string{"exit", "0"}, 1, false, nil, 0, telemetry.ReasonExited},
+		{"a worker OOM-killed, then main killed by someone", []string{"kill-self", "9", "300ms"}, 1, false, nil, 137, telemetry.ReasonSignaled},
+		{"a kill as main died, but the log names a worker", []string{"kill-self", "9", "200ms"}, 1, true, worker, 137, telemetry.ReasonSignaled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cg := &fakeCgroup{dir: t.TempDir(), usage: limits.Usage{OOMKills: tt.oom, MemoryPeak: 5 << 20}}
+			cg := &fakeCgroup{dir: t.TempDir(), usage: limits.Usage{OOMKills: tt.oom, MemoryPeak: 5 << 20}, atDeath: tt.atDeath}
 			h := newHarness(t, tt.mode...)
 			h.cfg.Cgroup, h.cfg.MemoryLimit = cg, 4<<20
+			if tt.log != nil {
+				h.cfg.KillLog = tt.log
+			}
 			res := h.run(t)
 			if res.Exit != tt.exit || res.Reason != tt.reason {
 				t.Fatalf("exit %d reason %s, want %d %s (%s)", res.Exit, res.Reason, tt.exit, tt.reason, res.Message)

@@ -49,6 +49,9 @@ type Report struct {
 
 	// Escalated: the child outlived SIGTERM by kill-after and got SIGKILL.
 	Escalated bool `json:"escalated,omitempty"`
+	// Killed: prism-run sent the child SIGKILL (an escalation, a kill
+	// action, a second terminating signal).
+	Killed bool `json:"killed,omitempty"`
 	// Leftovers counts the descendants still running when the main child
 	// ended, all of which were killed.
 	Leftovers int `json:"leftovers_killed,omitempty"`

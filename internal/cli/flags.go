@@ -57,6 +57,7 @@ type options struct {
 	policies                                               []string
 	seed                                                   uint64
 	seedSet, hideMarkers, strict, dryRun, foreground       bool
+	preserveStatus                                         bool
 	log                                                    logging.Options
 
 	// Confinement flags; rlimits as strings, read like the policy's [limits].
@@ -201,6 +202,8 @@ func (o *options) runFlags() []cli.Flag {
 			Usage: "`ID` of this run (default: time and random)"},
 		&cli.Uint64Flag{Name: "seed", EnvVars: []string{"PRISM_SEED"}, Destination: &o.seed,
 			Usage: "`N` given to the child as PRISM_SEED and recorded in the report (default: random)"},
+		&cli.BoolFlag{Name: "preserve-status", EnvVars: []string{"PRISM_PRESERVE_STATUS"}, Destination: &o.preserveStatus,
+			Usage: "after a policy stop, exit with the child's own code instead of 75 or 124 (as GNU timeout's flag)"},
 		&cli.BoolFlag{Name: "foreground", EnvVars: []string{"PRISM_FOREGROUND"}, Destination: &o.foreground,
 			Usage: "give the child the terminal (interactive programs: a REPL, pdb, a prompt); Ctrl-C and Ctrl-Z then go to the child's group, and Ctrl-Z suspends prism-run with it"},
 	}

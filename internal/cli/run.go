@@ -83,7 +83,7 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.Command, cfg.Stdin, cfg.Stdout, cfg.Stderr = r.command, r.stdio.Stdin, r.stdio.Stdout, shared.Child()
 	cfg.RunID, cfg.Mission, cfg.Seed = o.runID, o.mission, o.seed
 	cfg.CheckpointDir, cfg.Resume = o.checkpointDir, o.resume
-	cfg.HideMarkers, cfg.Foreground = o.hideMarkers, o.foreground
+	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
 	cfg.Signals, cfg.Log = sigs, r.log
 	rep, err := supervisor.Run(c.Context, cfg)
 	r.writeReport(rep, p)

@@ -38,12 +38,12 @@ const Usage = `testchild MODE [ARGS]
   longline N             write N 'x' bytes and no newline
   signals FILE           write "PID PPID" to FILE, then print each signal received (and append it
                          to FILE); exit 0 on SIGTERM
-  ignore-term DUR        ignore SIGTERM and SIGUSR1, print "PRISM iter=0", sleep DUR
-  checkpoint ack|silent|die [FILE]  write "PID PPID" to FILE if given; on SIGUSR1 write a checkpoint and ack it (ack), or do nothing (silent),
-                         or (die) exit 3 on SIGUSR1; print control lines read; exit 0 on SIGTERM
+  ignore-term DUR [FILE] ignore SIGTERM and SIGUSR1, write "PID PPID" to FILE if given, print "PRISM iter=0", sleep DUR
+  checkpoint ack|silent|die|quit [FILE]  write "PID PPID" to FILE if given; on SIGUSR1 write a checkpoint and ack it (ack),
+                         or do nothing (silent), or exit 3 (die) or 0 (quit) on SIGUSR1; print control lines read; exit 0 on SIGTERM
   pidfile FILE           write "PID PPID" to FILE, then sleep
   escape FILE            detach a daemon (new session, ignores SIGTERM) that writes its pid to FILE, exit 0
-  kill-self SIG          kill itself with signal number SIG
+  kill-self SIG [DUR]    after DUR (default none), kill itself with signal number SIG
   env NAME...            print NAME=VALUE for each NAME
   rlimits                print each resource limit as name=soft:hard
   status                 print NoNewPrivs, uid and gid as the kernel sees them
@@ -122,7 +122,13 @@ func modes() map[string]func(margs) int {
 		"randbytes":   func(a margs) int { return randbytes(a) },
 		"longline":    func(a margs) int { return longline(a.int(0)) },
 		"signals":     func(a margs) int { return signals(a.at(0)) },
-		"ignore-term": func(a margs) int { return ignoreTerm(a.dur(0)) },
+		"ignore-term": func(a margs) int {
+			pidfile := ""
+			if len(a.list) > 1 {
+				pidfile = a.list[1]
+			}
+			return ignoreTerm(a.dur(0), pidfile)
+		},
 		"checkpoint": func(a margs) int {
 			ch := make(chan os.Signal, 4)
 			signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM)
@@ -144,6 +150,9 @@ func modes() map[string]func(margs) int {
 			return sleepThen(time.Hour, 0)
 		},
 		"kill-self": func(a margs) int {
+			if len(a.list) > 1 {
+				time.Sleep(a.dur(1))
+			}
 			_ = syscall.Kill(os.Getpid(), syscall.Signal(a.int(0)))
 			return sleepThen(10*time.Second, 99)
 		},
@@ -208,8 +217,11 @@ func longline(n int) int {
 	return 0
 }
 
-func ignoreTerm(d time.Duration) int {
+func ignoreTerm(d time.Duration, pidfile string) int {
 	signal.Ignore(syscall.SIGTERM, syscall.SIGUSR1)
+	if pidfile != "" {
+		writeFile(pidfile, fmt.Sprintf("%d %d\n", os.Getpid(), os.Getppid()))
+	}
 	fmt.Println("ignoring SIGTERM")
 	fmt.Println("PRISM iter=0") // ready: a test's rule may act now
 	return sleepThen(d, 0)
@@ -396,6 +408,8 @@ func checkpoint(mode string, ch chan os.Signal) int {
 			return 0
 		case sig == syscall.SIGUSR1 && mode == "die":
 			return 3
+		case sig == syscall.SIGUSR1 && mode == "quit":
+			return 0 // a handler that ends the program without checkpointing
 		case sig == syscall.SIGUSR1 && mode == "ack":
 			n++
 			path := filepath.Join(os.Getenv("PRISM_CHECKPOINT_DIR"), fmt.Sprintf("ck-%d", n))
