@@ -62,10 +62,10 @@ type Config struct {
 	// path, or ResumeLatest for the newest file in CheckpointDir; "" = none.
 	Resume string
 
-	KillAfter         time.Duration // SIGTERM -> SIGKILL grace
+	KillAfter time.Duration // SIGTERM -> SIGKILL grace
 	// PreserveStatus: after a policy stop, exit with the child's own code
 	// instead of 75 or 124 (GNU timeout's --preserve-status).
-	PreserveStatus bool
+	PreserveStatus    bool
 	CheckpointTimeout time.Duration // how long a checkpoint request waits for its acknowledgement
 	TickInterval      time.Duration // how often the clock feeds the engine
 

@@ -116,12 +116,12 @@ func modes() map[string]func(margs) int {
 			fmt.Fprint(os.Stderr, a.at(0))
 			return sleepThen(a.dur(1), 0)
 		},
-		"beat":        func(a margs) int { return beat(a.dur(0)) },
-		"readline":    func(margs) int { return readline() },
-		"sleep":       func(a margs) int { return sleepThen(a.dur(0), 0) },
-		"randbytes":   func(a margs) int { return randbytes(a) },
-		"longline":    func(a margs) int { return longline(a.int(0)) },
-		"signals":     func(a margs) int { return signals(a.at(0)) },
+		"beat":      func(a margs) int { return beat(a.dur(0)) },
+		"readline":  func(margs) int { return readline() },
+		"sleep":     func(a margs) int { return sleepThen(a.dur(0), 0) },
+		"randbytes": func(a margs) int { return randbytes(a) },
+		"longline":  func(a margs) int { return longline(a.int(0)) },
+		"signals":   func(a margs) int { return signals(a.at(0)) },
 		"ignore-term": func(a margs) int {
 			pidfile := ""
 			if len(a.list) > 1 {
