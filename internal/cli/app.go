@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/prism-run/prism-run/probes/gpu"
 	"github.com/prism-run/prism-run/supervisor"
@@ -43,6 +45,15 @@ var errReported = errors.New("reported")
 // Main runs prism-run's command line (args[0] is the program's name) and
 // returns its exit code.
 func Main(ctx context.Context, args []string, stdio IO, build Build, deps Deps) int {
+	// A closed stdout or stderr (`prism-run ... 2>&1 | head`) must never
+	// kill prism-run, losing the report and leaving the run's cgroup: with
+	// SIGPIPE caught, a write to a broken pipe on fd 1 or 2 fails with
+	// EPIPE instead of ending the program (os/signal). Caught, not
+	// ignored: execve(2) resets a caught signal for the child, but would
+	// hand it an ignored one.
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, unix.SIGPIPE)
+	defer signal.Stop(pipe)
 	// Everything after the first "--" is the command, never prism-run's:
 	// `prism-run -- version` runs a program called version.
 	var command []string
