@@ -428,8 +428,8 @@ func (p *Policy) validate() error {
 	if iv := p.Sampling.Interval; iv != nil && iv.D() < minSampleInterval {
 		return fieldErr("sampling.interval", "must be at least %s", minSampleInterval)
 	}
-	if p.Limits.CPUs != nil && !(*p.Limits.CPUs > 0) {
-		return fieldErr("limits.cpus", "must be positive")
+	if err := p.Limits.Check(); err != nil {
+		return err
 	}
 	if p.Markers.Prefix != nil && (*p.Markers.Prefix == "" || strings.ContainsAny(*p.Markers.Prefix, " \t\r\n")) {
 		return fieldErr("markers.prefix", "must be one word")

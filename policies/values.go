@@ -61,6 +61,9 @@ func ParseSize(s string) (float64, error) {
 	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
 		return 0, fmt.Errorf("bad size %q: want bytes or a number with a unit, such as \"8GiB\", \"512MiB\", \"7.5GB\"", s)
 	}
+	if v*mult >= math.MaxInt64 {
+		return 0, fmt.Errorf("bad size %q: too large (at most 8EiB)", s)
+	}
 	return v * mult, nil
 }
 

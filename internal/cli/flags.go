@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -323,6 +324,15 @@ func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
 // and they layer.
 func rlimitLayer(flags map[string]string, l *policies.Limits) error {
 	for key, v := range flags {
+		one := &policies.Limits{}
+		if err := setLimit(key, v, one); err != nil {
+			return err
+		}
+		// The same bounds as a policy file's, said in the flag's terms.
+		var fe *policies.FileError
+		if err := one.Check(); errors.As(err, &fe) {
+			return fmt.Errorf("%w: --%s %s: %s", errUsage, strings.ReplaceAll(key, "_", "-"), v, fe.Msg)
+		}
 		if err := setLimit(key, v, l); err != nil {
 			return err
 		}

@@ -32,6 +32,9 @@ var (
 	ErrInput = errors.New("plan: bad request")
 	// ErrRefused: strict mode refuses a run it cannot confine as asked.
 	ErrRefused = errors.New("strict mode")
+	// ErrLimits: cgroup limits that should have been possible here could
+	// not be set.
+	ErrLimits = errors.New("cgroup limits")
 )
 
 // Request is what a run asks for beyond its policy.

@@ -92,15 +92,10 @@ func (p *Plan) makeCgroup(log zerolog.Logger, runID string, deps Deps, s *Setup)
 			log.Debug().Err(err).Msg("no cgroup for this run; the process tree is tracked through /proc")
 			return nil
 		}
-		// Limits were asked for and cannot be had: strict refuses, else
-		// one warning and the run goes on unconfined.
-		g := cgroupGap(err)
-		p.Gaps = append(p.Gaps, g)
-		if p.Strict {
-			return refusal([]Gap{g})
-		}
-		log.Warn().Err(err).Msg("not enforced: cgroup limits (memory, memory_high, cpus, pids)")
-		return nil
+		// Limits were asked for, the host looked able to set them (no
+		// gap), and making the cgroup failed: refuse, never run
+		// unconfined because one limit failed.
+		return fmt.Errorf("%w: cannot set them: %v; refusing to run unconfined (prism-run doctor says what this host can enforce)", ErrLimits, err)
 	}
 	log.Info().Str("cgroup", cg.Path()).Stringer("mode", cg.Mode()).Msg("run cgroup created")
 	s.Cgroup = cg
