@@ -42,10 +42,13 @@ type CgroupSpec struct {
 
 // Usage is what the cgroup measured.
 type Usage struct {
-	MemoryCurrent uint64        `json:"memory_current_bytes"`
-	MemoryPeak    uint64        `json:"memory_peak_bytes"`
-	OOMKills      uint64        `json:"oom_kills"`
-	CPU           time.Duration `json:"cpu_ns"` // CPU time used by every process of the cgroup
+	MemoryCurrent uint64 `json:"memory_current_bytes"`
+	MemoryPeak    uint64 `json:"memory_peak_bytes"`
+	OOMKills      uint64 `json:"oom_kills"`
+	// ForksRefused counts the forks (and clones) the pids limit refused
+	// (pids.events "max", v1 and v2).
+	ForksRefused uint64        `json:"forks_refused"`
+	CPU          time.Duration `json:"cpu_ns"` // CPU time used by every process of the cgroup
 }
 
 // Cgroup is the run's own cgroup: one read covers every descendant, one
@@ -198,8 +201,8 @@ func (c *v2Cgroup) Procs() ([]int, error) {
 	return toInts(pids), err
 }
 
-// Usage reads the four files it needs (memory.current, memory.peak,
-// memory.events, cpu.stat), not the library's Stat: that reads every
+// Usage reads the five files it needs (memory.current, memory.peak,
+// memory.events, pids.events, cpu.stat), not the library's Stat: that reads every
 // controller's statistics (memory.stat, io, hugetlb...), ten times the
 // cost, and Usage runs on every sampling tick.
 func (c *v2Cgroup) Usage() (Usage, error) {
@@ -209,6 +212,7 @@ func (c *v2Cgroup) Usage() (Usage, error) {
 		readUint(filepath.Join(c.dir, "memory.current"), &u.MemoryCurrent),
 		readUint(filepath.Join(c.dir, "memory.peak"), &u.MemoryPeak), // Linux >= 5.19
 		readKey(filepath.Join(c.dir, "memory.events"), "oom_kill", &u.OOMKills),
+		readKey(filepath.Join(c.dir, "pids.events"), "max", &u.ForksRefused),
 		readKey(filepath.Join(c.dir, "cpu.stat"), "usage_usec", &usec),
 	)
 	u.CPU = time.Duration(usec) * time.Microsecond
@@ -373,6 +377,9 @@ func (c *v1Cgroup) Usage() (Usage, error) {
 			readUint(filepath.Join(mem, "memory.usage_in_bytes"), &u.MemoryCurrent),
 			readUint(filepath.Join(mem, "memory.max_usage_in_bytes"), &u.MemoryPeak),
 			readKey(filepath.Join(mem, "memory.oom_control"), "oom_kill", &u.OOMKills))
+	}
+	if pids, ok := c.dirs["pids"]; ok {
+		errs = append(errs, readKey(filepath.Join(pids, "pids.events"), "max", &u.ForksRefused))
 	}
 	if acct, ok := c.dirs["cpuacct"]; ok {
 		errs = append(errs, readUint(filepath.Join(acct, "cpuacct.usage"), &ns))

@@ -25,6 +25,7 @@ const (
 	NameMemory         = "memory_bytes"                  // the tree's memory (cgroup, or summed over its processes)
 	NameCPU            = "cpu_ratio"                     // cores the tree used since the last sample
 	NameOOMKills       = "oom_kills"                     // the kernel's OOM kills in the run's cgroup since the start
+	NameForksRefused   = "forks_refused"                 // forks the run cgroup's pids limit refused since the start
 	NameGPUMemory      = "gpu_memory_bytes"              // GPU memory used by the tree's processes, over its GPUs
 	NameGPUUtil        = "gpu_util"                      // utilization of the GPUs the tree uses, 0..1
 	NameGPUProcessUtil = "gpu_process_util"              // what the tree's processes drove, 0..1
@@ -53,7 +54,7 @@ func Names() []NameInfo {
 		NamePrivacySpent, NameConverged, NameCheckpoint, NameResult, NameHeartbeat} {
 		out = append(out, NameInfo{n, "marker"})
 	}
-	for _, n := range []string{NameMemory, NameCPU, NameOOMKills, NameGPUMemory, NameGPUUtil, NameGPUProcessUtil,
+	for _, n := range []string{NameMemory, NameCPU, NameOOMKills, NameForksRefused, NameGPUMemory, NameGPUUtil, NameGPUProcessUtil,
 		NameGPUDeviceUsed, NameGPUDeviceTotal, NameGPUTemp, NameGPUPower, NameHealth} {
 		out = append(out, NameInfo{n, "probe"})
 	}

@@ -100,8 +100,9 @@ type Config struct {
 	// it before it runs, its limits hold for every descendant, and it is
 	// how the whole tree is killed and how OOM kills are seen.
 	Cgroup limits.Cgroup
-	// MemoryLimit is the cgroup's memory limit, for the report.
-	MemoryLimit int64
+	// CgroupLimits are the limits the cgroup was made with, for the report
+	// and the records.
+	CgroupLimits limits.CgroupSpec
 	// KillLog names the processes the kernel OOM-killed (limits.KernelLog
 	// over /dev/kmsg); nil = the report counts OOM kills without names.
 	KillLog KillLog

@@ -14,33 +14,64 @@ import (
 	"github.com/prism-run/prism-run/telemetry"
 )
 
-// oomReportEvery bounds the OOM violation records: a job whose workers
-// are OOM-killed in a loop (stress-ng's --vm restarts them ten times a
-// second) gets one record at the first kill and then at most one per
-// interval, counting the kills since the last, instead of a flood.
-const oomReportEvery = 10 * time.Second
+// recordEvery bounds the violation records of a limit that keeps being
+// hit: a job whose workers are OOM-killed in a loop (stress-ng's --vm
+// restarts them ten times a second), or that forks against its pids limit,
+// gets one record at the first event and then at most one per interval,
+// counting the events since the last, instead of a flood.
+const recordEvery = 10 * time.Second
 
 // maxOOMVictims bounds the victims a report lists: a job whose workers
 // die in a loop would otherwise grow it without end (oom_kills counts all).
 const maxOOMVictims = 32
 
-// oomWatch is the run's OOM accounting: the memory peak and the kernel's
-// OOM kills in the run's cgroup, which processes they hit (from the
-// kernel log), and the rate-limited violation records.
-type oomWatch struct {
-	cg      limits.Cgroup
-	killLog KillLog // nil: kills are counted, not named
-	rep     *telemetry.CgroupReport
-	log     zerolog.Logger
-
-	base, seen uint64    // the cgroup's oom_kill count at the start, and last read
-	logged     uint64    // the count the last record covered
-	named      int       // the victims named in records so far
+// counter is one of the cgroup's event counters (OOM kills, refused
+// forks): the run's share of it, and what its records have covered.
+type counter struct {
+	base, seen uint64    // the kernel's count at the start, and last read
+	logged     uint64    // the run's count the last record covered
 	loggedAt   time.Time // when that record was made
-	closed     bool      // the cgroup has been removed
+}
 
-	// The count and the victims named when the main child was last seen
-	// alive (markLive): kills after that may have been its.
+// read takes the kernel's count and says whether it rose.
+func (c *counter) read(v uint64) bool {
+	if v <= c.seen {
+		return false
+	}
+	c.seen = v
+	return true
+}
+
+// run is the count since the run began.
+func (c *counter) run() uint64 { return c.seen - c.base }
+
+// due says how many events a record made now would cover, and whether
+// one is due: the first at once, then one per recordEvery, and whatever
+// is left at the end (final).
+func (c *counter) due(now time.Time, final bool) (uint64, bool) {
+	pending := c.run() - c.logged
+	if pending == 0 || !(final || c.logged == 0 || now.Sub(c.loggedAt) >= recordEvery) {
+		return 0, false
+	}
+	c.logged, c.loggedAt = c.run(), now
+	return pending, true
+}
+
+// oomWatch is the run's account of its cgroup's limits being hit: the
+// memory peak, the kernel's OOM kills (and which processes they hit, from
+// the kernel log) and the forks the pids limit refused, as running counts
+// for the rules and as rate-limited violation records.
+type oomWatch struct {
+	cg        limits.Cgroup
+	killLog   KillLog // nil: kills are counted, not named
+	rep       *telemetry.CgroupReport
+	log       zerolog.Logger
+	oom, fork counter
+	named     int  // the victims named in OOM records so far
+	closed    bool // the cgroup has been removed
+
+	// The OOM count and the victims named when the main child was last
+	// seen alive (markLive): kills after that may have been its.
 	liveCount uint64
 	liveNamed int
 }
@@ -48,38 +79,48 @@ type oomWatch struct {
 func newOOMWatch(cg limits.Cgroup, kl KillLog, rep *telemetry.CgroupReport, log zerolog.Logger) *oomWatch {
 	w := &oomWatch{cg: cg, killLog: kl, rep: rep, log: log}
 	if u, err := cg.Usage(); err == nil {
-		w.base, w.seen, w.liveCount = u.OOMKills, u.OOMKills, u.OOMKills
+		w.oom = counter{base: u.OOMKills, seen: u.OOMKills}
+		w.fork = counter{base: u.ForksRefused, seen: u.ForksRefused}
+		w.liveCount = u.OOMKills
 	}
 	return w
 }
 
-// poll reads the cgroup at time now. It returns the running kill count as
-// an observation for the rules when it rose (nil otherwise), and a
-// violation record when one is due; final flushes the kills a
-// rate-limited record has not covered yet.
-func (w *oomWatch) poll(now time.Time, final bool) (*policies.Observation, *policies.Decision) {
+// poll reads the cgroup at time now. It returns the running counts that
+// rose, as observations for the rules, and the violation records that are
+// due; final flushes what a rate-limited record has not covered yet.
+func (w *oomWatch) poll(now time.Time, final bool) ([]policies.Observation, []policies.Decision) {
 	u, err := w.cg.Usage()
 	if err != nil {
 		return nil, nil
 	}
 	r := w.rep
 	r.MemoryPeak = max(r.MemoryPeak, u.MemoryPeak, u.MemoryCurrent)
-	var obs *policies.Observation
-	if u.OOMKills > w.seen {
-		w.seen = u.OOMKills
+	var obs []policies.Observation
+	var ds []policies.Decision
+	if w.oom.read(u.OOMKills) {
 		w.readVictims()
-		r.OOMKills = u.OOMKills - w.base
-		obs = &policies.Observation{Time: now, Source: policies.SourceProbe, Name: policies.NameOOMKills, Value: float64(r.OOMKills)}
+		r.OOMKills = w.oom.run()
+		obs = append(obs, policies.Observation{Time: now, Source: policies.SourceProbe, Name: policies.NameOOMKills, Value: float64(r.OOMKills)})
 	}
-	pending := r.OOMKills - w.logged
-	if pending == 0 || !(final || w.logged == 0 || now.Sub(w.loggedAt) >= oomReportEvery) {
-		return obs, nil
+	if w.fork.read(u.ForksRefused) {
+		r.ForksRefused = w.fork.run()
+		obs = append(obs, policies.Observation{Time: now, Source: policies.SourceProbe, Name: policies.NameForksRefused, Value: float64(r.ForksRefused)})
 	}
-	w.logged, w.loggedAt = r.OOMKills, now
-	d := &policies.Decision{Time: now, Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
-		Action: policies.ActionLog, Reason: w.reason(pending)}
-	w.named = len(r.OOMVictims)
-	return obs, d
+	if pending, ok := w.oom.due(now, final); ok {
+		ds = append(ds, policies.Decision{Time: now, Rule: "oom", Kind: "oom", Severity: policies.SeverityHigh,
+			Action: policies.ActionLog, Reason: w.reason(pending)})
+		w.named = len(r.OOMVictims)
+	}
+	if pending, ok := w.fork.due(now, final); ok {
+		reason := fmt.Sprintf("the pids limit (%d) refused %d fork(s) in the run's cgroup", r.PidsLimit, pending)
+		if pending != r.ForksRefused {
+			reason += fmt.Sprintf("; %d since the run began", r.ForksRefused)
+		}
+		ds = append(ds, policies.Decision{Time: now, Rule: "pids", Kind: "pids", Severity: policies.SeverityHigh,
+			Action: policies.ActionLog, Reason: reason})
+	}
+	return obs, ds
 }
 
 func (w *oomWatch) reason(pending uint64) string {
@@ -100,7 +141,7 @@ func (w *oomWatch) reason(pending uint64) string {
 
 // markLive records that the main child was alive after the last poll
 // read the count.
-func (w *oomWatch) markLive() { w.liveCount, w.liveNamed = w.seen, len(w.rep.OOMVictims) }
+func (w *oomWatch) markLive() { w.liveCount, w.liveNamed = w.oom.seen, len(w.rep.OOMVictims) }
 
 // blames says whether the evidence points at the kernel's OOM killer for
 // the death of pid: the kernel log names it, or the count rose after pid
@@ -113,7 +154,7 @@ func (w *oomWatch) blames(pid int) bool {
 			return true
 		}
 	}
-	if w.seen <= w.liveCount {
+	if w.oom.seen <= w.liveCount {
 		return false
 	}
 	return w.killLog == nil || len(w.rep.OOMVictims) == w.liveNamed
@@ -151,26 +192,28 @@ func victimList(v []limits.OOMKill) string {
 	return "; the kernel log names " + strings.Join(parts, ", ") + more
 }
 
-// pollCgroup reads the run's cgroup: the running OOM kill count reaches
-// the rules as oom_kills while the child lives, and each kill is a
+// pollCgroup reads the run's cgroup: the running OOM kill and refused
+// fork counts reach the rules while the child lives, and each is a
 // violation record whether or not the main child survives it.
 func (a *attempt) pollCgroup(final bool) {
 	w := a.r.oom
 	if w == nil {
 		return
 	}
-	obs, d := w.poll(a.r.cfg.Clock.Now(), final)
+	obs, ds := w.poll(a.r.cfg.Clock.Now(), final)
 	// Read after the count: alive now means alive when it was read.
 	if !final && !procfs.IsDead(a.r.cfg.ProcRoot, a.pid) {
 		w.markLive()
 	}
-	if obs != nil && !a.exited {
-		a.observe(*obs)
+	for _, o := range obs {
+		if !a.exited {
+			a.observe(o)
+		}
 	}
-	if d != nil {
-		a.r.rep.Decisions = append(a.r.rep.Decisions, *d)
-		r := w.rep
-		a.r.log.Error().Str("rule", "oom").Uint64("oom_kills", r.OOMKills).Uint64("memory_peak_bytes", r.MemoryPeak).
-			Int64("memory_limit_bytes", r.MemoryLimit).Msg(d.Reason)
+	r := w.rep
+	for _, d := range ds {
+		a.r.rep.Decisions = append(a.r.rep.Decisions, d)
+		a.r.log.Error().Str("rule", d.Rule).Uint64("oom_kills", r.OOMKills).Uint64("forks_refused", r.ForksRefused).
+			Uint64("memory_peak_bytes", r.MemoryPeak).Int64("memory_limit_bytes", r.MemoryLimit).Msg(d.Reason)
 	}
 }

@@ -93,7 +93,8 @@ func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
 		return nil, err
 	}
 	if cg := cfg.Cgroup; cg != nil {
-		rep.Cgroup = &telemetry.CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(), MemoryLimit: cfg.MemoryLimit}
+		rep.Cgroup = &telemetry.CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(),
+			MemoryLimit: cfg.CgroupLimits.Memory, PidsLimit: cfg.CgroupLimits.Pids}
 		// The baseline is read before the child exists: a child that is
 		// OOM-killed at once must still count.
 		r.oom = newOOMWatch(cg, cfg.KillLog, rep.Cgroup, r.log)

@@ -821,7 +821,7 @@ func TestOOMAttribution(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cg := &fakeCgroup{dir: t.TempDir(), usage: limits.Usage{OOMKills: tt.oom, MemoryPeak: 5 << 20}, atDeath: tt.atDeath}
 			h := newHarness(t, tt.mode...)
-			h.cfg.Cgroup, h.cfg.MemoryLimit = cg, 4<<20
+			h.cfg.Cgroup, h.cfg.CgroupLimits = cg, limits.CgroupSpec{Memory: 4 << 20}
 			if tt.log != nil {
 				h.cfg.KillLog = tt.log
 			}
@@ -873,7 +873,7 @@ func (c *steppingClock) Now() time.Time {
 }
 
 // Workers OOM-killed in a loop give one violation record at the first kill,
-// then at most one per oomReportEvery, and the records together count
+// then at most one per recordEvery, and the records together count
 // every kill.
 func TestOOMRecordsAreRateLimited(t *testing.T) {
 	cg := &fakeCgroup{dir: t.TempDir(), perRead: 3}
@@ -905,7 +905,7 @@ func TestOOMRecordsAreRateLimited(t *testing.T) {
 		t.Errorf("records count %d kills, the run saw %d", counted, res.Cgroup.OOMKills)
 	}
 	// The first, one per interval of the clock's span, and the final flush.
-	if most := 2 + int(span/oomReportEvery); records < 2 || records > most {
+	if most := 2 + int(span/recordEvery); records < 2 || records > most {
 		t.Errorf("%d OOM records over %v of clock time, want 2..%d", records, span, most)
 	}
 }

@@ -138,6 +138,9 @@ type CgroupReport struct {
 	MemoryLimit int64  `json:"memory_limit_bytes,omitempty"`
 	MemoryPeak  uint64 `json:"memory_peak_bytes"`
 	OOMKills    uint64 `json:"oom_kills"`
+	PidsLimit   int64  `json:"pids_limit,omitempty"`
+	// ForksRefused counts the forks the pids limit refused.
+	ForksRefused uint64 `json:"forks_refused"`
 	// OOMVictims are the processes killed, as the kernel log names them:
 	// the first few of those it names (it rate-limits the line, 10 per
 	// 5 s); empty when the log cannot be read (not root).

@@ -184,7 +184,7 @@ func (p *Plan) Config(s *Setup) supervisor.Config {
 	}
 	var usage probes.CgroupUsage
 	if s.Cgroup != nil {
-		cfg.Cgroup, cfg.MemoryLimit, usage = s.Cgroup, p.Cgroup.Memory, s.Cgroup
+		cfg.Cgroup, cfg.CgroupLimits, usage = s.Cgroup, p.Cgroup, s.Cgroup
 	}
 	if s.kmsg != nil {
 		cfg.KillLog = s.kmsg

@@ -49,7 +49,7 @@ const Usage = `testchild MODE [ARGS]
   status                 print NoNewPrivs, uid and gid as the kernel sees them
   environ                print the whole environment, sorted
   alloc MIB [DUR]        allocate MIB MiB (touching every page), print "allocated", then sleep DUR
-  spawn N                start N sleeping children, print how many started, exit 0
+  spawn N [DUR]          start N sleeping children, print how many started, sleep DUR, exit 0
   netifs                 print each network interface and whether it is up
   burn DUR               burn DUR of CPU time, print the CPU seconds, the wall seconds it took and cores (their ratio)
   readline               print "ready", read one line from stdin, print "got: LINE"
@@ -156,11 +156,17 @@ func modes() map[string]func(margs) int {
 			_ = syscall.Kill(os.Getpid(), syscall.Signal(a.int(0)))
 			return sleepThen(10*time.Second, 99)
 		},
-		"rlimits":  func(margs) int { return printRlimits() },
-		"status":   func(margs) int { return status() },
-		"environ":  func(margs) int { return environ() },
-		"alloc":    func(a margs) int { return alloc(a) },
-		"spawn":    func(a margs) int { return spawn(a.int(0)) },
+		"rlimits": func(margs) int { return printRlimits() },
+		"status":  func(margs) int { return status() },
+		"environ": func(margs) int { return environ() },
+		"alloc":   func(a margs) int { return alloc(a) },
+		"spawn": func(a margs) int {
+			code := spawn(a.int(0))
+			if len(a.list) > 1 {
+				time.Sleep(a.dur(1))
+			}
+			return code
+		},
 		"netifs":   func(margs) int { return netifs() },
 		"burn":     func(a margs) int { return burn(a.dur(0)) },
 		"env":      func(a margs) int { return env(a.list) },
