@@ -684,6 +684,22 @@ func TestUser(t *testing.T) {
 	if !strings.Contains(h.stdout.String(), "uid=65534 gid=65534") {
 		t.Errorf("child ran as %q", h.stdout)
 	}
+
+	// The protocol works for that user: it reads the control file and
+	// writes its checkpoint, so a checkpoint-stop is resumable (75), as
+	// it is for root.
+	h = newHarness(t, "checkpoint", "ack")
+	h.cfg.Command[0] = bin
+	h.cfg.UID, h.cfg.GID = &uid, &gid
+	h.cfg.Rules = []policies.Rule{onReady(t, "ready", policies.ActionCheckpointStop)}
+	res := h.run(t)
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(res.CheckpointDir)) })
+	if res.Exit != ExitResumable || len(res.Checkpoints) != 1 || !strings.Contains(h.stdout.String(), `control: {"seq":1,"action":"checkpoint"`) {
+		t.Fatalf("as another user: exit %d, checkpoints %v\nstdout:\n%s\nlogs:\n%s", res.Exit, res.Checkpoints, h.stdout, h.logs)
+	}
+	if fi, err := os.Stat(res.Checkpoints[0].Path); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(uid) {
+		t.Errorf("checkpoint %v not written by the child's user", res.Checkpoints[0].Path)
+	}
 }
 
 // Through the shim, 126 and 127 keep their meaning.
