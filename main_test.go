@@ -77,14 +77,15 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile":   cmdWaitFile,
-			"waitline":   cmdWaitLine,
-			"sendsig":    cmdSendSig,
-			"gone":       cmdGone,
-			"bytesmatch": cmdBytesMatch,
-			"allbytes":   cmdAllBytes,
-			"atleast":    cmdAtLeast,
-			"enforced":   cmdEnforced,
+			"waitfile":    cmdWaitFile,
+			"waitline":    cmdWaitLine,
+			"sendsig":     cmdSendSig,
+			"gone":        cmdGone,
+			"bytesmatch":  cmdBytesMatch,
+			"allbytes":    cmdAllBytes,
+			"atleast":     cmdAtLeast,
+			"enforced":    cmdEnforced,
+			"noleftovers": cmdNoLeftovers,
 		},
 	})
 }
@@ -204,7 +205,7 @@ func cgroupUsable() bool {
 	if err != nil {
 		return false
 	}
-	name := limits.RunCgroupName(os.Getpid(), "probe")
+	name := h.RunCgroupName("probe")
 	cg, err := limits.NewCgroup(h, name, limits.CgroupSpec{Memory: 1 << 30, CPUs: 1, Pids: 100})
 	if err != nil {
 		return false
@@ -332,5 +333,36 @@ func cmdEnforced(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if !slices.Equal(got, dry) {
 		ts.Fatalf("the report enforced\n  %s\nthe dry run printed\n  %s", strings.Join(got, "\n  "), strings.Join(dry, "\n  "))
+	}
+}
+
+// noleftovers: every prism-run the script started left nothing behind: no
+// run folder in $TMPDIR, and no run cgroup whose prism-run is gone.
+// Cleanup after a SIGKILL is the watchdog's, which works as prism-run
+// dies, so this waits a little for it.
+func cmdNoLeftovers(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: noleftovers")
+	}
+	var left []string
+	check := func() bool {
+		left = left[:0]
+		entries, _ := os.ReadDir(ts.Getenv("TMPDIR"))
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "prism-run-") {
+				left = append(left, filepath.Join(ts.Getenv("TMPDIR"), e.Name()))
+			}
+		}
+		if h, err := limits.ReadHost(); err == nil {
+			stale, _ := limits.ListStale(h)
+			left = append(left, stale...)
+		}
+		return len(left) == 0
+	}
+	for end := time.Now().Add(5 * time.Second); !check() && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(left) > 0 {
+		ts.Fatalf("left behind: %s", strings.Join(left, ", "))
 	}
 }

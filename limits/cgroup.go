@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup2"
 	clog "github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/prism-run/prism-run/internal/procfs"
 )
 
 // The cgroup library is containerd/cgroups/v3: one package per mode
@@ -80,6 +82,9 @@ type Host struct {
 	Hierarchy Hierarchy
 	OwnV1     map[string]string // this process's cgroup per v1 controller
 	OwnV2     string            // this process's v2 cgroup
+	// Self is this process, as the cgroups it makes record their owner:
+	// a name another prism-run can judge across PID namespaces.
+	Self procfs.Owner
 }
 
 // ReadHost reads the real host's cgroup layout.
@@ -94,16 +99,22 @@ func ReadHost() (Host, error) {
 	}
 	h := Host{Hierarchy: DetectMode(mi)}
 	h.OwnV1, h.OwnV2 = OwnCgroups(own)
-	return h, nil
+	h.Self, err = procfs.SelfOwner(procfs.Root)
+	return h, err
 }
 
-// runCgroupPrefix names the cgroups prism-run creates, followed by the pid
-// of the prism-run that owns it (for stale cleanup) and the run id.
+// runCgroupPrefix names the cgroups prism-run creates, followed by the
+// owner (procfs.Owner: PID namespace, pid, start time), so that another
+// prism-run can tell whether it is gone, and the run id.
 const runCgroupPrefix = "prism-run-"
 
-// RunCgroupName is the name of a run's cgroup.
-func RunCgroupName(pid int, runID string) string {
-	return fmt.Sprintf("%s%d-%s", runCgroupPrefix, pid, SafeName(runID))
+// leafPrefix names the v2 leaf a prism-run moves itself into (newV2).
+const leafPrefix = runCgroupPrefix + "supervisor-"
+
+// RunCgroupName is the name of a run's cgroup made by this process:
+// "prism-run-NS-PID-START-RUNID".
+func (h Host) RunCgroupName(runID string) string {
+	return runCgroupPrefix + h.Self.String() + "-" + SafeName(runID)
 }
 
 // NewCgroup creates the run's cgroup, nested under this process's own
@@ -158,7 +169,7 @@ func newV2(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 		// enabled for children only of a cgroup with no processes of its
 		// own, and prism-run is one. Move prism-run into a leaf of its
 		// own cgroup first (what systemd and runc do), then try again.
-		leaf := path.Join(parent, runCgroupPrefix+"supervisor-"+strconv.Itoa(os.Getpid()))
+		leaf := path.Join(parent, leafPrefix+h.Self.String())
 		lm, lerr := cgroup2.NewManager(m.Point, leaf, &cgroup2.Resources{})
 		if lerr == nil {
 			lerr = lm.AddProc(uint64(os.Getpid()))
@@ -442,26 +453,29 @@ func toInts(pids []uint64) []int {
 	return out
 }
 
-// CleanStale removes the cgroups that a prism-run which no longer exists
+// CleanStale removes the cgroups that a prism-run which is provably gone
 // (SIGKILLed, or its machine rebooted into the same hierarchy) left under
 // this process's cgroup: their processes are killed, then the cgroup is
-// removed. It returns the paths it removed.
-func CleanStale(h Host) ([]string, error) {
-	var removed []string
+// removed. It returns the paths it removed, and those it left alone
+// because their owner cannot be judged from here (a prism-run in another
+// PID namespace, or a name it cannot read).
+func CleanStale(h Host) (removed, unknown []string, err error) {
+	stale, unknown := ListStale(h)
 	var errs []error
-	for _, dir := range ListStale(h) {
+	for _, dir := range stale {
 		if err := killAndRemove(dir); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		removed = append(removed, dir)
 	}
-	return removed, errors.Join(errs...)
+	return removed, unknown, errors.Join(errs...)
 }
 
 // ListStale lists the run cgroups under this process's cgroup whose
-// prism-run is gone.
-func ListStale(h Host) []string {
+// prism-run is provably gone, and those whose owner cannot be judged
+// (procfs.Owner.Gone): only the first may be touched.
+func ListStale(h Host) (stale, unknown []string) {
 	var parents []string
 	switch h.Hierarchy.Mode {
 	case ModeV2:
@@ -473,39 +487,40 @@ func ListStale(h Host) []string {
 			}
 		}
 	}
-	var out []string
 	for _, parent := range parents {
 		entries, err := os.ReadDir(parent)
 		if err != nil {
 			continue
 		}
 		for _, e := range entries {
-			if pid, ok := ownerPid(e.Name()); e.IsDir() && ok && !alive(pid) {
-				out = append(out, filepath.Join(parent, e.Name()))
+			if !e.IsDir() || !strings.HasPrefix(e.Name(), runCgroupPrefix) {
+				continue
+			}
+			owner, ok := ownerOf(e.Name())
+			gone, provable := owner.Gone(procfs.Root, h.Self)
+			switch {
+			case ok && provable && gone:
+				stale = append(stale, filepath.Join(parent, e.Name()))
+			case !ok || !provable:
+				unknown = append(unknown, filepath.Join(parent, e.Name()))
 			}
 		}
 	}
-	return out
+	return stale, unknown
 }
 
-// ownerPid reads the pid out of "prism-run-PID-RUNID" (not the
-// "prism-run-supervisor-PID" leaf, which holds a live prism-run).
-func ownerPid(name string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, runCgroupPrefix)
+// ownerOf reads the owner out of "prism-run-NS-PID-START-RUNID" or a v2
+// leaf "prism-run-supervisor-NS-PID-START".
+func ownerOf(name string) (procfs.Owner, bool) {
+	rest, ok := strings.CutPrefix(name, leafPrefix)
 	if !ok {
-		return 0, false
+		rest, ok = strings.CutPrefix(name, runCgroupPrefix)
 	}
-	if s, isLeaf := strings.CutPrefix(rest, "supervisor-"); isLeaf {
-		rest = s
+	if !ok {
+		return procfs.Owner{}, false
 	}
-	num, _, _ := strings.Cut(rest, "-")
-	pid, err := strconv.Atoi(num)
-	return pid, err == nil && pid > 0
-}
-
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	o, _, ok := procfs.ParseOwner(rest)
+	return o, ok
 }
 
 // killAndRemove empties a cgroup folder (and its children) and removes

@@ -6,11 +6,14 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prism-run/prism-run/internal/procfs"
 )
 
 const mountinfoV1 = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -68,13 +71,20 @@ func TestOwnCgroups(t *testing.T) {
 }
 
 func TestRunCgroupNameAndOwner(t *testing.T) {
-	n := RunCgroupName(4242, "2026 run/1")
-	if n != "prism-run-4242-2026_run_1" {
+	h := Host{Self: procfs.Owner{NS: 4026531836, PID: 4242, Start: 99}}
+	n := h.RunCgroupName("2026 run/1")
+	if n != "prism-run-4026531836-4242-99-2026_run_1" {
 		t.Errorf("name %q", n)
 	}
-	for name, want := range map[string]int{n: 4242, "prism-run-supervisor-77": 77, "prism-run-x": 0, "other": 0} {
-		if pid, ok := ownerPid(name); pid != want || ok != (want > 0) {
-			t.Errorf("ownerPid(%q) = %d %v", name, pid, ok)
+	for name, want := range map[string]procfs.Owner{
+		n:                               h.Self,
+		"prism-run-supervisor-1-77-5":   {NS: 1, PID: 77, Start: 5},
+		"prism-run-4242-20261129T0-abc": {}, // an older prism-run's name: no owner to judge
+		"prism-run-x":                   {},
+		"other":                         {},
+	} {
+		if o, ok := ownerOf(name); o != want || ok != (want.PID > 0) {
+			t.Errorf("ownerOf(%q) = %+v %v", name, o, ok)
 		}
 	}
 }
@@ -148,21 +158,49 @@ func TestV2AgainstAFakeTree(t *testing.T) {
 	}
 }
 
+// Only a cgroup whose owner is provably gone is removed: one of this PID
+// namespace whose owner's pid is free. A live owner's is kept, and so is
+// one whose owner cannot be judged from here (another PID namespace, an
+// older prism-run's name): it is listed as unknown.
 func TestCleanStaleFakeTree(t *testing.T) {
 	h, own := fakeV2(t)
-	dead := filepath.Join(own, RunCgroupName(deadPid(t), "old"))
-	live := filepath.Join(own, RunCgroupName(os.Getpid(), "now"))
-	for _, d := range []string{dead, live} {
+	self, err := procfs.SelfOwner(procfs.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Self = self
+	named := func(o procfs.Owner, runID string) string {
+		hh := h
+		hh.Self = o
+		return filepath.Join(own, hh.RunCgroupName(runID))
+	}
+	dead := named(procfs.Owner{NS: self.NS, PID: deadPid(t), Start: 1}, "old")
+	live := named(self, "now")
+	reused := named(procfs.Owner{NS: self.NS, PID: os.Getpid(), Start: self.Start - 1}, "reused")
+	otherNS := named(procfs.Owner{NS: self.NS + 1, PID: deadPid(t), Start: 1}, "inside")
+	older := filepath.Join(own, "prism-run-99999-20261129T000000-abcdef")
+	for _, d := range []string{dead, live, reused, otherNS, older} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	removed, err := CleanStale(h)
-	if err != nil || len(removed) != 1 || removed[0] != dead {
-		t.Fatalf("removed %v, %v", removed, err)
+	removed, unknown, err := CleanStale(h)
+	slices.Sort(removed)
+	slices.Sort(unknown)
+	want := []string{dead, reused}
+	slices.Sort(want)
+	if err != nil || !slices.Equal(removed, want) {
+		t.Fatalf("removed %v, %v; want %v", removed, err, want)
 	}
-	if _, err := os.Stat(live); err != nil {
-		t.Error("the cgroup of a live prism-run was removed")
+	wantUnknown := []string{otherNS, older}
+	slices.Sort(wantUnknown)
+	if !slices.Equal(unknown, wantUnknown) {
+		t.Errorf("unknown %v, want %v", unknown, wantUnknown)
+	}
+	for _, d := range []string{live, otherNS, older} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed", d)
+		}
 	}
 }
 
@@ -217,7 +255,7 @@ func TestRealCgroup(t *testing.T) {
 	for _, mode := range []Mode{ModeV1, ModeV2} {
 		t.Run(mode.String(), func(t *testing.T) {
 			h := realHost(t, mode, "memory", "pids", "cpu")
-			name := RunCgroupName(os.Getpid(), "test-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+			name := h.RunCgroupName("test-" + strconv.FormatInt(time.Now().UnixNano(), 36))
 			cg, err := NewCgroup(h, name, CgroupSpec{Memory: 256 << 20, MemoryHigh: 200 << 20, CPUs: 0.5, Pids: 32})
 			if err != nil {
 				t.Fatal(err)
@@ -299,7 +337,9 @@ func TestCleanStaleReal(t *testing.T) {
 	if h.Hierarchy.Mode == ModeNone {
 		t.Skip()
 	}
-	cg, err := NewCgroup(h, RunCgroupName(deadPid(t), "stale"), CgroupSpec{Pids: 10})
+	gone := h
+	gone.Self.PID, gone.Self.Start = deadPid(t), 1
+	cg, err := NewCgroup(h, gone.RunCgroupName("stale"), CgroupSpec{Pids: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +358,7 @@ func TestCleanStaleReal(t *testing.T) {
 	// (A prism-run of another package's tests, running at the same time,
 	// may clean it first: it runs the same CleanStale at its start. What
 	// matters is the end state below.)
-	if _, err := CleanStale(h); err != nil {
+	if _, _, err := CleanStale(h); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -347,7 +387,7 @@ func hybridV2(t *testing.T) Host {
 	if h.Hierarchy.Mode != ModeV1 || h.Hierarchy.Unified.Point == "" {
 		t.Skipf("not a hybrid host (mode %s): TestRealCgroup/v2 covers a v2 one", h.Hierarchy.Mode)
 	}
-	return Host{Hierarchy: Hierarchy{Mode: ModeV2, Unified: h.Hierarchy.Unified}, OwnV2: h.OwnV2}
+	return Host{Hierarchy: Hierarchy{Mode: ModeV2, Unified: h.Hierarchy.Unified}, OwnV2: h.OwnV2, Self: h.Self}
 }
 
 // The v2 code for real, controllers aside: a child cloned straight into
@@ -355,7 +395,7 @@ func hybridV2(t *testing.T) Host {
 // processes listed, the whole cgroup killed through cgroup.kill, removed.
 func TestRealV2WithoutControllers(t *testing.T) {
 	h := hybridV2(t)
-	name := RunCgroupName(os.Getpid(), "v2-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	name := h.RunCgroupName("v2-" + strconv.FormatInt(time.Now().UnixNano(), 36))
 	cg, err := NewCgroup(h, name, CgroupSpec{})
 	if err != nil {
 		t.Skipf("cannot create a cgroup in the unified hierarchy here: %v", err)

@@ -1,7 +1,6 @@
 package limits
 
 import (
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -73,7 +72,7 @@ func TestKernelLogReal(t *testing.T) {
 	if stale := kl.OOMKills(); len(stale) != 0 {
 		t.Errorf("kills from before the log was opened: %+v", stale)
 	}
-	name := RunCgroupName(os.Getpid(), "kmsg-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	name := h.RunCgroupName("kmsg-" + strconv.FormatInt(time.Now().UnixNano(), 36))
 	cg, err := NewCgroup(h, name, CgroupSpec{Memory: 32 << 20})
 	if err != nil {
 		t.Fatal(err)

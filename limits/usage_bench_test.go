@@ -17,7 +17,7 @@ func BenchmarkUsage(b *testing.B) {
 	if err != nil || h.Hierarchy.Mode == ModeNone {
 		b.Skip("no cgroups")
 	}
-	cg, err := NewCgroup(h, RunCgroupName(os.Getpid(), "bench-"+strconv.FormatInt(time.Now().UnixNano(), 36)), CgroupSpec{Memory: 1 << 30})
+	cg, err := NewCgroup(h, h.RunCgroupName("bench-"+strconv.FormatInt(time.Now().UnixNano(), 36)), CgroupSpec{Memory: 1 << 30})
 	if err != nil {
 		b.Skip(err)
 	}

@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -25,10 +26,10 @@ const WatchArg = "__prism-watch"
 // the processes that child started, and the cgroup's whole point is that
 // nothing escapes. The watchdog is a small process outside the run's
 // cgroup, in a session of its own, holding the read end of a pipe whose
-// only write end is prism-run's: when prism-run ends a run it writes one
-// byte and the watchdog exits; when prism-run dies the kernel closes the
-// pipe, the watchdog reads EOF, kills what is left in the cgroup and
-// removes it. Without it the next prism-run to start would (CleanStale).
+// only write end is prism-run's: when prism-run ends a run it writes
+// "done" and the watchdog exits; when prism-run dies the kernel closes the
+// pipe, the watchdog reads EOF, kills what is left in the cgroup, removes
+// it, and removes the run folder (unless it holds checkpoints). Without it the next prism-run to start would (CleanStale).
 type Watchdog struct {
 	w  *os.File
 	id procfs.Identity
@@ -86,13 +87,23 @@ func (d *Watchdog) Identity() procfs.Identity {
 	return d.id
 }
 
+// Guard asks the watchdog to remove the run folder dir too, should
+// prism-run die, unless dir/checkpoints holds checkpoints (they are the
+// work: the next run resumes from them).
+func (d *Watchdog) Guard(dir string) {
+	if d == nil || d.w == nil || strings.ContainsAny(dir, "\n") {
+		return
+	}
+	_, _ = d.w.WriteString("guard " + dir + "\n")
+}
+
 // Done tells the watchdog the run ended as it should: it exits without
 // touching anything.
 func (d *Watchdog) Done() {
 	if d == nil || d.w == nil {
 		return
 	}
-	_, _ = d.w.Write([]byte{'d'})
+	_, _ = d.w.WriteString("done\n")
 	_ = d.w.Close()
 	d.w = nil
 }
@@ -126,17 +137,21 @@ func WatchMain(args []string, stderr io.Writer) int {
 	return 2
 }
 
-// watch blocks until prism-run writes its byte (the run ended: nothing to
-// do) or dies (EOF: kill and remove the run's cgroup folders).
+// watch reads prism-run's lines on in: "guard DIR" adds a run folder to
+// clean, "done" ends the watch with nothing to do (the run ended as it
+// should). EOF without "done" means prism-run died: kill and remove what
+// is left of the run's cgroup folders (dirs), and remove the guarded run
+// folders that hold no checkpoints.
 func watch(in io.Reader, dirs []string, stderr io.Writer) int {
-	var b [1]byte
-	for {
-		n, err := in.Read(b[:])
-		if n == 1 {
+	var guarded []string
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "done" {
 			return 0
 		}
-		if err != nil {
-			break
+		if dir, ok := strings.CutPrefix(line, "guard "); ok {
+			guarded = append(guarded, dir)
 		}
 	}
 	var errs []error
@@ -148,12 +163,28 @@ func watch(in io.Reader, dirs []string, stderr io.Writer) int {
 		cleaned = true
 		errs = append(errs, killAndRemove(dir))
 	}
+	for _, dir := range guarded {
+		errs = append(errs, removeRunFolder(dir, stderr))
+	}
 	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died during its run; cleaning its cgroup failed: %v\n", err)
+		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died during its run; cleaning up failed: %v\n", err)
 		return 1
 	}
 	if cleaned {
 		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died during its run; killed what was left in its cgroup and removed it (%s)\n", dirs[0])
 	}
 	return 0
+}
+
+// removeRunFolder removes a run folder unless its checkpoint folder holds
+// checkpoints, which are kept where they are (and said so).
+func removeRunFolder(dir string, stderr io.Writer) error {
+	if entries, err := os.ReadDir(filepath.Join(dir, "checkpoints")); err == nil && len(entries) > 0 {
+		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died; its checkpoints are kept in %s\n", dir)
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove run folder: %w", err)
+	}
+	return nil
 }

@@ -8,35 +8,57 @@ import (
 	"testing"
 )
 
-// The watchdog acts only when prism-run died (EOF without the byte), and
-// only on what is still there; the real cleanup of a real cgroup after a
-// SIGKILL is testdata/script/tree.txtar.
+// The watchdog acts only when prism-run died (EOF without "done"), and
+// only on what is still there; a run folder it guards is removed unless
+// it holds checkpoints. The real cleanup of a real cgroup and run folder
+// after a SIGKILL is testdata/script/tree.txtar.
 func TestWatch(t *testing.T) {
 	gone := filepath.Join(t.TempDir(), "prism-run-1-x") // removed by the run already
-	empty := t.TempDir()                                // an empty cgroup folder stands in
 	tests := []struct {
-		name   string
-		in     string
-		dirs   []string
-		code   int
-		said   string
-		remain bool // empty still exists afterwards
+		name        string
+		in          string
+		code        int
+		said        string
+		cgroup      bool // the cgroup folder still exists afterwards
+		runFolder   bool // the run folder still exists afterwards
+		checkpoints bool // the run folder holds a checkpoint
 	}{
-		{"the run ended: nothing touched", "d", []string{empty}, 0, "", true},
-		{"prism-run died, its cgroup already removed", "", []string{gone}, 0, "", true},
-		{"prism-run died mid-run", "", []string{empty}, 0, "killed what was left in its cgroup and removed it", false},
+		{"the run ended: nothing touched", "guard RUN\ndone\n", 0, "", true, true, false},
+		{"prism-run died, its cgroup already removed", "", 0, "", false, true, false},
+		{"prism-run died mid-run", "guard RUN\n", 0, "killed what was left in its cgroup and removed it", false, false, false},
+		{"prism-run died, checkpoints kept", "guard RUN\n", 0, "its checkpoints are kept in", false, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			cgroup := t.TempDir() // an empty cgroup folder stands in
+			run := t.TempDir()
+			if tt.checkpoints {
+				if err := os.MkdirAll(filepath.Join(run, "checkpoints"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(run, "checkpoints", "ck-1"), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dirs := []string{cgroup}
+			if tt.name == "prism-run died, its cgroup already removed" {
+				dirs = []string{gone}
+			}
 			var stderr bytes.Buffer
-			if code := watch(strings.NewReader(tt.in), tt.dirs, &stderr); code != tt.code {
+			in := strings.ReplaceAll(tt.in, "RUN", run)
+			if code := watch(strings.NewReader(in), dirs, &stderr); code != tt.code {
 				t.Errorf("exit %d, want %d (%s)", code, tt.code, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), tt.said) || (tt.said == "" && stderr.Len() > 0) {
 				t.Errorf("said %q, want %q", stderr.String(), tt.said)
 			}
-			if _, err := os.Stat(empty); (err == nil) != tt.remain {
-				t.Errorf("folder exists: %v, want %v", err == nil, tt.remain)
+			if _, err := os.Stat(run); (err == nil) != tt.runFolder {
+				t.Errorf("run folder exists: %v, want %v", err == nil, tt.runFolder)
+			}
+			if dirs[0] == cgroup {
+				if _, err := os.Stat(cgroup); (err == nil) != tt.cgroup {
+					t.Errorf("cgroup folder exists: %v, want %v", err == nil, tt.cgroup)
+				}
 			}
 		})
 	}

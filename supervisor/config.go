@@ -107,6 +107,10 @@ type Config struct {
 	// over /dev/kmsg); nil = the report counts OOM kills without names.
 	KillLog KillLog
 
+	// OnRunFolder, if set, is told the run folder once it exists (the
+	// cgroup's watchdog removes it should prism-run be SIGKILLed).
+	OnRunFolder func(dir string)
+
 	// Helpers are prism-run's own processes that its subreaper role or
 	// PID 1 may adopt (the cgroup's watchdog): never leftovers of the run,
 	// never signalled by it. Identities, not pids: a pid can be reused.

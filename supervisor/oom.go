@@ -67,8 +67,7 @@ type oomWatch struct {
 	rep       *telemetry.CgroupReport
 	log       zerolog.Logger
 	oom, fork counter
-	named     int  // the victims named in OOM records so far
-	closed    bool // the cgroup has been removed
+	named     int // the victims named in OOM records so far
 
 	// The OOM count and the victims named when the main child was last
 	// seen alive (markLive): kills after that may have been its.

@@ -37,10 +37,10 @@ func Run(ctx context.Context, cfg Config) (*telemetry.Report, error) {
 		return rep, err
 	}
 	r, err := newRun(cfg, rep)
+	defer r.cleanup() // on every path: the cgroup is the run's from here
 	if err != nil {
 		return fail(err)
 	}
-	defer r.cleanup()
 	// One attempt: restarts (a later issue) become a loop here, each
 	// attempt a fresh child under the same engine, report and budget.
 	a, err := r.startAttempt()
@@ -73,29 +73,17 @@ type run struct {
 	madeCkptDir bool
 	control     *controlFile
 
-	paused   time.Duration // time the job spent stopped by job control (see observe)
-	oom      *oomWatch     // nil without a cgroup
-	attempts int
+	paused       time.Duration // time the job spent stopped by job control (see observe)
+	oom          *oomWatch     // nil without a cgroup
+	cgroupClosed bool          // the cgroup has been removed
+	attempts     int
 }
 
+// newRun prepares a run. The run it returns is never nil, and owns the
+// configured cgroup from the start: its cleanup removes it whether or not
+// the rest could be prepared.
 func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	engine, err := policies.NewEngine(cfg.Clock, cfg.Rules)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	parser, err := markers.NewParser(cfg.MarkerPrefix, cfg.Patterns...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	r := &run{cfg: cfg, rep: rep, log: cfg.Log, engine: engine, parser: parser}
-	rep.Start = engine.Start()
-	if err := r.makeFolders(); err != nil {
-		r.cleanup()
-		return nil, err
-	}
+	r := &run{cfg: cfg, rep: rep, log: cfg.Log}
 	if cg := cfg.Cgroup; cg != nil {
 		rep.Cgroup = &telemetry.CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(),
 			MemoryLimit: cfg.CgroupLimits.Memory, PidsLimit: cfg.CgroupLimits.Pids}
@@ -103,17 +91,35 @@ func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
 		// OOM-killed at once must still count.
 		r.oom = newOOMWatch(cg, cfg.KillLog, rep.Cgroup, r.log)
 	}
+	if err := cfg.validate(); err != nil {
+		return r, err
+	}
+	var err error
+	if r.engine, err = policies.NewEngine(cfg.Clock, cfg.Rules); err != nil {
+		return r, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if r.parser, err = markers.NewParser(cfg.MarkerPrefix, cfg.Patterns...); err != nil {
+		return r, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	rep.Start = r.engine.Start()
+	if err := r.prepareFolders(); err != nil {
+		return r, err
+	}
 	r.reaper = NewReaper()
 	return r, nil
 }
 
-// makeFolders makes the run folder (the control file and, by default, the
-// checkpoints): fresh per run, so two runs never share one.
-func (r *run) makeFolders() error {
+// prepareFolders makes the run folder (the control file and, by default,
+// the checkpoints: fresh per run, so two runs never share one), resolves
+// the checkpoint to resume from, and opens the control file.
+func (r *run) prepareFolders() error {
 	var err error
 	r.runDir, err = os.MkdirTemp("", "prism-run-"+limits.SafeName(r.cfg.RunID)+"-")
 	if err != nil {
 		return fmt.Errorf("%w: run folder: %w", ErrSetup, err)
+	}
+	if r.cfg.OnRunFolder != nil {
+		r.cfg.OnRunFolder(r.runDir)
 	}
 	ck := r.cfg.CheckpointDir
 	if ck == "" {
@@ -197,10 +203,10 @@ func (r *run) cleanup() {
 // closeCgroup removes the run's cgroup once nothing is left in it.
 func (r *run) closeCgroup() {
 	cg := r.cfg.Cgroup
-	if cg == nil || r.oom == nil || r.oom.closed {
+	if cg == nil || r.cgroupClosed {
 		return
 	}
-	r.oom.closed = true
+	r.cgroupClosed = true
 	if err := limits.KillAndDelete(cg, r.cfg.Clock); err != nil {
 		r.log.Warn().Err(err).Str("cgroup", cg.Path()).Msg("cannot remove the run's cgroup; the next prism-run will")
 	}

@@ -1013,8 +1013,8 @@ func TestRealV2CgroupRun(t *testing.T) {
 	if err != nil || host.Hierarchy.Mode != limits.ModeV1 || host.Hierarchy.Unified.Point == "" {
 		t.Skipf("not a hybrid host (%v)", err)
 	}
-	v2 := limits.Host{Hierarchy: limits.Hierarchy{Mode: limits.ModeV2, Unified: host.Hierarchy.Unified}, OwnV2: host.OwnV2}
-	name := limits.RunCgroupName(os.Getpid(), "v2run-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	v2 := limits.Host{Hierarchy: limits.Hierarchy{Mode: limits.ModeV2, Unified: host.Hierarchy.Unified}, OwnV2: host.OwnV2, Self: host.Self}
+	name := v2.RunCgroupName("v2run-" + strconv.FormatInt(time.Now().UnixNano(), 36))
 	cg, err := limits.NewCgroup(v2, name, limits.CgroupSpec{})
 	if err != nil {
 		t.Skipf("cannot create a cgroup in the unified hierarchy here: %v", err)

@@ -20,6 +20,10 @@ import (
 	"github.com/prism-run/prism-run/telemetry"
 )
 
+// maxRunID bounds --run-id: it goes into the run folder's and the
+// cgroup's names, with room to spare below NAME_MAX (255).
+const maxRunID = 128
+
 // runner is one `prism-run [flags] -- COMMAND`: flags -> policy -> plan
 // -> supervisor.Run, and the report written on every exit path.
 type runner struct {
@@ -47,6 +51,9 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	r.log = log
 	if o.runID == "" {
 		o.runID = newRunID(time.Now())
+	}
+	if len(o.runID) > maxRunID {
+		return r.fail(fmt.Errorf("%w: --run-id: at most %d characters (it names the run's folder and cgroup)", errUsage, maxRunID), nil)
 	}
 	if !o.seedSet {
 		o.seed = randomSeed()

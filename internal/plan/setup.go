@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
 
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/probes"
@@ -81,12 +82,17 @@ func (p *Plan) makeCgroup(log zerolog.Logger, runID string, deps Deps, s *Setup)
 	if deps.Host.CgroupsErr != nil || p.HasCgroupGap() {
 		return nil
 	}
-	if removed, err := limits.CleanStale(host); err != nil {
+	removed, unknown, err := limits.CleanStale(host)
+	if err != nil {
 		log.Warn().Err(err).Msg("stale cgroups of an earlier prism-run")
-	} else if len(removed) > 0 {
+	}
+	if len(removed) > 0 {
 		log.Info().Strs("cgroups", removed).Msg("removed the cgroups of a prism-run that is gone")
 	}
-	cg, err := limits.NewCgroup(host, limits.RunCgroupName(os.Getpid(), runID), p.Cgroup)
+	if len(unknown) > 0 {
+		log.Debug().Strs("cgroups", unknown).Msg("left alone: run cgroups whose prism-run cannot be proved gone from here (another PID namespace, or an older prism-run's name)")
+	}
+	cg, err := limits.NewCgroup(host, host.RunCgroupName(runID), p.Cgroup)
 	if err != nil {
 		if p.Cgroup == (limits.CgroupSpec{}) {
 			log.Debug().Err(err).Msg("no cgroup for this run; the process tree is tracked through /proc")
@@ -142,11 +148,18 @@ func (p *Plan) startGPU(log zerolog.Logger, nvml func() gpu.Library) (*gpu.Backg
 	return b, nil
 }
 
-// Close ends what Prepare started: the GPU probe, the kernel log, and the
-// watchdog (told the run ended as it should). Safe on nil.
+// Close ends what Prepare started: the GPU probe, the kernel log, the
+// run's cgroup if the run did not remove it (a failure before the
+// supervisor took it), and the watchdog (told the run ended as it
+// should). Safe on nil.
 func (s *Setup) Close() {
 	if s == nil {
 		return
+	}
+	if s.Cgroup != nil {
+		if _, err := os.Stat(s.Cgroup.ProcsFiles()[0]); err == nil {
+			_ = limits.KillAndDelete(s.Cgroup, clock.RealClock{})
+		}
 	}
 	if s.GPU != nil {
 		s.GPU.Close()
@@ -191,6 +204,7 @@ func (p *Plan) Config(s *Setup) supervisor.Config {
 	}
 	if id := s.watchdog.Identity(); id.PID != 0 {
 		cfg.Helpers = append(cfg.Helpers, id)
+		cfg.OnRunFolder = s.watchdog.Guard
 	}
 	cfg.Samplers = []supervisor.Sampler{probes.NewHost(usage)}
 	if s.GPU != nil {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -257,4 +258,77 @@ func (s Status) Catches(sig unix.Signal) bool { return s.SigCgt&SigBit(sig) != 0
 // action: it catches, ignores or blocks it.
 func (s Status) Survives(sig unix.Signal) bool {
 	return (s.SigCgt|s.SigIgn|s.SigBlk)&SigBit(sig) != 0
+}
+
+// Owner names a process in a way that holds across PID namespaces and pid
+// reuse: the inode of its PID namespace (/proc/PID/ns/pid), its pid there,
+// and its start time. A run records its owner where another prism-run may
+// later judge whether it is gone (the run's cgroup name, the run folder).
+type Owner struct {
+	NS    uint64 // the PID namespace's inode
+	PID   int    // the pid in that namespace
+	Start uint64 // start time, clock ticks after boot (/proc/PID/stat field 22)
+}
+
+// SelfOwner is this process's Owner, read from the proc file system at
+// root (which must be this PID namespace's, as `unshare --mount-proc` and
+// containers arrange).
+func SelfOwner(root string) (Owner, error) {
+	ns, err := os.Readlink(filepath.Join(root, "self", "ns", "pid"))
+	if err != nil {
+		return Owner{}, err
+	}
+	var o Owner
+	if _, err := fmt.Sscanf(ns, "pid:[%d]", &o.NS); err != nil {
+		return Owner{}, fmt.Errorf("procfs: read %s: %q", "ns/pid", ns)
+	}
+	st, err := ReadStat(root, os.Getpid())
+	if err != nil {
+		return Owner{}, err
+	}
+	o.PID, o.Start = st.PID, st.StartTime
+	return o, nil
+}
+
+// String is the owner as it is written into names: "NS-PID-START".
+func (o Owner) String() string { return fmt.Sprintf("%d-%d-%d", o.NS, o.PID, o.Start) }
+
+// ParseOwner reads the first three "-"-separated fields of s as an owner
+// and returns what follows them ("" when nothing does).
+func ParseOwner(s string) (Owner, string, bool) {
+	f := strings.SplitN(s, "-", 4)
+	if len(f) < 3 {
+		return Owner{}, "", false
+	}
+	ns, err1 := strconv.ParseUint(f[0], 10, 64)
+	pid, err2 := strconv.Atoi(f[1])
+	start, err3 := strconv.ParseUint(f[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || pid <= 0 {
+		return Owner{}, "", false
+	}
+	rest := ""
+	if len(f) == 4 {
+		rest = f[3]
+	}
+	return Owner{NS: ns, PID: pid, Start: start}, rest, true
+}
+
+// Gone says whether the owner is provably gone, as seen by a process
+// whose own Owner is self, through the proc file system at root. Only an
+// owner of self's own PID namespace can be judged (provable): it is gone
+// when no process has its pid, or the one that has it started at another
+// time (the pid was reused). An owner of another namespace cannot be
+// judged from here: its pid means nothing in this one.
+func (o Owner) Gone(root string, self Owner) (gone, provable bool) {
+	if o.NS != self.NS || o.NS == 0 {
+		return false, false
+	}
+	st, err := ReadStat(root, o.PID)
+	if errors.Is(err, ErrGone) {
+		return true, true
+	}
+	if err != nil {
+		return false, false
+	}
+	return st.StartTime != o.Start || st.Dead(), true
 }

@@ -155,3 +155,37 @@ func TestStatusMasks(t *testing.T) {
 		}
 	}
 }
+
+// An owner is judged only in its own PID namespace: gone when its pid is
+// free or taken by a process that started at another time.
+func TestOwnerGone(t *testing.T) {
+	self, err := SelfOwner(Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, rest, ok := ParseOwner(self.String() + "-run-1"); !ok || o != self || rest != "run-1" {
+		t.Fatalf("ParseOwner(%q) = %+v %q %v", self.String()+"-run-1", o, rest, ok)
+	}
+	tests := []struct {
+		name           string
+		o              Owner
+		gone, provable bool
+	}{
+		{"itself", self, false, true},
+		{"its pid, reused later", Owner{self.NS, self.PID, self.Start + 1}, true, true},
+		{"a pid nobody has", Owner{self.NS, 1<<22 + 5, 1}, true, true},
+		{"another PID namespace", Owner{self.NS + 1, self.PID, self.Start}, false, false},
+		{"another namespace, a free pid", Owner{self.NS + 1, 1<<22 + 5, 1}, false, false},
+	}
+	for _, tt := range tests {
+		gone, provable := tt.o.Gone(Root, self)
+		if gone != tt.gone || provable != tt.provable {
+			t.Errorf("%s: gone %v provable %v, want %v %v", tt.name, gone, provable, tt.gone, tt.provable)
+		}
+	}
+	for _, bad := range []string{"", "1-2", "x-2-3", "1-0-3", "1-2-y-z"} {
+		if _, _, ok := ParseOwner(bad); ok {
+			t.Errorf("ParseOwner(%q) accepted", bad)
+		}
+	}
+}
