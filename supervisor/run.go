@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/markers"
 	"github.com/prism-run/prism-run/policies"
@@ -102,6 +104,7 @@ func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
 		return r, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	rep.Start = r.engine.Start()
+	sweepRunFolders(r.cfg.ProcRoot, r.log)
 	if err := r.prepareFolders(); err != nil {
 		return r, err
 	}
@@ -120,6 +123,11 @@ func (r *run) prepareFolders() error {
 	}
 	if r.cfg.OnRunFolder != nil {
 		r.cfg.OnRunFolder(r.runDir)
+	}
+	// Who owns the folder, for a later prism-run to judge whether it is
+	// gone (sweepRunFolders) when no watchdog removed it.
+	if owner, oerr := procfs.SelfOwner(r.cfg.ProcRoot); oerr == nil {
+		_ = os.WriteFile(filepath.Join(r.runDir, ownerFile), []byte(owner.String()+"\n"), 0o600)
 	}
 	ck := r.cfg.CheckpointDir
 	if ck == "" {
@@ -257,4 +265,43 @@ func (r *run) conclude(o Outcome, a *attempt) {
 		rep.Message = "killed by " + rep.Signal
 	}
 	r.log.Info().Int("exit_code", rep.Exit).Str("reason", string(rep.Reason)).Msg(rep.Message)
+}
+
+// ownerFile in a run folder names the prism-run that made it (procfs.Owner).
+const ownerFile = "owner"
+
+// sweepRunFolders removes the run folders in os.TempDir() that a prism-run
+// which is provably gone left behind (SIGKILLed without a watchdog: no
+// cgroup), unless they hold checkpoints. A folder whose owner cannot be
+// judged from here (another PID namespace, no owner file) is left alone.
+func sweepRunFolders(procRoot string, log zerolog.Logger) {
+	self, err := procfs.SelfOwner(procRoot)
+	if err != nil {
+		return
+	}
+	tmp := os.TempDir()
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "prism-run-") {
+			continue
+		}
+		dir := filepath.Join(tmp, e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		owner, _, ok := procfs.ParseOwner(strings.TrimSpace(string(b)))
+		if gone, provable := owner.Gone(procRoot, self); !ok || !provable || !gone {
+			continue
+		}
+		if cks, err := os.ReadDir(filepath.Join(dir, "checkpoints")); err == nil && len(cks) > 0 {
+			continue // the work of a run that is gone: kept for a resume
+		}
+		if err := os.RemoveAll(dir); err == nil {
+			log.Info().Str("dir", dir).Msg("removed the run folder of a prism-run that is gone")
+		}
+	}
 }
