@@ -92,6 +92,7 @@ type Resolved struct {
 	DegradeSignal     string
 	CheckpointTimeout time.Duration
 	KillAfter         time.Duration
+	SendUnhandled     bool
 }
 
 // Resolve builds the rules of a merged policy.
@@ -102,7 +103,8 @@ func Resolve(p *Policy) (*Resolved, error) {
 	res := &Resolved{Policy: p, Strict: p.Strict != nil && *p.Strict,
 		SampleInterval: p.Sampling.Interval.D(), MarkerPrefix: str(p.Markers.Prefix),
 		CheckpointSignal: "SIGUSR1", DegradeSignal: "SIGUSR2",
-		CheckpointTimeout: p.Actions.CheckpointTimeout.D(), KillAfter: p.Actions.KillAfter.D()}
+		CheckpointTimeout: p.Actions.CheckpointTimeout.D(), KillAfter: p.Actions.KillAfter.D(),
+		SendUnhandled: p.Actions.SendUnhandled != nil && *p.Actions.SendUnhandled}
 	if s := p.Actions.CheckpointSignal; s != nil {
 		res.CheckpointSignal, _ = ParseSignal(*s)
 	}

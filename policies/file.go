@@ -76,6 +76,9 @@ type Actions struct {
 	CheckpointTimeout *Duration `toml:"checkpoint_timeout,omitempty"`
 	DegradeSignal     *string   `toml:"degrade_signal,omitempty"`
 	KillAfter         *Duration `toml:"kill_after,omitempty"`
+	// SendUnhandled sends checkpoint and degrade signals to the child even
+	// when /proc shows it does not handle them.
+	SendUnhandled *bool `toml:"send_unhandled,omitempty"`
 }
 
 // Recovery holds the recovery strategies (restart, rollback, failover):

@@ -76,6 +76,10 @@ type Config struct {
 
 	// The protocol's signals (0 = SIGUSR1 and SIGUSR2).
 	CheckpointSignal, DegradeSignal syscall.Signal
+	// SendUnhandled sends the protocol's signals to the main child even
+	// when /proc shows it neither catches, blocks, ignores nor waits for
+	// them (whose default action would kill it).
+	SendUnhandled bool
 
 	Rules []policies.Rule
 	// Clock gives the time and makes every timer and ticker of the run

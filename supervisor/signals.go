@@ -53,13 +53,15 @@ func signalFor(d policies.Decision, def syscall.Signal) syscall.Signal {
 func (a *attempt) protocolTargets(sig syscall.Signal) []int {
 	root := a.r.cfg.ProcRoot
 	st, err := procfs.ReadStatus(root, a.pid)
-	if err != nil || st.Survives(sig) {
-		return []int{a.pid} // unreadable masks: the protocol's default target
+	if err != nil || st.Survives(sig) || waitsFor(root, a.pid, sig) || a.r.cfg.SendUnhandled {
+		// Unreadable masks: the protocol's default target. SendUnhandled:
+		// the policy says the child takes it, whatever /proc shows.
+		return []int{a.pid}
 	}
 	var targets []int
 	if procs, err := procfs.List(root); err == nil {
 		for _, pid := range procfs.LiveDescendants(procs, a.pid) {
-			if s, err := procfs.ReadStatus(root, pid); err == nil && s.Catches(sig) {
+			if s, err := procfs.ReadStatus(root, pid); err == nil && (s.Catches(sig) || waitsFor(root, pid, sig)) {
 				targets = append(targets, pid)
 			}
 		}
@@ -73,7 +75,7 @@ func (a *attempt) protocolTargets(sig syscall.Signal) []int {
 			a.warnedNoHandler[sig], ev = true, log.Warn()
 		}
 		ev.Str("signal", unix.SignalName(sig)).
-			Msg("not sent: neither the child nor any process it started handles it (yet), and its default action would kill them")
+			Msg("not sent: neither the child nor any process it started handles it (yet), and its default action would kill them; a policy's [actions] send_unhandled = true sends it anyway")
 		return nil
 	}
 	log.Info().Str("signal", unix.SignalName(sig)).Ints("pids", targets).
@@ -111,4 +113,12 @@ func (a *attempt) signalWithControl(l ControlLine, sig unix.Signal, targets []in
 		sent = true
 	}
 	return sent
+}
+
+// waitsFor reports whether a thread of pid waits for sig in sigtimedwait:
+// the wait takes the signal (the kernel hides it from SigBlk meanwhile,
+// procfs.WaitedSignals).
+func waitsFor(root string, pid int, sig syscall.Signal) bool {
+	mask, ok := procfs.WaitedSignals(root, pid)
+	return ok && mask&procfs.SigBit(sig) != 0
 }

@@ -183,6 +183,7 @@ func (p *Plan) Config(s *Setup) supervisor.Config {
 		Patterns:          pol.Patterns,
 		CheckpointSignal:  unix.SignalNum(pol.CheckpointSignal),
 		DegradeSignal:     unix.SignalNum(pol.DegradeSignal),
+		SendUnhandled:     pol.SendUnhandled,
 		Rules:             pol.Rules,
 		Rlimits:           p.Rlimits,
 		NoNewPrivs:        p.NoNewPrivs,

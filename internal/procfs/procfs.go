@@ -8,6 +8,7 @@ package procfs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -331,4 +332,64 @@ func (o Owner) Gone(root string, self Owner) (gone, provable bool) {
 		return false, false
 	}
 	return st.StartTime != o.Start || st.Dead(), true
+}
+
+// WaitedSignals is the set of signals the process's threads are waiting
+// for in sigtimedwait(2)/sigwaitinfo(2)/sigwait(3) (all of them the
+// rt_sigtimedwait system call). During such a wait the kernel takes the
+// waited signals out of the thread's blocked mask, so SigBlk in
+// /proc/PID/status does not show them although the signal would be taken
+// by the wait, not kill the process. The set is read from the call's
+// first argument (a sigset_t in the process's memory, /proc/PID/mem),
+// which needs the same access as ptrace: root, or the parent under Yama's
+// default. ok is false when nothing could be read.
+func WaitedSignals(root string, pid int) (mask uint64, ok bool) {
+	tasks, err := os.ReadDir(filepath.Join(root, strconv.Itoa(pid), "task"))
+	if err != nil {
+		return 0, false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "task", t.Name(), "syscall"))
+		if err != nil {
+			continue
+		}
+		addr, waiting := sigtimedwaitSet(string(b))
+		if !waiting {
+			ok = true
+			continue
+		}
+		set, err := readWord(filepath.Join(root, strconv.Itoa(pid), "mem"), addr)
+		if err != nil {
+			return mask, false
+		}
+		mask, ok = mask|set, true
+	}
+	return mask, ok
+}
+
+// sigtimedwaitSet reads /proc/PID/task/TID/syscall ("NR ARG1 ARG2 ... SP
+// PC", proc(5)): the address of the waited set when the thread is blocked
+// in rt_sigtimedwait.
+func sigtimedwaitSet(line string) (uint64, bool) {
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != strconv.Itoa(unix.SYS_RT_SIGTIMEDWAIT) {
+		return 0, false
+	}
+	addr, err := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 64)
+	return addr, err == nil
+}
+
+// readWord reads 8 bytes of a process's memory at addr (a sigset_t's
+// first word holds signals 1..64, as the status masks do).
+func readWord(memPath string, addr uint64) (uint64, error) {
+	f, err := os.Open(memPath)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], int64(addr)); err != nil {
+		return 0, err
+	}
+	return binary.NativeEndian.Uint64(b[:]), nil
 }
