@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prism-run/prism-run/internal/procfs"
+	"github.com/prism-run/prism-run/limits"
 )
 
 // How long the end of a run waits for stray writers of the child's pipes
@@ -51,9 +52,11 @@ func (a *attempt) signalTree(sig unix.Signal) int {
 		a.r.log.Warn().Err(err).Msg("cannot list processes")
 		return 0
 	}
-	left := procfs.LiveDescendants(procs, os.Getpid())
-	for _, pid := range left {
-		_ = unix.Kill(pid, sig)
+	left := procfs.LiveTree(procs, os.Getpid())
+	for _, p := range left {
+		// By identity: the listing is a moment old, and the reaper may
+		// have collected a process whose pid is someone else's now.
+		_ = limits.Signal(a.r.cfg.ProcRoot, p.Identity(), sig)
 	}
 	return len(left)
 }
@@ -103,6 +106,8 @@ func (a *attempt) killLeftovers() {
 	log.Info().Int("processes", n).Stringer("kill_after", cfg.KillAfter).
 		Msg("main child ended; stopping the processes it left behind")
 	a.signalTree(unix.SIGTERM)
+	// A stopped process acts on SIGTERM only once continued (signal(7)).
+	a.signalTree(unix.SIGCONT)
 	termDeadline := cfg.Clock.Now().Add(cfg.KillAfter)
 	var killDeadline time.Time
 	poll := cfg.Clock.NewTicker(pollEvery)

@@ -156,14 +156,26 @@ func List(root string) ([]Stat, error) {
 	return out, nil
 }
 
-// LiveDescendants returns the processes below root that have not exited
-// (zombies are dead: they only wait to be reaped), breadth first.
+// LiveDescendants returns the pids of the processes below root that have
+// not exited (zombies are dead: they only wait to be reaped), breadth
+// first.
 func LiveDescendants(procs []Stat, root int) []int {
+	tree := LiveTree(procs, root)
+	out := make([]int, len(tree))
+	for i, s := range tree {
+		out[i] = s.PID
+	}
+	return out
+}
+
+// LiveTree is LiveDescendants with each process's Stat, whose Identity a
+// signal can be checked against (a pid alone can be reused meanwhile).
+func LiveTree(procs []Stat, root int) []Stat {
 	children := map[int][]Stat{}
 	for _, p := range procs {
 		children[p.PPID] = append(children[p.PPID], p)
 	}
-	var out []int
+	var out []Stat
 	seen := map[int]bool{root: true} // a pid read twice mid-change must not loop
 	queue := []int{root}
 	for len(queue) > 0 {
@@ -176,7 +188,7 @@ func LiveDescendants(procs []Stat, root int) []int {
 			seen[c.PID] = true
 			queue = append(queue, c.PID)
 			if !c.Dead() {
-				out = append(out, c.PID)
+				out = append(out, c)
 			}
 		}
 	}
