@@ -129,7 +129,12 @@ func Resolve(p *Policy) (*Resolved, error) {
 		}
 	}
 	if ce := p.Actions.CheckpointEvery; ce != nil {
-		r, err := NewPeriodic(Meta{Name: "checkpoint-every", Severity: SeverityLow, Action: ActionCheckpoint}, ce.D())
+		for i, r := range p.Rules {
+			if str(r.Name) == PeriodicRuleName {
+				return nil, fieldErr(fmt.Sprintf("rule#%d.name", i), "%q is the rule [actions] checkpoint_every makes: give yours another name", PeriodicRuleName)
+			}
+		}
+		r, err := NewPeriodic(Meta{Name: PeriodicRuleName, Severity: SeverityLow, Action: ActionCheckpoint}, ce.D())
 		if err != nil {
 			return nil, &FileError{Field: "actions.checkpoint_every", Msg: err.Error()}
 		}

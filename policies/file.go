@@ -459,6 +459,9 @@ func (p *Policy) validate() error {
 		if r.Name == nil || *r.Name == "" {
 			return fieldErr(fmt.Sprintf("rule#%d", i), "a rule needs a name")
 		}
+		if *r.Name == PeriodicRuleName && p.Actions.CheckpointEvery != nil {
+			return fieldErr(fmt.Sprintf("rule#%d.name", i), "%q is the rule [actions] checkpoint_every makes: give yours another name", PeriodicRuleName)
+		}
 		if j, dup := seen[*r.Name]; dup {
 			return fieldErr(fmt.Sprintf("rule#%d.name", i), "rule %q is already defined (rule %d): one file names a rule once", *r.Name, j)
 		}

@@ -5,6 +5,10 @@ import (
 	"time"
 )
 
+// PeriodicRuleName is the name of the rule [actions] checkpoint_every
+// (--checkpoint-every) makes; a policy's own rule may not take it.
+const PeriodicRuleName = "checkpoint-every"
+
 // Periodic holds every Interval of run time: the engine's way of asking for
 // something on a schedule (`--checkpoint-every`). It holds at most once per
 // observation, however long the gap since the last one.

@@ -34,8 +34,11 @@ type Report struct {
 	// Attempts counts the children started (1 without restarts).
 	Attempts int `json:"attempts"`
 	// Enforced is the plan the run was held to, item by item, exactly as
-	// --dry-run prints it.
+	// --dry-run prints it (absent when no child started).
 	Enforced []Enforced `json:"enforced,omitempty"`
+	// NotEnforced are the settings asked for that this host could not
+	// give (a strict run refuses them; otherwise each was one warning).
+	NotEnforced []Gap `json:"not_enforced,omitempty"`
 
 	RunID   string    `json:"run_id"`
 	PID     int       `json:"pid,omitempty"`
@@ -96,6 +99,12 @@ type Enforced struct {
 
 // String is the item as --dry-run prints it.
 func (e Enforced) String() string { return e.What + " " + e.Name + " = " + e.Value }
+
+// Gap is a setting that could not be enforced, and why.
+type Gap struct {
+	Setting string `json:"setting"`
+	Why     string `json:"why"`
+}
 
 // Checkpoint is one checkpoint the child acknowledged with a `checkpoint`
 // marker.

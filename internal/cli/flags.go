@@ -237,6 +237,9 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 		if o.timeout < 0 {
 			return nil, fmt.Errorf("%w: --timeout must be positive", errUsage)
 		}
+		if err := timeoutNameFree(o, layers); err != nil {
+			return nil, err
+		}
 		// The seed's world-record deadline: save a checkpoint, then abort.
 		name, kind, sev, act, after := "timeout", "deadline", "high", "checkpoint-stop", policies.Duration(o.timeout)
 		flags.Rules = append(flags.Rules, policies.RuleSpec{Name: &name, Kind: &kind, Severity: &sev, Action: &act, After: &after})
@@ -288,6 +291,24 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 		flags.Strict = &o.strict
 	}
 	return policies.Resolve(policies.Merge(append(layers, flags)...))
+}
+
+// timeoutNameFree refuses --timeout when a policy layer has its own rule
+// named "timeout" of another kind: the flag's deadline rule would merge
+// into it field by field, and neither would mean what was written.
+func timeoutNameFree(o options, layers []*policies.Policy) error {
+	names := append([]string{}, o.policies...)
+	if o.mission != "" {
+		names = append([]string{"mission " + o.mission}, names...)
+	}
+	for i, l := range layers {
+		for _, r := range l.Rules {
+			if r.Name != nil && *r.Name == "timeout" && r.Kind != nil && *r.Kind != policies.KindDeadline {
+				return fmt.Errorf("%w: --timeout makes a deadline rule named \"timeout\", and %s has a %s rule of that name: rename yours", errUsage, names[i], *r.Kind)
+			}
+		}
+	}
+	return nil
 }
 
 // resolveLayers resolves a mission and policy files, without flags (check,

@@ -33,6 +33,7 @@ type runner struct {
 	build   Build
 	deps    Deps
 	log     zerolog.Logger
+	setup   *plan.Setup // what Prepare made (nil before)
 }
 
 // run does the run (or the dry run) and returns its report: nil for a dry
@@ -45,7 +46,8 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	shared := logging.NewSharedStderr(r.stdio.Stderr)
 	log, closeLog, err := logging.New(o.log, shared.Log())
 	if err != nil {
-		return nil, err
+		r.log = zerolog.Nop()
+		return r.fail(err, nil)
 	}
 	defer closeLog()
 	r.log = log
@@ -68,6 +70,7 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 		return r.fail(err, nil)
 	}
 	if o.dryRun {
+		p.ProbeGPU(r.deps.NVML) // what a run finds in the background
 		return nil, p.Describe(r.stdio.Stdout, r.layers(), r.command)
 	}
 	setup, err := p.Prepare(log, o.runID, plan.Deps{NVML: r.deps.NVML, Stderr: r.stdio.Stderr, Host: host})
@@ -75,6 +78,7 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 		return r.fail(err, p)
 	}
 	defer setup.Close()
+	r.setup = setup
 	return r.supervise(c, p, setup, shared)
 }
 
@@ -114,11 +118,17 @@ func (r *runner) fail(err error, p *plan.Plan) (*telemetry.Report, error) {
 }
 
 // writeReport adds what only the command line knows and writes the
-// report, if one was asked for.
+// report, if one was asked for: the plan's items when a child ran under
+// it, and what could not be enforced.
 func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
 	rep.Version, rep.Policies = r.build.Version, r.o.policies
 	if p != nil {
-		rep.Enforced = p.Enforced()
+		if rep.PID != 0 {
+			rep.Enforced = p.Enforced()
+		}
+		for _, g := range append(p.Gaps, r.setup.LateGaps()...) {
+			rep.NotEnforced = append(rep.NotEnforced, telemetry.Gap{Setting: g.Setting, Why: g.Why})
+		}
 	}
 	if err := rep.Write(r.o.report); err != nil {
 		r.log.Error().Err(err).Msg("cannot write the run report")

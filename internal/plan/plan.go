@@ -47,15 +47,20 @@ type Request struct {
 // Host is what a plan knows of this machine: who runs prism-run and how
 // its cgroups are laid out.
 type Host struct {
-	EUID       int
+	EUID, EGID int
 	Cgroups    limits.Host
 	CgroupsErr error // reading /proc/self/mountinfo or /proc/self/cgroup failed
+	// NrOpen is fs.nr_open, the most RLIMIT_NOFILE may be (0: unknown).
+	NrOpen uint64
 }
 
 // ReadHost reads the real host's facts.
 func ReadHost() Host {
-	h := Host{EUID: os.Geteuid()}
+	h := Host{EUID: os.Geteuid(), EGID: os.Getegid()}
 	h.Cgroups, h.CgroupsErr = limits.ReadHost()
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		h.NrOpen, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
 	return h
 }
 
@@ -107,6 +112,14 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	if p.UID, p.GID, err = lookupUser(req.User); err != nil {
 		return nil, err
 	}
+	if p.UID != nil && *p.UID == host.EUID && *p.GID == host.EGID {
+		p.UID, p.GID = nil, nil // already that user: nothing to change
+	}
+	for _, r := range p.Rlimits {
+		if r.Name == "nofile" && host.NrOpen > 0 && r.Cur > host.NrOpen {
+			return nil, fmt.Errorf("%w: nofile %d is above this host's fs.nr_open (%d): the kernel refuses it", ErrInput, r.Cur, host.NrOpen)
+		}
+	}
 	var gpuEnv []string
 	if p.GPUs, gpuEnv, err = parseGPUs(req.GPUs); err != nil {
 		return nil, err
@@ -133,28 +146,51 @@ func gaps(p *Plan, host Host) []Gap {
 	if p.IsolateNet && host.EUID != 0 {
 		out = append(out, Gap{"isolation.isolate_net", "a network namespace needs root (CAP_SYS_ADMIN)"})
 	}
+	if p.UID != nil && host.EUID != 0 {
+		out = append(out, Gap{settingUser, "running the child as another user needs root"})
+	}
+	if p.NeedsGPU && p.GPUs != nil && len(p.GPUs) == 0 {
+		out = append(out, Gap{settingGPU, "--gpus none turns GPU sampling off: they see nothing"})
+	}
 	if p.Cgroup != (limits.CgroupSpec{}) {
 		err := host.CgroupsErr
 		if err == nil {
 			err = host.Cgroups.CanLimit(p.Cgroup)
 		}
 		if err != nil {
-			out = append(out, cgroupGap(err))
+			out = append(out, p.cgroupGap(err))
 		}
 	}
 	return out
 }
 
-// cgroupSetting names the cgroup limits in a gap.
-const cgroupSetting = "limits.memory/memory_high/cpus/pids"
+// Settings named by gaps that are not single policy fields.
+const (
+	settingUser = "--user"
+	settingGPU  = "the policy's GPU rules"
+)
 
-// cgroupGap is the gap of cgroup limits that cannot be had.
-func cgroupGap(err error) Gap { return Gap{cgroupSetting, err.Error()} }
+// cgroupGap is the gap of the cgroup limits the plan asks for.
+func (p *Plan) cgroupGap(err error) Gap { return Gap{p.cgroupSetting(), err.Error()} }
+
+// cgroupSetting names the cgroup limits the plan asks for.
+func (p *Plan) cgroupSetting() string {
+	var asked []string
+	for _, x := range []struct {
+		name string
+		set  bool
+	}{{"memory", p.Cgroup.Memory > 0}, {"memory_high", p.Cgroup.MemoryHigh > 0}, {"cpus", p.Cgroup.CPUs > 0}, {"pids", p.Cgroup.Pids > 0}} {
+		if x.set {
+			asked = append(asked, "limits."+x.name)
+		}
+	}
+	return strings.Join(asked, ", ")
+}
 
 // HasCgroupGap reports whether the cgroup limits are known not to be
 // enforceable.
 func (p *Plan) HasCgroupGap() bool {
-	return p.hasGap(cgroupSetting)
+	return p.Cgroup != (limits.CgroupSpec{}) && p.hasGap(p.cgroupSetting())
 }
 
 // Refusal is the error of a strict plan with gaps (nil otherwise): every

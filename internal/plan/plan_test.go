@@ -50,7 +50,7 @@ func TestGaps(t *testing.T) {
 	}{
 		{"root, everything", "[isolation]\nisolate_net = true\nno_new_privs = true\n[limits]\nmemory = \"1GiB\"\n", fakeV1(t, 0), nil},
 		{"a user: no network namespace", "[isolation]\nisolate_net = true\nno_new_privs = true\n", fakeV1(t, 1000), []string{"isolation.isolate_net"}},
-		{"no cgroup file system", "[limits]\npids = 10\n", Host{EUID: 0}, []string{"limits.memory/memory_high/cpus/pids"}},
+		{"no cgroup file system", "[limits]\npids = 10\n", Host{EUID: 0}, []string{"limits.pids"}},
 		{"no cgroup, no limits asked", "[limits]\nnofile = 10\n", Host{EUID: 0}, nil},
 	}
 	for _, tt := range tests {
@@ -83,7 +83,7 @@ func TestStrictRefusesEveryGap(t *testing.T) {
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("refusal %v", err)
 	}
-	for _, want := range []string{"isolation.isolate_net", "limits.memory/memory_high/cpus/pids", "a network namespace needs root", "no cgroup file system"} {
+	for _, want := range []string{"isolation.isolate_net", "limits.memory", "a network namespace needs root", "no cgroup file system"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not name %q", err, want)
 		}
@@ -147,7 +147,7 @@ what = "reduce-precision"
 escalate = "stop"
 escalate_after = "30s"
 `)
-	p, err := New(pol, Request{User: "0:0", GPUs: "1"}, fakeV1(t, 0))
+	p, err := New(pol, Request{User: "65534:65534", GPUs: "1"}, fakeV1(t, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ escalate_after = "30s"
 		"#   cgroup cpu.cfs_period_us = 100000",
 		"#   cgroup pids.max = 50",
 		"#   isolation no_new_privs = set, and verified on the running child",
-		"#   user uid:gid = 0:0",
+		"#   user uid:gid = 65534:65534",
 		"#   gpus CUDA_VISIBLE_DEVICES = 1",
 		"#   timing kill_after = 10s",
 	} {
@@ -177,5 +177,32 @@ escalate_after = "30s"
 		if !strings.Contains(out.String(), "#   "+e.String()+"\n") {
 			t.Errorf("enforced item %q is not in the dry run", e)
 		}
+	}
+}
+
+// What a run would refuse or miss is known to the plan, so --dry-run says
+// it too: another user without root, GPU rules with GPU sampling off, an
+// rlimit above what the host allows; and asking for the user prism-run
+// already is changes nothing.
+func TestPlanKnowsWhatARunWouldMeet(t *testing.T) {
+	gpuRule := resolve(t, "strict = true\n[[rule]]\nname = \"g\"\nkind = \"threshold\"\nmetric = \"gpu_util\"\nbelow = 0.5\n")
+	p, err := New(gpuRule, Request{GPUs: "none", User: "65534"}, Host{EUID: 1000, EGID: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, g := range p.Gaps {
+		got = append(got, g.Setting)
+	}
+	if strings.Join(got, "; ") != "--user; the policy's GPU rules" || p.Refusal() == nil {
+		t.Errorf("gaps %v, refusal %v", p.Gaps, p.Refusal())
+	}
+	same, err := New(resolve(t, ""), Request{User: "1000:1000"}, Host{EUID: 1000, EGID: 1000})
+	if err != nil || same.UID != nil || len(same.Gaps) != 0 {
+		t.Errorf("--user as oneself: uid %v, gaps %v, %v", same.UID, same.Gaps, err)
+	}
+	_, err = New(resolve(t, "[limits]\nnofile = 2000000\n"), Request{}, Host{NrOpen: 1048576})
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "fs.nr_open (1048576)") {
+		t.Errorf("nofile above nr_open: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"io"
+	"sync"
 	"os"
 	"time"
 
@@ -43,6 +44,9 @@ type Setup struct {
 	watchdog *limits.Watchdog
 	kmsg     *limits.KernelLog
 	GPU      *gpu.Background
+
+	mu   sync.Mutex
+	late []Gap // found after the start (LateGaps)
 }
 
 // Prepare makes what the plan needs before its child starts. What turns
@@ -60,7 +64,7 @@ func (p *Plan) Prepare(log zerolog.Logger, runID string, deps Deps) (*Setup, err
 	}
 	s := &Setup{}
 	if p.GPUs == nil || len(p.GPUs) > 0 {
-		g, err := p.startGPU(log, deps.NVML)
+		g, err := p.startGPU(log, deps.NVML, s)
 		if err != nil {
 			return nil, err
 		}
@@ -124,9 +128,9 @@ func (p *Plan) makeCgroup(log zerolog.Logger, runID string, deps Deps, s *Setup)
 
 // startGPU starts NVML in the background: the child starts at once and
 // GPU sampling begins when NVML is ready. Without a driver there is one
-// warning. A strict plan with GPU rules waits for NVML and refuses
-// without it.
-func (p *Plan) startGPU(log zerolog.Logger, nvml func() gpu.Library) (*gpu.Background, error) {
+// warning, and a gap when GPU rules need it (s.LateGaps). A strict plan
+// with GPU rules waits for NVML and refuses without it.
+func (p *Plan) startGPU(log zerolog.Logger, nvml func() gpu.Library, s *Setup) (*gpu.Background, error) {
 	mustHave := p.Strict && p.NeedsGPU
 	probe := gpu.New(nvml(), p.GPUs)
 	b := gpu.StartBackground(probe, func(err error) {
@@ -135,17 +139,55 @@ func (p *Plan) startGPU(log zerolog.Logger, nvml func() gpu.Library) (*gpu.Backg
 			log.Info().Ints("gpus", probe.Devices()).Msg("GPU sampling started")
 		case !mustHave:
 			log.Warn().Err(err).Msg("GPU sampling unavailable; GPU rules will see nothing (prism-run doctor says more)")
+			if p.NeedsGPU {
+				s.addLateGap(nvmlGap(err))
+			}
 		}
 	})
 	if mustHave {
 		if err := b.Wait(nvmlStrictWait); err != nil {
 			b.Close()
-			g := Gap{"the policy's GPU rules", fmt.Sprintf("NVML: %v", err)}
+			g := nvmlGap(err)
 			p.Gaps = append(p.Gaps, g)
 			return nil, refusal([]Gap{g})
 		}
 	}
 	return b, nil
+}
+
+func nvmlGap(err error) Gap { return Gap{settingGPU, fmt.Sprintf("NVML: %v", err)} }
+
+// ProbeGPU finds out, as a run would, whether NVML is there for the
+// plan's GPU rules (it may take a driver some seconds to answer), and adds
+// the gap if not: what --dry-run and doctor use in place of a run's
+// background start.
+func (p *Plan) ProbeGPU(nvml func() gpu.Library) {
+	if !p.NeedsGPU || p.hasGap(settingGPU) {
+		return
+	}
+	probe := gpu.New(nvml(), p.GPUs)
+	if err := probe.Init(); err != nil {
+		p.Gaps = append(p.Gaps, nvmlGap(err))
+		return
+	}
+	probe.Close()
+}
+
+// LateGaps are the gaps found after the run started (NVML failed in the
+// background), for the report.
+func (s *Setup) LateGaps() []Gap {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Gap(nil), s.late...)
+}
+
+func (s *Setup) addLateGap(g Gap) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.late = append(s.late, g)
 }
 
 // Close ends what Prepare started: the GPU probe, the kernel log, the
@@ -190,8 +232,9 @@ func (p *Plan) Config(s *Setup) supervisor.Config {
 		CleanEnv:          p.CleanEnv,
 		IsolateNet:        p.IsolateNet && !p.hasGap("isolation.isolate_net"),
 		KeepEnv:           p.KeepEnv,
-		UID:               p.UID,
-		GID:               p.GID,
+	}
+	if !p.hasGap(settingUser) {
+		cfg.UID, cfg.GID = p.UID, p.GID
 	}
 	if s == nil {
 		return cfg
