@@ -72,44 +72,105 @@ func tableColumn(lines []string) []string {
 	return out
 }
 
-// Each row of the exit-code table, as outcomes ExitCode must map to it.
-func TestDesignExitCodes(t *testing.T) {
-	seven := 7
-	errNotFound := fmt.Errorf("%w: exec: no such file", supervisor.ErrNotFound)
-	rows := map[string][]struct {
-		o    supervisor.Outcome
-		want int
-	}{
-		"child's own": {{supervisor.Outcome{Reason: telemetry.ReasonExited, Code: 0}, 0}, {supervisor.Outcome{Reason: telemetry.ReasonExited, Code: 3}, 3}},
-		"75":          {{supervisor.Outcome{Reason: telemetry.ReasonPolicy, Acked: true}, 75}},
-		"124": {{supervisor.Outcome{Reason: telemetry.ReasonPolicy}, 124},
-			{supervisor.Outcome{Reason: telemetry.ReasonPolicy, Signal: syscall.SIGKILL}, 124}}, // escalated: still 124
-		"the rule's exit_code": {{supervisor.Outcome{Reason: telemetry.ReasonPolicy, RuleExit: &seven, Acked: true}, 7}},
-		"child's own, with --preserve-status": {{supervisor.Outcome{Reason: telemetry.ReasonPolicy, Preserve: true, Code: 0, Acked: true}, 0},
-			{supervisor.Outcome{Reason: telemetry.ReasonPolicy, Preserve: true, Signal: syscall.SIGTERM}, 143}},
-		"125": {{supervisor.Failed(errors.New("usage: no command")), 125}, {supervisor.Failed(supervisor.ErrConfig), 125},
-			{supervisor.Failed(supervisor.ErrCancelled), 125}, {supervisor.Failed(supervisor.ErrSetup), 125}},
-		"126": {{supervisor.Failed(fmt.Errorf("%w: permission denied", supervisor.ErrCannotRun)), 126}},
-		"127": {{supervisor.Failed(errNotFound), 127}},
-		"128+N": {{supervisor.Outcome{Reason: telemetry.ReasonSignaled, Signal: syscall.SIGTERM}, 143},
-			{supervisor.Outcome{Reason: telemetry.ReasonSignaled, Signal: syscall.SIGKILL}, 137},
-			{supervisor.Outcome{Reason: telemetry.ReasonOOM, Signal: syscall.SIGKILL}, 137}},
+// exitRow is one row of the design's exit-code table, as a predicate over
+// outcomes and the code the row promises for them.
+type exitRow struct {
+	holds func(o supervisor.Outcome) bool
+	code  func(o supervisor.Outcome) int
+}
+
+func exitRows() map[string]exitRow {
+	policy := func(o supervisor.Outcome) bool { return o.Reason == telemetry.ReasonPolicy && !o.Preserve }
+	failed := func(o supervisor.Outcome) bool { return o.Reason == telemetry.ReasonError }
+	fixed := func(n int) func(supervisor.Outcome) int { return func(supervisor.Outcome) int { return n } }
+	own := func(o supervisor.Outcome) int {
+		if o.Signal != 0 {
+			return 128 + int(o.Signal)
+		}
+		return o.Code
 	}
+	return map[string]exitRow{
+		"child's own": {func(o supervisor.Outcome) bool { return o.Reason == telemetry.ReasonExited }, own},
+		"75":          {func(o supervisor.Outcome) bool { return policy(o) && o.RuleExit == nil && o.Acked }, fixed(75)},
+		"124":         {func(o supervisor.Outcome) bool { return policy(o) && o.RuleExit == nil && !o.Acked }, fixed(124)},
+		"the rule's exit_code": {func(o supervisor.Outcome) bool { return policy(o) && o.RuleExit != nil },
+			func(o supervisor.Outcome) int { return *o.RuleExit }},
+		"child's own, with --preserve-status": {func(o supervisor.Outcome) bool { return o.Reason == telemetry.ReasonPolicy && o.Preserve }, own},
+		"125": {func(o supervisor.Outcome) bool {
+			return failed(o) && !errors.Is(o.Err, supervisor.ErrNotFound) && !errors.Is(o.Err, supervisor.ErrCannotRun)
+		}, fixed(125)},
+		"126": {func(o supervisor.Outcome) bool { return failed(o) && errors.Is(o.Err, supervisor.ErrCannotRun) }, fixed(126)},
+		"127": {func(o supervisor.Outcome) bool { return failed(o) && errors.Is(o.Err, supervisor.ErrNotFound) }, fixed(127)},
+		"128+N": {func(o supervisor.Outcome) bool {
+			return o.Reason == telemetry.ReasonSignaled || o.Reason == telemetry.ReasonOOM
+		}, own},
+	}
+}
+
+// outcomeGrid is every kind of outcome a run can have: each reason, with
+// and without each of the fields that matter to some reason.
+func outcomeGrid() []supervisor.Outcome {
+	seven := 7
+	errs := []error{errors.New("usage: no command"), supervisor.ErrConfig, supervisor.ErrSetup, supervisor.ErrCancelled,
+		fmt.Errorf("%w: exec: no such file", supervisor.ErrNotFound), fmt.Errorf("%w: permission denied", supervisor.ErrCannotRun)}
+	var out []supervisor.Outcome
+	for _, r := range telemetry.Reasons() {
+		for _, sig := range []syscall.Signal{0, syscall.SIGTERM, syscall.SIGKILL} {
+			for _, code := range []int{0, 3} {
+				for _, bits := range []int{0, 1, 2, 3, 4, 5, 6, 7} {
+					o := supervisor.Outcome{Reason: r, Signal: sig, Code: code, Acked: bits&1 != 0, Preserve: bits&4 != 0}
+					if bits&2 != 0 {
+						o.RuleExit = &seven
+					}
+					if (r == telemetry.ReasonSignaled || r == telemetry.ReasonOOM) && (sig == 0 || code != 0) ||
+						r == telemetry.ReasonExited && sig != 0 {
+						continue // not an outcome a child can have
+					}
+					if r != telemetry.ReasonError {
+						out = append(out, o)
+						continue
+					}
+					for _, err := range errs {
+						o.Err = err
+						out = append(out, o)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// The exit-code table is held to ExitCode both ways: every row of the
+// table is a row the test knows, and every outcome a run can have falls in
+// exactly one row, whose code ExitCode gives. A branch of ExitCode the
+// table does not describe fails here.
+func TestDesignExitCodes(t *testing.T) {
+	rows := exitRows()
 	codes := tableColumn(designSection(t, "## Exit codes"))
 	for _, code := range codes {
-		cases, ok := rows[code]
-		if !ok {
-			t.Errorf("the design's exit-code table has a row %q that ExitCode's test does not know", code)
-		}
-		for _, c := range cases {
-			if got := supervisor.ExitCode(c.o); got != c.want {
-				t.Errorf("row %q: ExitCode(%+v) = %d, want %d", code, c.o, got, c.want)
-			}
+		if _, ok := rows[code]; !ok {
+			t.Errorf("the design's exit-code table has a row %q that this test does not know", code)
 		}
 	}
 	for code := range rows {
 		if !slices.Contains(codes, code) {
-			t.Errorf("ExitCode gives %q, which the design's table lacks", code)
+			t.Errorf("this test knows a row %q that the design's table lacks", code)
+		}
+	}
+	for _, o := range outcomeGrid() {
+		var in []string
+		for code, row := range rows {
+			if row.holds(o) {
+				in = append(in, code)
+			}
+		}
+		if len(in) != 1 {
+			t.Errorf("outcome %+v is in rows %q of the table, want exactly one", o, in)
+			continue
+		}
+		if got, want := supervisor.ExitCode(o), rows[in[0]].code(o); got != want {
+			t.Errorf("row %q: ExitCode(%+v) = %d, the table says %d", in[0], o, got, want)
 		}
 	}
 }

@@ -117,6 +117,17 @@ func (h Host) RunCgroupName(runID string) string {
 	return runCgroupPrefix + h.Self.String() + "-" + SafeName(runID)
 }
 
+// SafeName makes s usable as one element of a path (a run id in the run
+// folder's and the run cgroup's names): '/', spaces and NUL become '_'.
+func SafeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
 // NewCgroup creates the run's cgroup, nested under this process's own
 // (so it works inside a Slurm job's or a container's delegated subtree),
 // with spec's limits.

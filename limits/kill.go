@@ -3,7 +3,6 @@ package limits
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -60,15 +59,4 @@ func KillAndDelete(cg Cgroup, s Sleeper) error {
 		return fmt.Errorf("%w: remove %s: %w", ErrCgroup, cg.Path(), lastErr)
 	}
 	return nil
-}
-
-// SafeName makes s usable as one element of a path (a run id in the run
-// folder's and the run cgroup's names): '/', spaces and NUL become '_'.
-func SafeName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '/' || r == ' ' || r == 0 {
-			return '_'
-		}
-		return r
-	}, s)
 }

@@ -120,7 +120,8 @@ func Resolve(p *Policy) (*Resolved, error) {
 			return nil, &FileError{Field: fmt.Sprintf("rule %q", str(r.Name)),
 				Msg: "has no kind: it changes no rule of the mission or an earlier policy file"}
 		}
-		rule, err := r.build(fmt.Sprintf("rule#%d", i))
+		// Merged layers have no file to point into: the rule is named.
+		rule, err := r.build(fmt.Sprintf("rule %q", str(r.Name)))
 		if err != nil {
 			return nil, err
 		}

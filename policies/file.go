@@ -218,7 +218,15 @@ func Parse(name string, src []byte) (*Policy, error) {
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0]
 		line := loc.find(k)
-		return nil, &FileError{File: name, Line: line, Field: k.String(), Msg: "unknown key" + hint(k)}
+		field, kind := k.String(), ""
+		if len(k) == 2 && k[0] == "rule" {
+			// Name the rule as every other rule error does, and hint
+			// within its kind's fields.
+			if i := loc.tableIndex("rule", line); i >= 0 && i < len(p.Rules) {
+				field, kind = displayField(fmt.Sprintf("rule#%d.%s", i, k[1])), str(p.Rules[i].Kind)
+			}
+		}
+		return nil, &FileError{File: name, Line: line, Field: field, Msg: "unknown key" + hint(k, kind)}
 	}
 	if err := p.validate(); err != nil {
 		var fe *FileError
@@ -240,7 +248,7 @@ func Parse(name string, src []byte) (*Policy, error) {
 // hint says what an unknown key could have been: the closest known key
 // of its table, and the table's keys (read off the structs' tags, so the
 // list is never out of date).
-func hint(k toml.Key) string {
+func hint(k toml.Key, ruleKind string) string {
 	table := reflect.TypeOf(Policy{})
 	name := k[len(k)-1]
 	for _, part := range k[:len(k)-1] {
@@ -253,6 +261,13 @@ func hint(k toml.Key) string {
 	keys := tomlKeys(table)
 	if table == reflect.TypeOf(RuleSpec{}) {
 		msg := ""
+		if kind, ok := kindNamed(ruleKind); ok {
+			// Only what this rule's kind can take.
+			if near := closest(name, append(fieldNames(CommonFields()), fieldNames(kind.Fields)...)); near != "" {
+				msg = fmt.Sprintf("; did you mean %q?", near)
+			}
+			return msg + fmt.Sprintf(" (a %s rule's own fields: %s)", kind.Name, strings.Join(fieldNames(kind.Fields), ", "))
+		}
 		if near := closest(name, keys); near != "" {
 			msg = fmt.Sprintf("; did you mean %q (a field of %s)?", near, ruleFieldOwners(near))
 		}
@@ -375,6 +390,22 @@ func locate(src []byte) *locator {
 		}
 	}
 	return l
+}
+
+// tableIndex is the index of the [[prefix]] table that holds line: the
+// last one whose header is at or above it (-1: none).
+func (l *locator) tableIndex(prefix string, line int) int {
+	best, bestLine := -1, 0
+	for key, at := range l.lines {
+		rest, ok := strings.CutPrefix(key, prefix+"#")
+		if !ok || strings.Contains(rest, ".") {
+			continue
+		}
+		if i, err := strconv.Atoi(rest); err == nil && at <= line && at > bestLine {
+			best, bestLine = i, at
+		}
+	}
+	return best
 }
 
 // find returns the first line of a decoder key (which has no array index).

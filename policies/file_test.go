@@ -89,7 +89,7 @@ func TestParseErrors(t *testing.T) {
 		want string // prefix of the error
 	}{
 		{"unknown top-level key", "strict = true\nstrikt = true\n", "p.toml:2: strikt: unknown key"},
-		{"unknown rule key", "[[rule]]\nname = \"a\"\nkind = \"max\"\nmetric = \"iter\"\nmax = 3\nabove_x = 1\n", "p.toml:6: rule.above_x: unknown key"},
+		{"unknown rule key", "[[rule]]\nname = \"a\"\nkind = \"max\"\nmetric = \"iter\"\nmax = 3\nabove_x = 1\n", "p.toml:6: rule[0].above_x: unknown key"},
 		{"wrong type", "[[rule]]\nname = \"a\"\nkind = \"max\"\nmetric = 7\n", "p.toml:4"},
 		{"bad duration", "[actions]\nkill_after = \"10 parsecs\"\n", "p.toml:2:"},
 		{"bad size", "[limits]\nmemory = \"lots\"\n", "p.toml:2:"},

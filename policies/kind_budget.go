@@ -39,7 +39,7 @@ type Budget struct {
 
 // NewBudget returns a budget rule.
 func NewBudget(m Meta, metric string, budget float64, runningTotal bool) (*Budget, error) {
-	m.Kind = "budget"
+	m.Kind = KindBudget
 	if metric == "" || math.IsNaN(budget) {
 		return nil, fmt.Errorf("%w: rule %q: budget needs a metric and 'budget'", ErrInvalid, m.Name)
 	}

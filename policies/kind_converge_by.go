@@ -46,7 +46,7 @@ type ConvergeBy struct {
 
 // NewConvergeBy returns a converge-by rule.
 func NewConvergeBy(m Meta, counter, converged string, within float64) (*ConvergeBy, error) {
-	m.Kind = "converge-by"
+	m.Kind = KindConvergeBy
 	if counter == "" || converged == "" || !(within > 0) {
 		return nil, fmt.Errorf("%w: rule %q: converge-by needs 'within' > 0", ErrInvalid, m.Name)
 	}

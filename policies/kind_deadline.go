@@ -36,7 +36,7 @@ func NewDeadline(meta Meta, after time.Duration) (*Deadline, error) {
 	if after <= 0 {
 		return nil, fmt.Errorf("%w: rule %q: deadline 'after' must be positive, got %s", ErrInvalid, meta.Name, after)
 	}
-	meta.Kind = "deadline"
+	meta.Kind = KindDeadline
 	if meta.Repeat == RepeatEpisode {
 		meta.Repeat = RepeatOnce // it holds for good once it holds
 	}

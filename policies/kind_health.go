@@ -29,7 +29,7 @@ type Health struct {
 
 // NewHealth returns a health rule.
 func NewHealth(m Meta, events []string) (*Health, error) {
-	m.Kind = "health"
+	m.Kind = KindHealth
 	return &Health{M: m, Events: events}, nil
 }
 

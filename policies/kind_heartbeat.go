@@ -32,7 +32,7 @@ type Heartbeat struct {
 
 // NewHeartbeat returns a heartbeat rule.
 func NewHeartbeat(m Meta, metric string, timeout time.Duration) (*Heartbeat, error) {
-	m.Kind = "heartbeat"
+	m.Kind = KindHeartbeat
 	if timeout <= 0 {
 		return nil, fmt.Errorf("%w: rule %q: heartbeat needs 'timeout', a positive duration", ErrInvalid, m.Name)
 	}

@@ -32,7 +32,7 @@ type Max struct {
 
 // NewMax returns a max rule.
 func NewMax(m Meta, metric string, maxv float64) (*Max, error) {
-	m.Kind = "max"
+	m.Kind = KindMax
 	if metric == "" || math.IsNaN(maxv) {
 		return nil, fmt.Errorf("%w: rule %q: max needs a metric and 'max'", ErrInvalid, m.Name)
 	}

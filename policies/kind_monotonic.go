@@ -48,7 +48,7 @@ type Monotonic struct {
 
 // NewMonotonic returns a monotonic rule.
 func NewMonotonic(m Meta, metric string, tolerance float64, increasing bool) (*Monotonic, error) {
-	m.Kind = "monotonic"
+	m.Kind = KindMonotonic
 	if metric == "" || tolerance < 0 || math.IsNaN(tolerance) {
 		return nil, fmt.Errorf("%w: rule %q: monotonic needs a metric and a tolerance >= 0", ErrInvalid, m.Name)
 	}

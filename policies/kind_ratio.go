@@ -52,7 +52,7 @@ type stateChange struct {
 
 // NewRatio returns a ratio rule.
 func NewRatio(m Meta, metric string, above, below *float64, atLeast float64, over time.Duration) (*Ratio, error) {
-	m.Kind = "ratio"
+	m.Kind = KindRatio
 	switch {
 	case metric == "" || (above == nil && below == nil):
 		return nil, fmt.Errorf("%w: rule %q: ratio needs a metric and 'above' or 'below'", ErrInvalid, m.Name)

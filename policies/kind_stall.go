@@ -54,7 +54,7 @@ type Stall struct {
 
 // NewStall returns a stall rule.
 func NewStall(m Meta, metric string, patience int, minDelta float64, maximize bool) (*Stall, error) {
-	m.Kind = "stall"
+	m.Kind = KindStall
 	if metric == "" || patience < 1 || minDelta < 0 || math.IsNaN(minDelta) {
 		return nil, fmt.Errorf("%w: rule %q: stall needs a metric, patience >= 1 and min_delta >= 0", ErrInvalid, m.Name)
 	}

@@ -58,7 +58,7 @@ type Threshold struct {
 // NewThreshold checks and returns a threshold rule over a window of n
 // observations or duration d (neither: the last observation).
 func NewThreshold(m Meta, metric string, above, below *float64, agg Aggregate, n int, d time.Duration) (*Threshold, error) {
-	m.Kind = "threshold"
+	m.Kind = KindThreshold
 	switch {
 	case metric == "":
 		return nil, fmt.Errorf("%w: rule %q: threshold needs a metric", ErrInvalid, m.Name)

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -12,6 +13,9 @@ import (
 //
 //go:embed missions/*.toml
 var missionFS embed.FS
+
+// ErrUnknownMission: no built-in mission has the name.
+var ErrUnknownMission = errors.New("unknown mission")
 
 // MissionNames lists the built-in missions.
 func MissionNames() []string {
@@ -27,7 +31,7 @@ func MissionNames() []string {
 // MissionSource returns a mission's TOML.
 func MissionSource(name string) ([]byte, error) {
 	if !slices.Contains(MissionNames(), name) {
-		return nil, fmt.Errorf("%w: unknown mission %q (%s)", ErrInvalid, name, strings.Join(MissionNames(), " | "))
+		return nil, fmt.Errorf("%w %q (%s)", ErrUnknownMission, name, strings.Join(MissionNames(), " | "))
 	}
 	return missionFS.ReadFile("missions/" + name + ".toml")
 }

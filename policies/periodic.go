@@ -5,6 +5,10 @@ import (
 	"time"
 )
 
+// KindPeriodic is the kind of the rule [actions] checkpoint_every makes;
+// not a kind a policy can write.
+const KindPeriodic = "periodic"
+
 // PeriodicRuleName is the name of the rule [actions] checkpoint_every
 // (--checkpoint-every) makes; a policy's own rule may not take it.
 const PeriodicRuleName = "checkpoint-every"
@@ -24,7 +28,7 @@ func NewPeriodic(meta Meta, interval time.Duration) (*Periodic, error) {
 	if interval <= 0 {
 		return nil, fmt.Errorf("%w: rule %q: period must be positive, got %s", ErrInvalid, meta.Name, interval)
 	}
-	meta.Kind = "periodic"
+	meta.Kind = KindPeriodic
 	meta.Repeat = RepeatEvery
 	return &Periodic{M: meta, Interval: interval}, nil
 }

@@ -50,7 +50,12 @@ func TestUnknownKeyHints(t *testing.T) {
 	tests := []struct{ src, want string }{
 		{"strikt = true\n", `p.toml:1: strikt: unknown key; did you mean "strict"?`},
 		{"[limits]\nmemroy = \"1GiB\"\n", `limits.memroy: unknown key; did you mean "memory"? ([limits]: memory, memory_high, cpus, pids, nofile, nproc, core, as, fsize, cpu_time)`},
-		{"[[rule]]\nname = \"a\"\nkind = \"threshold\"\nmetric = \"x\"\nabov = 3\n", `rule.abov: unknown key; did you mean "above" (a field of threshold and ratio rules)?`},
+		{"[[rule]]\nname = \"a\"\nkind = \"threshold\"\nmetric = \"x\"\nabov = 3\n", `rule[0].abov: unknown key; did you mean "above"? (a threshold rule's own fields: above, below, aggregate, window)`},
+		// The second rule's typo: its own index, its own kind's fields
+		// (never a stall rule's "goal" for a threshold rule).
+		{"[[rule]]\nname = \"a\"\nkind = \"max\"\nmetric = \"x\"\nmax = 3\n[[rule]]\nname = \"b\"\nkind = \"threshold\"\nmetric = \"x\"\nabove = 1\neval = 3\n",
+			`p.toml:11: rule[1].eval: unknown key (a threshold rule's own fields: above, below, aggregate, window)`},
+		{"[[rule]]\nname = \"a\"\nkind = \"nope\"\nabov = 3\n", `rule[0].abov: unknown key; did you mean "above" (a field of threshold and ratio rules)?`},
 		{"[[markers.pattern]]\nregexx = 'a'\n", `markers.pattern.regexx: unknown key; did you mean "regex"?`},
 		{"[actions]\nzzzzzz = 1\n", `actions.zzzzzz: unknown key ([actions]: checkpoint_every`},
 	}

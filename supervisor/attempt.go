@@ -284,7 +284,7 @@ func (a *attempt) verifyIsolation() error {
 	if cfg.CleanEnv {
 		err := verifyEnv(cfg.ProcRoot, a.pid, a.cmd.Env)
 		switch {
-		case errors.Is(err, unix.ESRCH) || errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, procfs.ErrGone):
 			// The child has already exited: a zombie's environ is gone.
 			a.r.log.Info().Int("pid", a.pid).Msg("clean environment not verified: the child exited at once")
 		case err != nil:

@@ -163,7 +163,7 @@ func (c *Config) setDefaults() {
 		c.Clock = clock.RealClock{}
 	}
 	if c.ProcRoot == "" {
-		c.ProcRoot = "/proc"
+		c.ProcRoot = procfs.Root
 	}
 	if c.Self == "" {
 		c.Self = "/proc/self/exe"

@@ -82,11 +82,12 @@ func newStopMachine(c clock.Clock, ckTimeout, killAfter time.Duration, fx stopEf
 	return &stopMachine{clock: c, ckTimeout: ckTimeout, killAfter: killAfter, fx: fx, log: log}
 }
 
-// checkpointTimer fires when the pending request's timeout runs out
-// (nil channel: none pending).
+// ckTimerC fires when the pending request's timeout runs out (nil
+// channel: none pending).
 func (m *stopMachine) ckTimerC() <-chan time.Time { return timerC(m.ckTimer) }
 
-// killTimer fires when kill-after runs out after SIGTERM.
+// killTimerC fires when kill-after runs out after SIGTERM (nil channel:
+// not armed).
 func (m *stopMachine) killTimerC() <-chan time.Time { return timerC(m.killTimer) }
 
 // stopping reports whether an ending has been decided.

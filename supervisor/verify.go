@@ -3,9 +3,6 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/prism-run/prism-run/internal/procfs"
@@ -28,7 +25,7 @@ func verifyNoNewPrivs(procRoot string, pid int) error {
 // verifyEnv checks /proc/PID/environ (the environment the command was
 // exec'd with) holds nothing beyond want.
 func verifyEnv(procRoot string, pid int, want []string) error {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "environ"))
+	env, err := procfs.ReadEnviron(procRoot, pid)
 	if err != nil {
 		return fmt.Errorf("verify clean environment: %w", err)
 	}
@@ -36,8 +33,8 @@ func verifyEnv(procRoot string, pid int, want []string) error {
 	for _, kv := range want {
 		allowed[kv] = true
 	}
-	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
-		if kv != "" && !allowed[kv] {
+	for _, kv := range env {
+		if !allowed[kv] {
 			k, _, _ := strings.Cut(kv, "=")
 			return fmt.Errorf("verify clean environment: the child has %s, which was not given", k)
 		}

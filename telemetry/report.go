@@ -21,6 +21,11 @@ const (
 	ReasonOOM      Reason = "oom"      // the kernel OOM-killed the child in its cgroup (exit 137)
 )
 
+// Reasons lists every Reason.
+func Reasons() []Reason {
+	return []Reason{ReasonExited, ReasonSignaled, ReasonPolicy, ReasonError, ReasonOOM}
+}
+
 // Report is the JSON run report (--report): what the command line asked
 // for, what was enforced, and what the run came to. The supervisor's run
 // fills it as it goes; it is written whole, atomically, on every exit path

@@ -71,14 +71,41 @@ func runDoctor(ctx context.Context, w io.Writer, deps Deps) bool {
 		fmt.Fprintf(w, "  %-18s %-4s %s\n", c.name, c.result, c.detail)
 	}
 	// The default mission confines nothing; it needs to run and watch a
-	// child and to find what the child leaves behind.
+	// child and to find what the child leaves behind. Its plan here says
+	// what it would not enforce (its GPU rules without NVML).
 	ok := basic.result == "ok" && sub.result == "ok"
 	verdict := "ok"
 	if !ok {
 		verdict = "NOT ok"
 	}
+	if gaps := d.missionGaps("default"); len(gaps) > 0 && ok {
+		verdict += ", but not enforced here: " + strings.Join(gaps, "; ")
+	}
 	fmt.Fprintf(w, "what the default mission needs: %s\n", verdict)
 	return ok
+}
+
+// missionGaps plans a mission on this host, as a run would (NVML
+// tried), and names what it could not enforce.
+func (d *doctor) missionGaps(mission string) []string {
+	src, err := policies.LoadMission(mission)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	res, err := policies.Resolve(src)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	p, err := plan.New(res, plan.Request{}, d.host)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	p.ProbeGPU(d.deps.NVML)
+	var out []string
+	for _, g := range p.Gaps {
+		out = append(out, g.Setting+" ("+g.Why+")")
+	}
+	return out
 }
 
 func cgroupMode(h limits.Host) check {

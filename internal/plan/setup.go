@@ -3,8 +3,8 @@ package plan
 import (
 	"fmt"
 	"io"
-	"sync"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"

@@ -405,3 +405,22 @@ func readWord(memPath string, addr uint64) (uint64, error) {
 	}
 	return binary.NativeEndian.Uint64(b[:]), nil
 }
+
+// ReadEnviron reads /proc/PID/environ under root: the environment the
+// process was exec'd with ("K=V" entries). A zombie's is empty.
+func ReadEnviron(root string, pid int) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "environ"))
+	if gone(err) {
+		return nil, fmt.Errorf("%w: %d", ErrGone, pid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+		if kv != "" {
+			out = append(out, kv)
+		}
+	}
+	return out, nil
+}
