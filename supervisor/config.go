@@ -95,6 +95,9 @@ type Config struct {
 	// variables and KeepEnv ("K=V" sets K; "K" passes prism-run's K).
 	CleanEnv bool
 	KeepEnv  []string
+	// DropEnv names variables never passed to the child (prism-run's own
+	// settings, PRISM_TIMEOUT and the like), clean environment or not.
+	DropEnv []string
 	// IsolateNet runs the child in a new network namespace with only its
 	// loopback interface, up (needs CAP_SYS_ADMIN and CAP_NET_ADMIN).
 	IsolateNet bool

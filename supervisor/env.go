@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,12 @@ const (
 	EnvSeed          = "PRISM_SEED"
 )
 
+// ProtocolVars are the variables prism-run gives the child: the child's,
+// never prism-run's own settings.
+func ProtocolVars() []string {
+	return []string{EnvRunID, EnvMission, EnvControl, EnvCheckpointDir, EnvResume, EnvRestartCount, EnvSeed}
+}
+
 // childEnv is the attempt's environment: the base (prism-run's own, or
 // Config.Env), cleaned when asked, then the protocol's variables.
 func (a *attempt) childEnv() []string {
@@ -29,6 +36,7 @@ func (a *attempt) childEnv() []string {
 	if base == nil {
 		base = os.Environ()
 	}
+	base = without(base, cfg.DropEnv) // prism-run's own settings
 	if cfg.CleanEnv {
 		base = cleanEnv(base, cfg.KeepEnv)
 	} else {
@@ -127,4 +135,19 @@ func resolveResume(resume, ckDir string) (string, error) {
 		}
 	}
 	return best, nil
+}
+
+// without returns env less the variables named in drop.
+func without(env, drop []string) []string {
+	if len(drop) == 0 {
+		return env
+	}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(drop, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

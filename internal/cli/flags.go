@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,12 +121,37 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 			if cmd == nil {
 				cmd = c.Args().Slice()
 			}
-			r := &runner{o: *o, command: cmd, stdio: stdio, build: build, deps: deps}
+			r := &runner{o: *o, command: cmd, stdio: stdio, build: build, deps: deps, dropEnv: configVars(flags)}
 			var err error
 			*rep, err = r.run(c)
 			return err
 		},
 	}
+}
+
+// envVars is the environment variable that sets a flag: PRISM_ and the
+// flag's name. The flags whose variable would be one the child is given
+// (PRISM_MISSION, PRISM_SEED, PRISM_RUN_ID, PRISM_CHECKPOINT_DIR,
+// PRISM_RESUME: the protocol's) have none, so a prism-run started inside
+// a supervised child never takes the outer run's as its own settings.
+func envVars(flag string) []string {
+	name := "PRISM_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	if slices.Contains(supervisor.ProtocolVars(), name) {
+		return nil
+	}
+	return []string{name}
+}
+
+// configVars are the environment variables prism-run reads as its own
+// settings: never passed on to the child.
+func configVars(flags []cli.Flag) []string {
+	var out []string
+	for _, f := range flags {
+		if ev, ok := f.(interface{ GetEnvVars() []string }); ok {
+			out = append(out, ev.GetEnvVars()...)
+		}
+	}
+	return out
 }
 
 // read takes what the flag destinations cannot hold.
@@ -145,25 +171,25 @@ func (o *options) read(c *cli.Context) {
 // and the flags that are shortcuts for policy fields.
 func (o *options) policyFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "mission", EnvVars: []string{"PRISM_MISSION"}, Destination: &o.mission,
+		&cli.StringFlag{Name: "mission", EnvVars: envVars("mission"), Destination: &o.mission,
 			Usage: "built-in mission `NAME` (prism-run missions lists them)"},
-		&cli.StringSliceFlag{Name: "policy", EnvVars: []string{"PRISM_POLICY"},
+		&cli.StringSliceFlag{Name: "policy", EnvVars: envVars("policy"),
 			Usage: "policy `FILE` (TOML) layered over the mission; repeat for more"},
-		&cli.BoolFlag{Name: "strict", EnvVars: []string{"PRISM_STRICT"}, Destination: &o.strict,
+		&cli.BoolFlag{Name: "strict", EnvVars: envVars("strict"), Destination: &o.strict,
 			Usage: "refuse to start (exit 125) if a limit or isolation the policy asks for cannot be enforced"},
-		&cli.BoolFlag{Name: "dry-run", EnvVars: []string{"PRISM_DRY_RUN"}, Destination: &o.dryRun,
+		&cli.BoolFlag{Name: "dry-run", EnvVars: envVars("dry-run"), Destination: &o.dryRun,
 			Usage: "print the resolved policy and what would be enforced, then exit without starting anything"},
-		&cli.DurationFlag{Name: "timeout", EnvVars: []string{"PRISM_TIMEOUT"}, Destination: &o.timeout,
+		&cli.DurationFlag{Name: "timeout", EnvVars: envVars("timeout"), Destination: &o.timeout,
 			Usage: "ask for a checkpoint after `DUR`, then stop the child (exit 75 if the checkpoint was acknowledged, else 124)"},
-		&cli.DurationFlag{Name: "kill-after", EnvVars: []string{"PRISM_KILL_AFTER"}, Value: supervisor.DefaultKillAfter, Destination: &o.killAfter,
+		&cli.DurationFlag{Name: "kill-after", EnvVars: envVars("kill-after"), Value: supervisor.DefaultKillAfter, Destination: &o.killAfter,
 			Usage: "send SIGKILL `DUR` after SIGTERM if the child is still running"},
-		&cli.DurationFlag{Name: "checkpoint-every", EnvVars: []string{"PRISM_CHECKPOINT_EVERY"}, Destination: &o.checkpointEvery,
+		&cli.DurationFlag{Name: "checkpoint-every", EnvVars: envVars("checkpoint-every"), Destination: &o.checkpointEvery,
 			Usage: "ask the child for a checkpoint (SIGUSR1) every `DUR`"},
-		&cli.DurationFlag{Name: "checkpoint-timeout", EnvVars: []string{"PRISM_CHECKPOINT_TIMEOUT"}, Value: supervisor.DefaultCheckpointTimeout, Destination: &o.checkpointTimeout,
+		&cli.DurationFlag{Name: "checkpoint-timeout", EnvVars: envVars("checkpoint-timeout"), Value: supervisor.DefaultCheckpointTimeout, Destination: &o.checkpointTimeout,
 			Usage: "how long a checkpoint request waits `DUR` for the child's checkpoint marker"},
-		&cli.DurationFlag{Name: "sample-interval", EnvVars: []string{"PRISM_SAMPLE_INTERVAL"}, Value: supervisor.DefaultTickInterval, Destination: &o.sampleInterval,
+		&cli.DurationFlag{Name: "sample-interval", EnvVars: envVars("sample-interval"), Value: supervisor.DefaultTickInterval, Destination: &o.sampleInterval,
 			Usage: "how often the probes sample, `DUR` (at least 10ms)"},
-		&cli.StringFlag{Name: "marker-prefix", EnvVars: []string{"PRISM_MARKER_PREFIX"}, Value: "PRISM", Destination: &o.markerPrefix,
+		&cli.StringFlag{Name: "marker-prefix", EnvVars: envVars("marker-prefix"), Value: "PRISM", Destination: &o.markerPrefix,
 			Usage: "`WORD` that starts a marker line"},
 	}
 }
@@ -172,22 +198,21 @@ func (o *options) policyFlags() []cli.Flag {
 // the rlimit and cgroup limits (rlimitFlags).
 func (o *options) confinementFlags() []cli.Flag {
 	flags := []cli.Flag{
-		&cli.BoolFlag{Name: "no-new-privs", EnvVars: []string{"PRISM_NO_NEW_PRIVS"}, Destination: &o.noNewPrivs,
+		&cli.BoolFlag{Name: "no-new-privs", EnvVars: envVars("no-new-privs"), Destination: &o.noNewPrivs,
 			Usage: "the child and its descendants can never gain privileges (PR_SET_NO_NEW_PRIVS)"},
-		&cli.BoolFlag{Name: "clean-env", EnvVars: []string{"PRISM_CLEAN_ENV"}, Destination: &o.cleanEnv,
+		&cli.BoolFlag{Name: "clean-env", EnvVars: envVars("clean-env"), Destination: &o.cleanEnv,
 			Usage: "give the child only PATH, HOME, LANG, TERM, PRISM_* and what --env names"},
-		&cli.BoolFlag{Name: "isolate-net", EnvVars: []string{"PRISM_ISOLATE_NET"}, Destination: &o.isolateNet,
+		&cli.BoolFlag{Name: "isolate-net", EnvVars: envVars("isolate-net"), Destination: &o.isolateNet,
 			Usage: "run the child in a new network namespace with loopback only (needs root)"},
-		&cli.StringSliceFlag{Name: "env", EnvVars: []string{"PRISM_ENV"},
+		&cli.StringSliceFlag{Name: "env", EnvVars: envVars("env"),
 			Usage: "`K[=V]`: set K for the child, or pass prism-run's K through --clean-env; repeatable"},
-		&cli.StringFlag{Name: "user", EnvVars: []string{"PRISM_USER"}, Destination: &o.user,
+		&cli.StringFlag{Name: "user", EnvVars: envVars("user"), Destination: &o.user,
 			Usage: "run the child as `UID[:GID]` or a user name (prism-run must be root)"},
-		&cli.StringFlag{Name: "gpus", EnvVars: []string{"PRISM_GPUS"}, Destination: &o.gpus,
+		&cli.StringFlag{Name: "gpus", EnvVars: envVars("gpus"), Destination: &o.gpus,
 			Usage: "`LIST` of GPU indices (0,2) the child may use: sets CUDA_VISIBLE_DEVICES and limits sampling to them; 'none' turns GPU sampling off"},
 	}
 	for _, f := range rlimitFlags() {
-		flags = append(flags, &cli.StringFlag{Name: f.flag, Usage: f.usage,
-			EnvVars: []string{"PRISM_" + strings.ToUpper(strings.ReplaceAll(f.flag, "-", "_"))}})
+		flags = append(flags, &cli.StringFlag{Name: f.flag, Usage: f.usage, EnvVars: envVars(f.flag)})
 	}
 	return flags
 }
@@ -195,17 +220,17 @@ func (o *options) confinementFlags() []cli.Flag {
 // runFlags name the run and what the child is given.
 func (o *options) runFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "checkpoint-dir", EnvVars: []string{"PRISM_CHECKPOINT_DIR"}, Destination: &o.checkpointDir,
+		&cli.StringFlag{Name: "checkpoint-dir", EnvVars: envVars("checkpoint-dir"), Destination: &o.checkpointDir,
 			Usage: "`DIR` the child writes checkpoints to (default: a per-run folder under $TMPDIR, kept if it holds any)"},
-		&cli.StringFlag{Name: "resume", EnvVars: []string{"PRISM_RESUME"}, Destination: &o.resume,
+		&cli.StringFlag{Name: "resume", EnvVars: envVars("resume"), Destination: &o.resume,
 			Usage: "checkpoint `FILE` the child resumes from (PRISM_RESUME); 'latest' = the newest in --checkpoint-dir, if any"},
-		&cli.StringFlag{Name: "run-id", EnvVars: []string{"PRISM_RUN_ID"}, Destination: &o.runID,
+		&cli.StringFlag{Name: "run-id", EnvVars: envVars("run-id"), Destination: &o.runID,
 			Usage: "`ID` of this run (default: time and random)"},
-		&cli.Uint64Flag{Name: "seed", EnvVars: []string{"PRISM_SEED"}, Destination: &o.seed,
+		&cli.Uint64Flag{Name: "seed", EnvVars: envVars("seed"), Destination: &o.seed,
 			Usage: "`N` given to the child as PRISM_SEED and recorded in the report (default: random)"},
-		&cli.BoolFlag{Name: "preserve-status", EnvVars: []string{"PRISM_PRESERVE_STATUS"}, Destination: &o.preserveStatus,
+		&cli.BoolFlag{Name: "preserve-status", EnvVars: envVars("preserve-status"), Destination: &o.preserveStatus,
 			Usage: "after a policy stop, exit with the child's own code instead of 75 or 124 (as GNU timeout's flag)"},
-		&cli.BoolFlag{Name: "foreground", EnvVars: []string{"PRISM_FOREGROUND"}, Destination: &o.foreground,
+		&cli.BoolFlag{Name: "foreground", EnvVars: envVars("foreground"), Destination: &o.foreground,
 			Usage: "give the child the terminal (interactive programs: a REPL, pdb, a prompt); Ctrl-C and Ctrl-Z then go to the child's group, and Ctrl-Z suspends prism-run with it"},
 	}
 }
@@ -213,15 +238,15 @@ func (o *options) runFlags() []cli.Flag {
 // outputFlags say where prism-run's own output goes.
 func (o *options) outputFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.BoolFlag{Name: "hide-markers", EnvVars: []string{"PRISM_HIDE_MARKERS"}, Destination: &o.hideMarkers,
+		&cli.BoolFlag{Name: "hide-markers", EnvVars: envVars("hide-markers"), Destination: &o.hideMarkers,
 			Usage: "drop marker lines from the child's output"},
-		&cli.StringFlag{Name: "report", EnvVars: []string{"PRISM_REPORT"}, Destination: &o.report,
+		&cli.StringFlag{Name: "report", EnvVars: envVars("report"), Destination: &o.report,
 			Usage: "write a JSON run report to `FILE` on every exit"},
-		&cli.StringFlag{Name: "log-format", EnvVars: []string{"PRISM_LOG_FORMAT"}, Value: "auto", Destination: &o.log.Format,
+		&cli.StringFlag{Name: "log-format", EnvVars: envVars("log-format"), Value: "auto", Destination: &o.log.Format,
 			Usage: "`FORMAT` of prism-run's own log: auto (console on a terminal, else json) | console | json"},
-		&cli.StringFlag{Name: "log-level", EnvVars: []string{"PRISM_LOG_LEVEL"}, Value: "info", Destination: &o.log.Level,
+		&cli.StringFlag{Name: "log-level", EnvVars: envVars("log-level"), Value: "info", Destination: &o.log.Level,
 			Usage: "`LEVEL`: debug | info | warn | error"},
-		&cli.StringFlag{Name: "log-file", EnvVars: []string{"PRISM_LOG_FILE"}, Destination: &o.log.File,
+		&cli.StringFlag{Name: "log-file", EnvVars: envVars("log-file"), Destination: &o.log.File,
 			Usage: "write prism-run's own log to `FILE` (appended) instead of stderr"},
 	}
 }

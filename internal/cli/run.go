@@ -34,6 +34,7 @@ type runner struct {
 	deps    Deps
 	log     zerolog.Logger
 	setup   *plan.Setup // what Prepare made (nil before)
+	dropEnv []string    // prism-run's own settings: never the child's
 }
 
 // run does the run (or the dry run) and returns its report: nil for a dry
@@ -95,7 +96,7 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.RunID, cfg.Mission, cfg.Seed = o.runID, o.mission, o.seed
 	cfg.CheckpointDir, cfg.Resume = o.checkpointDir, o.resume
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
-	cfg.Signals, cfg.Log = sigs, r.log
+	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
 	rep, err := supervisor.Run(c.Context, cfg)
 	r.writeReport(rep, p)
 	if err != nil {
