@@ -86,6 +86,7 @@ func TestScripts(t *testing.T) {
 			"atleast":     cmdAtLeast,
 			"enforced":    cmdEnforced,
 			"noleftovers": cmdNoLeftovers,
+			"elapsed":     cmdElapsed,
 		},
 	})
 }
@@ -364,5 +365,20 @@ func cmdNoLeftovers(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if len(left) > 0 {
 		ts.Fatalf("left behind: %s", strings.Join(left, ", "))
+	}
+}
+
+// elapsed REPORT MAX: the run in the JSON REPORT took at most MAX (a Go
+// duration) from start to end.
+func cmdElapsed(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: elapsed REPORT MAX")
+	}
+	max, err := time.ParseDuration(args[1])
+	ts.Check(err)
+	var rep struct{ Start, End time.Time }
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[0])), &rep))
+	if took := rep.End.Sub(rep.Start); took > max || took < 0 {
+		ts.Fatalf("%s: the run took %s, more than %s", args[0], took, max)
 	}
 }

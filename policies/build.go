@@ -85,13 +85,13 @@ type Resolved struct {
 	Policy            *Policy
 	Rules             []Rule
 	Strict            bool
-	SampleInterval    time.Duration
+	SampleInterval    *time.Duration // nil: not set by any layer
 	MarkerPrefix      string
 	Patterns          []*regexp.Regexp
 	CheckpointSignal  string
 	DegradeSignal     string
-	CheckpointTimeout time.Duration
-	KillAfter         time.Duration
+	CheckpointTimeout *time.Duration // nil: not set by any layer
+	KillAfter         *time.Duration // nil: not set by any layer; 0: SIGKILL with SIGTERM
 	SendUnhandled     bool
 }
 
@@ -101,9 +101,9 @@ func Resolve(p *Policy) (*Resolved, error) {
 		return nil, err
 	}
 	res := &Resolved{Policy: p, Strict: p.Strict != nil && *p.Strict,
-		SampleInterval: p.Sampling.Interval.D(), MarkerPrefix: str(p.Markers.Prefix),
+		SampleInterval: p.Sampling.Interval.Ptr(), MarkerPrefix: str(p.Markers.Prefix),
 		CheckpointSignal: "SIGUSR1", DegradeSignal: "SIGUSR2",
-		CheckpointTimeout: p.Actions.CheckpointTimeout.D(), KillAfter: p.Actions.KillAfter.D(),
+		CheckpointTimeout: p.Actions.CheckpointTimeout.Ptr(), KillAfter: p.Actions.KillAfter.Ptr(),
 		SendUnhandled: p.Actions.SendUnhandled != nil && *p.Actions.SendUnhandled}
 	if s := p.Actions.CheckpointSignal; s != nil {
 		res.CheckpointSignal, _ = ParseSignal(*s)

@@ -459,6 +459,9 @@ func (p *Policy) validate() error {
 	if ce := p.Actions.CheckpointEvery; ce != nil && ce.D() <= 0 {
 		return fieldErr("actions.checkpoint_every", "must be positive")
 	}
+	if ct := p.Actions.CheckpointTimeout; ct != nil && ct.D() <= 0 {
+		return fieldErr("actions.checkpoint_timeout", "must be positive: a checkpoint request needs time to be answered (to stop without one, use action = \"stop\")")
+	}
 	if iv := p.Sampling.Interval; iv != nil && iv.D() < minSampleInterval {
 		return fieldErr("sampling.interval", "must be at least %s", minSampleInterval)
 	}

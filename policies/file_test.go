@@ -68,8 +68,8 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Strict || r.SampleInterval != 50*time.Millisecond || r.CheckpointSignal != "SIGUSR1" ||
-		r.KillAfter != 5*time.Second || len(r.Patterns) != 1 || len(r.Rules) != 2 {
+	if !r.Strict || *r.SampleInterval != 50*time.Millisecond || r.CheckpointSignal != "SIGUSR1" ||
+		*r.KillAfter != 5*time.Second || len(r.Patterns) != 1 || len(r.Rules) != 2 {
 		t.Fatalf("resolved %+v", r)
 	}
 	if *p.Limits.Memory != 16<<30 {
@@ -189,7 +189,7 @@ after = "1h"
 	if *th.Above != 8 || th.M.Severity != SeverityCritical || th.M.Action != ActionStop {
 		t.Errorf("merged latency-hard = %+v: the later layer changes only what it sets", th.M)
 	}
-	if r.KillAfter != 10*time.Second || r.CheckpointTimeout != 5*time.Second || len(r.Patterns) != 2 {
+	if *r.KillAfter != 10*time.Second || *r.CheckpointTimeout != 5*time.Second || len(r.Patterns) != 2 {
 		t.Errorf("merged settings %+v", r)
 	}
 	// A rule that changes nothing below it has no kind.

@@ -11,24 +11,83 @@ import (
 // Value types of policy files. Each accepts what a person would write
 // ("10s", "8GiB", 0.5) and says plainly what it wanted otherwise.
 
-// Duration is a TOML string such as "100ms", "10s", "24h".
+// Duration is a duration in a policy: a string such as "100ms", "10s",
+// "1d", "1h30m", or a bare number of seconds (10, 1.5), as GNU timeout
+// reads it (ParseDuration).
 type Duration time.Duration
+
+// DurationForms are the forms ParseDuration accepts, for error messages.
+const DurationForms = `seconds (10, 1.5) or a number with a unit: 500ms, 10s, 30m, 2h, 1d, 1h30m`
+
+// ParseDuration reads what users of GNU timeout, systemd and Go type: a
+// bare number of seconds ("10", "1.5"), a number with one of ns, us, ms,
+// s, m, h, d ("1d" is 24h), or Go's compound form ("1h30m", "1d12h").
+// Negative durations are refused.
+func ParseDuration(s string) (time.Duration, error) {
+	t := strings.TrimSpace(s)
+	bad := fmt.Errorf("bad duration %q: want %s", s, DurationForms)
+	if t == "" || strings.HasPrefix(t, "-") {
+		return 0, bad
+	}
+	if v, err := strconv.ParseFloat(t, 64); err == nil {
+		if math.IsNaN(v) || math.IsInf(v, 0) || v*float64(time.Second) > math.MaxInt64 {
+			return 0, bad
+		}
+		return time.Duration(v * float64(time.Second)), nil
+	}
+	var days time.Duration
+	if i := strings.IndexByte(t, 'd'); i > 0 {
+		n, err := strconv.ParseFloat(t[:i], 64)
+		if err != nil || n > 1e5 {
+			return 0, bad
+		}
+		days, t = time.Duration(n*24*float64(time.Hour)), t[i+1:]
+		if t == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil || d < 0 {
+		return 0, bad
+	}
+	return days + d, nil
+}
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	v, err := ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("bad duration %q: want a number with a unit, such as \"500ms\", \"10s\", \"2h\"", b)
-	}
-	if v < 0 {
-		return fmt.Errorf("bad duration %q: must not be negative", b)
+		return err
 	}
 	*d = Duration(v)
 	return nil
 }
 
+// UnmarshalTOML implements toml.Unmarshaler: a string, or a number of
+// seconds.
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		return d.UnmarshalText([]byte(x))
+	case int64:
+		return d.UnmarshalText([]byte(strconv.FormatInt(x, 10)))
+	case float64:
+		return d.UnmarshalText([]byte(strconv.FormatFloat(x, 'g', -1, 64)))
+	}
+	return fmt.Errorf("bad duration %v: want %s", v, DurationForms)
+}
+
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Ptr returns the time.Duration, nil when unset.
+func (d *Duration) Ptr() *time.Duration {
+	if d == nil {
+		return nil
+	}
+	v := time.Duration(*d)
+	return &v
+}
 
 // D returns the time.Duration.
 func (d *Duration) D() time.Duration {
@@ -38,20 +97,32 @@ func (d *Duration) D() time.Duration {
 	return time.Duration(*d)
 }
 
-var sizeUnits = []struct {
+// sizeUnits are the size suffixes, longest first. K, M, G, T (and k, m,
+// g, t) are 1024-based, as systemd and Docker read them; KiB... too; KB,
+// MB, GB, TB are 1000-based (SI).
+func sizeUnits() []struct {
 	suffix string
 	mult   float64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1},
+} {
+	return []struct {
+		suffix string
+		mult   float64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"B", 1}, {"b", 1},
+	}
 }
 
-// ParseSize reads "8GiB", "7.5GB", "512M", "4096" as bytes.
+// SizeForms are the forms ParseSize accepts, for error messages.
+const SizeForms = `bytes (4096) or a number with a unit: K/M/G/T or KiB/MiB/GiB/TiB (1024-based: 512M, 8GiB), KB/MB/GB/TB (1000-based: 7.5GB)`
+
+// ParseSize reads "8GiB", "7.5GB", "512M", "512m", "4096" as bytes.
 func ParseSize(s string) (float64, error) {
 	t := strings.TrimSpace(s)
 	mult := 1.0
-	for _, u := range sizeUnits {
+	for _, u := range sizeUnits() {
 		if strings.HasSuffix(t, u.suffix) {
 			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
 			break
@@ -59,7 +130,7 @@ func ParseSize(s string) (float64, error) {
 	}
 	v, err := strconv.ParseFloat(t, 64)
 	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
-		return 0, fmt.Errorf("bad size %q: want bytes or a number with a unit, such as \"8GiB\", \"512MiB\", \"7.5GB\"", s)
+		return 0, fmt.Errorf("bad size %q: want %s", s, SizeForms)
 	}
 	if v*mult >= math.MaxInt64 {
 		return 0, fmt.Errorf("bad size %q: too large (at most 8EiB)", s)

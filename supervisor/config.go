@@ -62,7 +62,7 @@ type Config struct {
 	// path, or ResumeLatest for the newest file in CheckpointDir; "" = none.
 	Resume string
 
-	KillAfter time.Duration // SIGTERM -> SIGKILL grace
+	KillAfter time.Duration // SIGTERM -> SIGKILL grace; 0 = SIGKILL right after SIGTERM
 	// PreserveStatus: after a policy stop, exit with the child's own code
 	// instead of 75 or 124 (GNU timeout's --preserve-status).
 	PreserveStatus    bool
@@ -144,9 +144,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.KillAfter == 0 {
-		c.KillAfter = DefaultKillAfter
-	}
 	if c.CheckpointTimeout == 0 {
 		c.CheckpointTimeout = DefaultCheckpointTimeout
 	}

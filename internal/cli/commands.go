@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -80,7 +79,7 @@ would have ended the child, unless --keep-going.`,
 			&cli.StringFlag{Name: "mission", Usage: "built-in mission `NAME`"},
 			&cli.StringSliceFlag{Name: "policy", Usage: "policy `FILE` layered over the mission; repeat for more"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "`FORMAT`: text | json (one decision per line)"},
-			&cli.DurationFlag{Name: "tick", Value: 100 * time.Millisecond, Usage: "time one line stands for when lines carry none"},
+			&cli.StringFlag{Name: "tick", Value: "100ms", Usage: "`DUR` one line stands for when lines carry none"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "go on after a decision that would have ended the child"},
 		},
 		Action: func(c *cli.Context) error {
@@ -112,7 +111,11 @@ would have ended the child, unless --keep-going.`,
 				defer f.Close()
 				in = f
 			}
-			_, err = replay.Run(in, stdout, replay.Options{Rules: pol.Rules, Parser: parser, Tick: c.Duration("tick"),
+			tick, err := policies.ParseDuration(c.String("tick"))
+			if err != nil || tick <= 0 {
+				return fmt.Errorf("%w: --tick %q: want a positive %s", errUsage, c.String("tick"), policies.DurationForms)
+			}
+			_, err = replay.Run(in, stdout, replay.Options{Rules: pol.Rules, Parser: parser, Tick: tick,
 				JSON: format == "json", KeepGoing: c.Bool("keep-going")})
 			return err
 		},

@@ -53,21 +53,19 @@ Examples:
 
 // options are the parsed flags of one run.
 type options struct {
-	timeout, killAfter, checkpointEvery, checkpointTimeout time.Duration
-	checkpointDir, runID, markerPrefix, report, resume     string
-	mission                                                string
-	policies                                               []string
-	seed                                                   uint64
-	seedSet, hideMarkers, strict, dryRun, foreground       bool
-	preserveStatus                                         bool
-	log                                                    logging.Options
+	checkpointDir, runID, markerPrefix, report, resume string
+	mission                                            string
+	policies                                           []string
+	seed                                               uint64
+	seedSet, hideMarkers, strict, dryRun, foreground   bool
+	preserveStatus                                     bool
+	log                                                logging.Options
 
 	// Confinement flags; rlimits as strings, read like the policy's [limits].
 	rlimits              map[string]string
 	noNewPrivs, cleanEnv bool
 	isolateNet           bool
 	gpus                 string
-	sampleInterval       time.Duration
 	env                  []string
 	user                 string
 }
@@ -179,15 +177,15 @@ func (o *options) policyFlags() []cli.Flag {
 			Usage: "refuse to start (exit 125) if a limit or isolation the policy asks for cannot be enforced"},
 		&cli.BoolFlag{Name: "dry-run", EnvVars: envVars("dry-run"), Destination: &o.dryRun,
 			Usage: "print the resolved policy and what would be enforced, then exit without starting anything"},
-		&cli.DurationFlag{Name: "timeout", EnvVars: envVars("timeout"), Destination: &o.timeout,
-			Usage: "ask for a checkpoint after `DUR`, then stop the child (exit 75 if the checkpoint was acknowledged, else 124)"},
-		&cli.DurationFlag{Name: "kill-after", EnvVars: envVars("kill-after"), Value: supervisor.DefaultKillAfter, Destination: &o.killAfter,
-			Usage: "send SIGKILL `DUR` after SIGTERM if the child is still running"},
-		&cli.DurationFlag{Name: "checkpoint-every", EnvVars: envVars("checkpoint-every"), Destination: &o.checkpointEvery,
+		&cli.StringFlag{Name: "timeout", EnvVars: envVars("timeout"),
+			Usage: "ask for a checkpoint after `DUR` (seconds, or 500ms, 30m, 2h, 1d, 1h30m; 0 = none), then stop the child (exit 75 if the checkpoint was acknowledged, else 124)"},
+		&cli.StringFlag{Name: "kill-after", EnvVars: envVars("kill-after"), Value: supervisor.DefaultKillAfter.String(),
+			Usage: "send SIGKILL `DUR` after SIGTERM if the child is still running (0 = with SIGTERM)"},
+		&cli.StringFlag{Name: "checkpoint-every", EnvVars: envVars("checkpoint-every"),
 			Usage: "ask the child for a checkpoint (SIGUSR1) every `DUR`"},
-		&cli.DurationFlag{Name: "checkpoint-timeout", EnvVars: envVars("checkpoint-timeout"), Value: supervisor.DefaultCheckpointTimeout, Destination: &o.checkpointTimeout,
+		&cli.StringFlag{Name: "checkpoint-timeout", EnvVars: envVars("checkpoint-timeout"), Value: "60s",
 			Usage: "how long a checkpoint request waits `DUR` for the child's checkpoint marker"},
-		&cli.DurationFlag{Name: "sample-interval", EnvVars: envVars("sample-interval"), Value: supervisor.DefaultTickInterval, Destination: &o.sampleInterval,
+		&cli.StringFlag{Name: "sample-interval", EnvVars: envVars("sample-interval"), Value: supervisor.DefaultTickInterval.String(),
 			Usage: "how often the probes sample, `DUR` (at least 10ms)"},
 		&cli.StringFlag{Name: "marker-prefix", EnvVars: envVars("marker-prefix"), Value: "PRISM", Destination: &o.markerPrefix,
 			Usage: "`WORD` that starts a marker line"},
@@ -258,47 +256,24 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 		return nil, err
 	}
 	flags := &policies.Policy{}
-	if o.timeout != 0 {
-		if o.timeout < 0 {
-			return nil, fmt.Errorf("%w: --timeout must be positive", errUsage)
-		}
+	durs, err := durationFlags(c)
+	if err != nil {
+		return nil, err
+	}
+	if t := durs["timeout"]; t != nil && t.D() > 0 { // 0: no timeout, as GNU timeout reads it
 		if err := timeoutNameFree(o, layers); err != nil {
 			return nil, err
 		}
 		// The seed's world-record deadline: save a checkpoint, then abort.
-		name, kind, sev, act, after := "timeout", "deadline", "high", "checkpoint-stop", policies.Duration(o.timeout)
-		flags.Rules = append(flags.Rules, policies.RuleSpec{Name: &name, Kind: &kind, Severity: &sev, Action: &act, After: &after})
+		name, kind, sev, act := "timeout", policies.KindDeadline, "high", "checkpoint-stop"
+		flags.Rules = append(flags.Rules, policies.RuleSpec{Name: &name, Kind: &kind, Severity: &sev, Action: &act, After: t})
 	}
-	setDur := func(flag string, v time.Duration, dst **policies.Duration) error {
-		if !c.IsSet(flag) {
-			return nil
-		}
-		if v <= 0 && flag != "kill-after" || v < 0 {
-			return fmt.Errorf("%w: --%s must be positive", errUsage, flag)
-		}
-		d := policies.Duration(v)
-		*dst = &d
-		return nil
-	}
-	for _, f := range []struct {
-		name string
-		v    time.Duration
-		dst  **policies.Duration
-	}{
-		{"checkpoint-every", o.checkpointEvery, &flags.Actions.CheckpointEvery},
-		{"kill-after", o.killAfter, &flags.Actions.KillAfter},
-		{"checkpoint-timeout", o.checkpointTimeout, &flags.Actions.CheckpointTimeout},
-	} {
-		if err := setDur(f.name, f.v, f.dst); err != nil {
-			return nil, err
-		}
-	}
+	flags.Actions.CheckpointEvery = durs["checkpoint-every"]
+	flags.Actions.KillAfter = durs["kill-after"]
+	flags.Actions.CheckpointTimeout = durs["checkpoint-timeout"]
+	flags.Sampling.Interval = durs["sample-interval"]
 	if c.IsSet("marker-prefix") {
 		flags.Markers.Prefix = &o.markerPrefix
-	}
-	if c.IsSet("sample-interval") {
-		d := policies.Duration(o.sampleInterval)
-		flags.Sampling.Interval = &d
 	}
 	if err := rlimitLayer(o.rlimits, &flags.Limits); err != nil {
 		return nil, err
@@ -316,6 +291,41 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 		flags.Strict = &o.strict
 	}
 	return policies.Resolve(policies.Merge(append(layers, flags)...))
+}
+
+// durationFlags reads the duration flags that were given, as GNU timeout
+// and systemd users type them (policies.ParseDuration). Zero means zero:
+// --kill-after 0 is SIGKILL with SIGTERM, --timeout 0 is no timeout; a
+// zero that cannot work is refused with the reason.
+func durationFlags(c *cli.Context) (map[string]*policies.Duration, error) {
+	out := map[string]*policies.Duration{}
+	for _, f := range []struct {
+		name    string
+		zeroWhy string // why 0 is refused ("" = 0 is accepted)
+		atLeast time.Duration
+	}{
+		{"timeout", "", 0},
+		{"kill-after", "", 0},
+		{"checkpoint-every", "a period of 0 asks for checkpoints without end", 0},
+		{"checkpoint-timeout", "a checkpoint request needs time to be answered (to stop without one, use a rule with action = \"stop\")", 0},
+		{"sample-interval", "", 10 * time.Millisecond},
+	} {
+		if !c.IsSet(f.name) {
+			continue
+		}
+		v, err := policies.ParseDuration(c.String(f.name))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%w: --%s: %v", errUsage, f.name, err)
+		case v == 0 && f.zeroWhy != "":
+			return nil, fmt.Errorf("%w: --%s 0: %s", errUsage, f.name, f.zeroWhy)
+		case v < f.atLeast:
+			return nil, fmt.Errorf("%w: --%s %s: must be at least %s", errUsage, f.name, c.String(f.name), f.atLeast)
+		}
+		d := policies.Duration(v)
+		out[f.name] = &d
+	}
+	return out, nil
 }
 
 // timeoutNameFree refuses --timeout when a policy layer has its own rule

@@ -133,11 +133,13 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	return p, nil
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
+// orDefault is d when a layer set it (zero included: zero means zero),
+// else def.
+func orDefault(d *time.Duration, def time.Duration) time.Duration {
+	if d == nil {
 		return def
 	}
-	return d
+	return *d
 }
 
 // gaps lists what the plan asks for that this host cannot give this user.
