@@ -50,3 +50,21 @@ func WriteJSONAtomic(path string, v any) error {
 	}
 	return nil
 }
+
+// CheckWritable finds out, by trying, whether a file can be written
+// atomically at path: a temporary file is made in its folder and removed.
+// An empty path is fine (nothing will be written).
+func CheckWritable(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a folder", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.check")
+	if err != nil {
+		return fmt.Errorf("cannot write there: %w", err)
+	}
+	_ = f.Close()
+	return os.Remove(f.Name())
+}

@@ -100,7 +100,7 @@ func (d *doctor) missionGaps(mission string) []string {
 	if err != nil {
 		return []string{err.Error()}
 	}
-	p.ProbeGPU(d.deps.NVML)
+	_ = p.ProbeGPU(d.deps.NVML) // no --gpus list: nothing to refuse
 	var out []string
 	for _, g := range p.Gaps {
 		out = append(out, g.Setting+" ("+g.Why+")")

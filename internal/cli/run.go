@@ -58,6 +58,11 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	if len(o.runID) > maxRunID {
 		return r.fail(fmt.Errorf("%w: --run-id: at most %d characters (it names the run's folder and cgroup)", errUsage, maxRunID), nil)
 	}
+	// A report that cannot be written is known now, not after a 23-hour
+	// run.
+	if err := telemetry.CheckWritable(o.report); err != nil {
+		return nil, fmt.Errorf("%w: --report %s: %v", errUsage, o.report, err)
+	}
 	if !o.seedSet {
 		o.seed = randomSeed()
 	}
@@ -71,7 +76,10 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 		return r.fail(err, nil)
 	}
 	if o.dryRun {
-		p.ProbeGPU(r.deps.NVML) // what a run finds in the background
+		// What a run finds as it starts NVML.
+		if err := p.ProbeGPU(r.deps.NVML); err != nil {
+			return r.fail(err, nil)
+		}
 		return nil, p.Describe(r.stdio.Stdout, r.layers(), r.command)
 	}
 	setup, err := p.Prepare(log, o.runID, plan.Deps{NVML: r.deps.NVML, Stderr: r.stdio.Stderr, Host: host})

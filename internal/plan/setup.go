@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -144,8 +145,15 @@ func (p *Plan) startGPU(log zerolog.Logger, nvml func() gpu.Library, s *Setup) (
 			}
 		}
 	})
-	if mustHave {
-		if err := b.Wait(nvmlStrictWait); err != nil {
+	if mustHave || len(p.GPUs) > 0 {
+		// A strict plan needs NVML for its GPU rules; a --gpus list must
+		// name GPUs this host has (bad input otherwise, as --dry-run says).
+		err := b.Wait(nvmlStrictWait)
+		switch {
+		case errors.Is(err, gpu.ErrNoSuchGPU):
+			b.Close()
+			return nil, fmt.Errorf("%w: --gpus: %v", ErrInput, err)
+		case err != nil && mustHave:
 			b.Close()
 			g := nvmlGap(err)
 			p.Gaps = append(p.Gaps, g)
@@ -161,16 +169,23 @@ func nvmlGap(err error) Gap { return Gap{settingGPU, fmt.Sprintf("NVML: %v", err
 // plan's GPU rules (it may take a driver some seconds to answer), and adds
 // the gap if not: what --dry-run and doctor use in place of a run's
 // background start.
-func (p *Plan) ProbeGPU(nvml func() gpu.Library) {
-	if !p.NeedsGPU || p.hasGap(settingGPU) {
-		return
+// An index --gpus names that the host does not have is bad input
+// (ErrInput), found here as a run finds it.
+func (p *Plan) ProbeGPU(nvml func() gpu.Library) error {
+	if !(p.NeedsGPU || len(p.GPUs) > 0) || p.hasGap(settingGPU) {
+		return nil
 	}
 	probe := gpu.New(nvml(), p.GPUs)
-	if err := probe.Init(); err != nil {
+	err := probe.Init()
+	switch {
+	case errors.Is(err, gpu.ErrNoSuchGPU):
+		return fmt.Errorf("%w: --gpus: %v", ErrInput, err)
+	case err != nil && p.NeedsGPU:
 		p.Gaps = append(p.Gaps, nvmlGap(err))
-		return
+	case err == nil:
+		probe.Close()
 	}
-	probe.Close()
+	return nil
 }
 
 // LateGaps are the gaps found after the run started (NVML failed in the

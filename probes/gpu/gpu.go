@@ -27,6 +27,9 @@ func System() Library { return nvml.New() }
 // ErrUnavailable wraps every reason NVML cannot be used.
 var ErrUnavailable = errors.New("gpu: NVML unavailable")
 
+// ErrNoSuchGPU: a GPU index was asked for that this host does not have.
+var ErrNoSuchGPU = errors.New("gpu: no such GPU")
+
 // Probe samples the GPUs a run may use.
 type Probe struct {
 	lib     Library
@@ -87,7 +90,7 @@ func (p *Probe) Init() (err error) {
 	}
 	for _, v := range p.visible {
 		if v >= n {
-			return fmt.Errorf("%w: GPU %d asked for, %d present", ErrUnavailable, v, n)
+			return fmt.Errorf("%w: GPU %d asked for, %d present (indices 0..%d)", ErrNoSuchGPU, v, n, n-1)
 		}
 	}
 	es, r := p.lib.EventSetCreate()
