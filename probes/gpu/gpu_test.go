@@ -76,7 +76,7 @@ func TestVisibleDevices(t *testing.T) {
 	if v := values(p.Sample(t0, map[int]bool{100: true})); v["gpu_memory_bytes"] != 7<<30 {
 		t.Errorf("memory %v: GPU 1 is not the run's", v["gpu_memory_bytes"])
 	}
-	if err := gpu.New(s, []int{9}).Init(); !errors.Is(err, gpu.ErrUnavailable) {
+	if err := gpu.New(s, []int{9}).Init(); !errors.Is(err, gpu.ErrNoSuchGPU) {
 		t.Errorf("GPU 9 of 8: %v", err)
 	}
 }
