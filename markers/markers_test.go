@@ -166,6 +166,11 @@ func TestStream(t *testing.T) {
 		{"prefix without blank", "PRISMATIC\nPRISM\n", "PRISMATIC\nPRISM\n", "", 0},
 		{"empty lines", "\n\nPRISM a=1\n\n", "\n\n\n", "a=1", 0},
 		{"nul bytes", "\x00PRISM a=1\n\x00\x00\n", "\x00PRISM a=1\n\x00\x00\n", "", 0},
+		// A carriage return ends a record: a marker printed the way
+		// progress-bar libraries print above their bar, or redrawn with it.
+		{"marker after a redrawn bar", "\r   \rPRISM iter=5 loss=0.25\n", "\r   \r", "iter=5 loss=0.25", 0},
+		{"marker ended by a carriage return", "PRISM a=1\rbar 50%\r\n", "bar 50%\r\n", "a=1", 0},
+		{"markers redrawn on one line", "PRISM a=1\rPRISM a=2\n", "", "a=1 a=2", 0},
 	}
 	chunkings := [][]int{{1}, {2}, {3, 1, 7}, {4096}}
 	for _, tt := range tests {
@@ -278,6 +283,17 @@ func TestPatterns(t *testing.T) {
 		if out.String() != in {
 			t.Errorf("chunk %d: output changed", chunk)
 		}
+	}
+	// A progress bar redrawn with "\r": each redraw is matched as it
+	// comes, not when the line finally ends (a NaN seen at once).
+	bar := "Epoch 1 loss: 0.9\rEpoch 1 loss: 0.5\rEpoch 1 loss: nan"
+	nanRe := regexp.MustCompile(`Epoch (?P<iter>\d+) loss: (?P<loss>[0-9.]+|nan)`)
+	bp, _ := NewParser(DefaultPrefix, nanRe)
+	var bout bytes.Buffer
+	bs := NewStream(&bout, bp, policies.SourceStderr, fixedClock{t0}, false)
+	_, _ = bs.Write([]byte(bar))
+	if obs, _ := bs.Take(); kv(obs) != "iter=1 loss=0.9 iter=1 loss=0.5" || bout.String() != bar {
+		t.Errorf("redrawn bar: %s before the line ended (%q)", kv(obs), bout.String())
 	}
 	// A line longer than MaxMarkerLine is passed, not matched.
 	long := "Epoch 9 loss: 1 " + strings.Repeat("x", MaxMarkerLine) + "\nEpoch 10 loss: 2\n"

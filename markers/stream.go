@@ -33,6 +33,7 @@ type Stream struct {
 	held   []byte // the line start being matched, or the marker line being read
 	plain  []byte // with patterns: the plain line being read, up to MaxMarkerLine
 	long   bool   // the plain line outgrew MaxMarkerLine: not matched
+	dropLF bool   // hide mode: a hidden marker ended by '\r'; a '\n' right after it goes too
 	names  Names
 	outBuf []byte // hide mode: what this chunk lets through, written once
 	obs    []policies.Observation
@@ -76,7 +77,7 @@ func (s *Stream) Close() error {
 	case inPlainLine:
 		s.endPlain()
 	case inMarker:
-		s.endMarker(false)
+		s.endMarker(0)
 	}
 	s.held, s.state = s.held[:0], atLineStart
 	return s.flush()
@@ -96,6 +97,13 @@ func (s *Stream) scan(p []byte) {
 		switch s.state {
 		case atLineStart:
 			c := p[i]
+			if s.dropLF && c == '\n' {
+				// A hidden marker ended by "\r\n": its "\n" goes with it.
+				s.dropLF = false
+				i++
+				continue
+			}
+			s.dropLF = false
 			k := len(s.held)
 			var match bool
 			if k < len(prefix) {
@@ -116,7 +124,7 @@ func (s *Stream) scan(p []byte) {
 				s.state = inMarker
 			}
 		case inPlainLine, inLongMarker:
-			j := bytes.IndexByte(p[i:], '\n')
+			j := recordEnd(p[i:])
 			if j < 0 {
 				s.pass(p[i:])
 				if s.state == inPlainLine {
@@ -134,7 +142,7 @@ func (s *Stream) scan(p []byte) {
 			i += j + 1
 			s.state = atLineStart
 		case inMarker:
-			j := bytes.IndexByte(p[i:], '\n')
+			j := recordEnd(p[i:])
 			if j < 0 {
 				s.held = append(s.held, p[i:]...)
 				if len(s.held) > MaxMarkerLine {
@@ -145,15 +153,17 @@ func (s *Stream) scan(p []byte) {
 				return
 			}
 			s.held = append(s.held, p[i:i+j]...)
+			end := p[i+j]
 			i += j + 1
-			s.endMarker(true)
+			s.endMarker(end)
 		}
 	}
 }
 
-// endMarker parses the held marker line; newline says whether the line
-// ended with one (that the hidden-then-passed copy must restore).
-func (s *Stream) endMarker(newline bool) {
+// endMarker parses the held marker record; end is the byte that ended it
+// ('\n', '\r', or 0 at the end of the stream), which the hidden-then-passed
+// copy must restore.
+func (s *Stream) endMarker(end byte) {
 	var err error
 	s.obs, err = s.parser.ParseWith(s.obs, s.held, s.src, s.clock.Now(), s.names)
 	if err != nil {
@@ -161,11 +171,30 @@ func (s *Stream) endMarker(newline bool) {
 	}
 	if err != nil || !s.hide {
 		s.pass(s.held)
-		if newline {
-			s.pass([]byte{'\n'})
+		if end != 0 {
+			s.pass([]byte{end})
 		}
+	} else {
+		s.dropLF = end == '\r'
 	}
 	s.held, s.state = s.held[:0], atLineStart
+}
+
+// recordEnd is the index of the first byte that ends a record in b: a
+// newline, or a carriage return before it (a progress bar redraws its line
+// with "\r"; what it printed before is a record of its own, for markers and
+// patterns alike). -1: none. Two byte scans, so plain output keeps the
+// speed of bytes.IndexByte.
+func recordEnd(b []byte) int {
+	j := bytes.IndexByte(b, '\n')
+	line := b
+	if j >= 0 {
+		line = b[:j]
+	}
+	if k := bytes.IndexByte(line, '\r'); k >= 0 {
+		return k
+	}
+	return j
 }
 
 // collect keeps a plain line for the patterns (only when there are any).
