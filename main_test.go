@@ -87,6 +87,7 @@ func TestScripts(t *testing.T) {
 			"enforced":    cmdEnforced,
 			"noleftovers": cmdNoLeftovers,
 			"elapsed":     cmdElapsed,
+			"smaller":     cmdSmaller,
 		},
 	})
 }
@@ -380,5 +381,19 @@ func cmdElapsed(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[0])), &rep))
 	if took := rep.End.Sub(rep.Start); took > max || took < 0 {
 		ts.Fatalf("%s: the run took %s, more than %s", args[0], took, max)
+	}
+}
+
+// smaller FILE BYTES: FILE is smaller than BYTES.
+func cmdSmaller(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: smaller FILE BYTES")
+	}
+	limit, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	fi, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if fi.Size() >= limit {
+		ts.Fatalf("%s is %d bytes, not under %d", args[0], fi.Size(), limit)
 	}
 }

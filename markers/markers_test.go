@@ -76,6 +76,10 @@ func TestParse(t *testing.T) {
 		{`PRISM {"":1}`, ``, true},
 		{`PRISM {"a":{"":1}}`, ``, true},
 		{"PRISM {\"a\":\"\xff\"}", ``, true},
+		{"PRISM {\"a\\u0000b\":1}", ``, true}, // a NUL in a JSON key, as in a key=value key
+		{"PRISM " + strings.Repeat("k", MaxKeyLen+1) + "=1", ``, true},
+		{`PRISM {"` + strings.Repeat("k", MaxKeyLen) + `":{"x":1}}`, ``, true}, // the dotted name is too long
+		{"PRISM " + strings.Repeat("k", MaxKeyLen) + "=1", strings.Repeat("k", MaxKeyLen) + `=1`, false},
 	}
 	p := newParser(t)
 	for _, tt := range tests {

@@ -13,7 +13,9 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/prism-run/prism-run/policies"
@@ -25,6 +27,11 @@ const DefaultPrefix = "PRISM"
 // ErrMalformed is wrapped by every error about a marker line that cannot be
 // read. Such a line is counted and reported, never fatal.
 var ErrMalformed = errors.New("markers: malformed marker")
+
+// MaxKeyLen bounds a metric's name (a JSON marker's dotted name included):
+// a longer one makes the line malformed, so a child cannot make
+// prism-run keep ever-longer names.
+const MaxKeyLen = 128
 
 // Parser reads marker lines, and matches the other lines against the
 // policy's patterns. The zero value is not usable: use NewParser. A Parser
@@ -156,6 +163,9 @@ func parseKV(dst []policies.Observation, b []byte, src policies.Source, at time.
 		if !isKeyStart(b[start]) {
 			return dst, fmt.Errorf("%w: key %q must start with a letter or '_'", ErrMalformed, b[start:i])
 		}
+		if i-start > MaxKeyLen {
+			return dst, fmt.Errorf("%w: a key longer than %d bytes", ErrMalformed, MaxKeyLen)
+		}
 		o := obs(names.intern(b[start:i]), src, at)
 		i++ // '='
 		if i < len(b) && b[i] == '"' {
@@ -249,7 +259,14 @@ func flatten(dst []policies.Observation, prefix string, m map[string]any, src po
 		if k == "" {
 			return dst, fmt.Errorf("%w: empty key", ErrMalformed)
 		}
+		if strings.ContainsFunc(k, unicode.IsControl) {
+			// NUL and friends: malformed, as in a key=value key.
+			return dst, fmt.Errorf("%w: key %q has a control character", ErrMalformed, k)
+		}
 		name := prefix + k
+		if len(name) > MaxKeyLen {
+			return dst, fmt.Errorf("%w: a key longer than %d bytes", ErrMalformed, MaxKeyLen)
+		}
 		switch v := m[k].(type) {
 		case json.Number:
 			f, err := strconv.ParseFloat(v.String(), 64)

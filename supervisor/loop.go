@@ -108,6 +108,9 @@ func (a *attempt) handleBatch(b batch, act bool) {
 	}
 }
 
+// MaxMarkerNames bounds the marker names a report keeps.
+const MaxMarkerNames = 1024
+
 // record keeps what the report says of an observation (peaks, markers,
 // checkpoints), and hands checkpoint acknowledgements to the stop
 // machine.
@@ -122,7 +125,13 @@ func (a *attempt) record(o policies.Observation) {
 		}
 		return // samples are not markers
 	}
-	m := rep.Markers[o.Name]
+	m, known := rep.Markers[o.Name]
+	if !known && len(rep.Markers) >= MaxMarkerNames {
+		// A child printing ever-new names must not grow prism-run or its
+		// report without end: counted, not kept (the rules still see it).
+		rep.MarkerNamesDropped++
+		return
+	}
 	m.Count++
 	m.Last, m.Text, m.Time = telemetry.Float(o.Value), o.Text, o.Time
 	rep.Markers[o.Name] = m

@@ -71,8 +71,11 @@ type Report struct {
 	Checkpoints      []Checkpoint          `json:"checkpoints"`
 	Markers          map[string]MarkerStat `json:"markers"`
 	MalformedMarkers int                   `json:"malformed_markers"`
-	Decisions        []policies.Decision   `json:"decisions"`
-	Forwarded        []string              `json:"forwarded_signals,omitempty"`
+	// MarkerNamesDropped counts the observations of names past the first
+	// 1024, not kept in Markers.
+	MarkerNamesDropped int                 `json:"marker_names_dropped,omitempty"`
+	Decisions          []policies.Decision `json:"decisions"`
+	Forwarded          []string            `json:"forwarded_signals,omitempty"`
 
 	Cgroup *CgroupReport `json:"cgroup,omitempty"`
 

@@ -54,6 +54,7 @@ const Usage = `testchild MODE [ARGS]
   burn DUR               burn DUR of CPU time, print the CPU seconds, the wall seconds it took and cores (their ratio)
   readline               print "ready", read one line from stdin, print "got: LINE"
   beat DUR               print the marker "PRISM beat=N" every DUR, for ever
+  names N                print N markers, each with a name of its own
   enforced               print what the kernel enforces on it, in --dry-run's words: "rlimit NAME = V"
                          for every rlimit, "cgroup FILE = V" for every limit file of its cgroup that
                          is not unlimited, "isolation no_new_privs = ..." when set`
@@ -171,6 +172,13 @@ func modes() map[string]func(margs) int {
 		"burn":     func(a margs) int { return burn(a.dur(0)) },
 		"env":      func(a margs) int { return env(a.list) },
 		"enforced": func(margs) int { return enforced() },
+		"names": func(a margs) int {
+			w := bufio.NewWriterSize(os.Stdout, 1<<16)
+			for i := 0; i < a.int(0); i++ {
+				fmt.Fprintf(w, "PRISM name_%d=1\n", i)
+			}
+			return map[bool]int{true: 0, false: 1}[w.Flush() == nil]
+		},
 	}
 }
 
