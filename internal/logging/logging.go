@@ -25,9 +25,10 @@ type Options struct {
 	File   string // "" = stderr; else appended to
 }
 
-// New builds prism-run's own log: console lines that start with
-// "prism-run:" (so they can be told from the child's stderr) on a
-// terminal, JSON lines otherwise or when asked.
+// New builds prism-run's own log: human lines that start with
+// "prism-run:" and a full timestamp (so they can be told from the child's
+// stderr, and read in a CI log of a 23-hour run), or JSON lines when
+// asked for.
 func New(o Options, stderr io.Writer) (zerolog.Logger, func(), error) {
 	level, err := zerolog.ParseLevel(o.Level)
 	if err != nil || o.Level == "" {
@@ -45,17 +46,11 @@ func New(o Options, stderr io.Writer) (zerolog.Logger, func(), error) {
 	switch o.Format {
 	case "json":
 		w = out
-	case "console":
+	case "console", "auto": // auto: what earlier versions called their default
 		w = consoleWriter(out)
-	case "auto":
-		if isTerminal(out) {
-			w = consoleWriter(out)
-		} else {
-			w = out
-		}
 	default:
 		closeFn()
-		return zerolog.Nop(), nil, fmt.Errorf("%w: --log-format %q: want auto | console | json", ErrOption, o.Format)
+		return zerolog.Nop(), nil, fmt.Errorf("%w: --log-format %q: want console | json", ErrOption, o.Format)
 	}
 	// Milliseconds: a checkpoint round trip or a kill-after escalation is
 	// measured in them. (A zerolog-wide setting; prism-run has one log.)
@@ -66,7 +61,7 @@ func New(o Options, stderr io.Writer) (zerolog.Logger, func(), error) {
 func consoleWriter(out io.Writer) io.Writer {
 	noColor := !isTerminal(out) || os.Getenv("NO_COLOR") != ""
 	return zerolog.ConsoleWriter{Out: &linePrefixer{out: out, prefix: []byte("prism-run: ")},
-		NoColor: noColor, TimeFormat: "15:04:05.000"}
+		NoColor: noColor, TimeFormat: "2006-01-02T15:04:05.000Z07:00"}
 }
 
 // linePrefixer starts every line it writes with prefix. ConsoleWriter

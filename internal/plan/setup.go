@@ -138,11 +138,12 @@ func (p *Plan) startGPU(log zerolog.Logger, nvml func() gpu.Library, s *Setup) (
 		switch {
 		case err == nil:
 			log.Info().Ints("gpus", probe.Devices()).Msg("GPU sampling started")
+		case !mustHave && p.NeedsGPU:
+			log.Warn().Err(err).Msg("GPU sampling unavailable; the policy's GPU rules will see nothing (prism-run doctor says more)")
+			s.addLateGap(nvmlGap(err))
 		case !mustHave:
-			log.Warn().Err(err).Msg("GPU sampling unavailable; GPU rules will see nothing (prism-run doctor says more)")
-			if p.NeedsGPU {
-				s.addLateGap(nvmlGap(err))
-			}
+			// No rule needs it: not worth a warning on a host without GPUs.
+			log.Debug().Err(err).Msg("GPU sampling unavailable")
 		}
 	})
 	if mustHave || len(p.GPUs) > 0 {
