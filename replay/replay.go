@@ -38,6 +38,10 @@ type Summary struct {
 	Malformed int
 	Decisions int
 	EndedBy   *policies.Decision // the decision that would have ended the child
+	// Acked: EndedBy asked for a checkpoint first (checkpoint-stop), and
+	// the recording has a checkpoint marker after it: the run would have
+	// been resumable.
+	Acked bool
 }
 
 // epoch is where time starts for recordings without timestamps, so that
@@ -62,11 +66,18 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 		}
 		rp.sum.Lines++
 		at, obs, stamped := rp.observations(bytes.TrimRight(line, "\r\n"))
+		if e := rp.sum.EndedBy; e != nil && e.Action == policies.ActionCheckpointStop && acknowledges(obs) {
+			rp.sum.Acked = true
+		}
 		ended, ferr := rp.feed(at, obs, stamped)
 		if ferr != nil {
 			return rp.sum, ferr
 		}
-		if ended && !opt.KeepGoing || err != nil {
+		if ended && !opt.KeepGoing {
+			rp.findAck()
+			break
+		}
+		if err != nil {
 			break
 		}
 	}
@@ -75,6 +86,39 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			e.Rule, e.Action, offset(e.Time.Sub(rp.start)))
 	}
 	return rp.sum, nil
+}
+
+// findAck reads on past a checkpoint-stop for the child's acknowledgement,
+// which would have made the run resumable (75): the rest of the recording
+// is not judged.
+func (rp *replayer) findAck() {
+	if rp.sum.EndedBy.Action != policies.ActionCheckpointStop || rp.sum.Acked {
+		return
+	}
+	for {
+		line, err := rp.readLine()
+		_, rest, _ := leadingTime(bytes.TrimRight(line, "\r\n"))
+		if rp.opt.Parser.IsMarker(rest) {
+			obs, perr := rp.opt.Parser.Parse(nil, rest, policies.SourceStdout, time.Time{})
+			if perr == nil && acknowledges(obs) {
+				rp.sum.Acked = true
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// acknowledges reports whether a line holds a checkpoint acknowledgement.
+func acknowledges(obs []policies.Observation) bool {
+	for _, o := range obs {
+		if o.Name == policies.NameCheckpoint && o.Text != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // replayer is one replay's state.

@@ -42,6 +42,14 @@ var errUsage = errors.New("usage")
 // errReported wraps an error prism-run's log has already reported.
 var errReported = errors.New("reported")
 
+// codeError ends a command with a code that is no failure to report:
+// replay's "the run would have been stopped".
+type codeError struct{ code int }
+
+func (e codeError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func exitWith(code int) error { return codeError{code} }
+
 // Main runs prism-run's command line (args[0] is the program's name) and
 // returns its exit code.
 func Main(ctx context.Context, args []string, stdio IO, build Build, deps Deps) int {
@@ -69,7 +77,8 @@ func Main(ctx context.Context, args []string, stdio IO, build Build, deps Deps) 
 	var rep *telemetry.Report
 	app := newApp(stdio, build, deps, command, &rep)
 	err := app.RunContext(ctx, args)
-	if err != nil && !errors.Is(err, errReported) {
+	var ce codeError
+	if err != nil && !errors.Is(err, errReported) && !errors.As(err, &ce) {
 		fmt.Fprintf(stdio.Stderr, "prism-run: %v\n", err)
 	}
 	return exitCode(rep, err)
@@ -79,11 +88,14 @@ func Main(ctx context.Context, args []string, stdio IO, build Build, deps Deps) 
 // code: a run's report carries the code of its outcome, and any other
 // failure is an outcome of its own; supervisor.ExitCode decides both.
 func exitCode(rep *telemetry.Report, err error) int {
+	var ce codeError
 	switch {
 	case rep != nil:
 		return rep.Exit
 	case err == nil:
 		return 0
+	case errors.As(err, &ce):
+		return ce.code
 	default:
 		return supervisor.ExitCode(supervisor.Failed(err))
 	}

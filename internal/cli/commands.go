@@ -11,6 +11,8 @@ import (
 	"github.com/prism-run/prism-run/markers"
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/replay"
+	"github.com/prism-run/prism-run/supervisor"
+	"github.com/prism-run/prism-run/telemetry"
 )
 
 // check validates policy files: exit 0, or 125 with the first mistake.
@@ -73,7 +75,10 @@ func replayCommand(stdout io.Writer) *cli.Command {
 		Description: `Each line's time is an RFC 3339 timestamp at its start, else the marker's
 t=SECONDS key, else one --tick after the previous line. The same input gives
 the same output, byte for byte. Replay stops at the first decision that
-would have ended the child, unless --keep-going.`,
+would have ended the child, unless --keep-going, and exits with the code
+the run would have had (75 when the recording acknowledges the checkpoint a
+checkpoint-stop asked for, 124 otherwise, or the rule's exit_code), so a CI
+job can gate on a recorded log.`,
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mission", Usage: "built-in mission `NAME`"},
@@ -115,9 +120,14 @@ would have ended the child, unless --keep-going.`,
 			if err != nil || tick <= 0 {
 				return fmt.Errorf("%w: --tick %q: want a positive %s", errUsage, c.String("tick"), policies.DurationForms)
 			}
-			_, err = replay.Run(in, stdout, replay.Options{Rules: pol.Rules, Parser: parser, Tick: tick,
+			sum, err := replay.Run(in, stdout, replay.Options{Rules: pol.Rules, Parser: parser, Tick: tick,
 				JSON: format == "json", KeepGoing: c.Bool("keep-going")})
-			return err
+			if err != nil || sum.EndedBy == nil {
+				return err
+			}
+			// A gate for CI: the code the run would have had.
+			return exitWith(supervisor.ExitCode(supervisor.Outcome{Reason: telemetry.ReasonPolicy,
+				Acked: sum.Acked, RuleExit: sum.EndedBy.ExitCode}))
 		},
 	}
 }
