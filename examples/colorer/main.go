@@ -66,7 +66,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		st.K = st.BestK - 1
 		tabu = NewTabu(g, reduce(st.Best, st.K, rng), st.K, rng)
 	}
-	proto.Printf("graph G(%d, %.2f) seed %d: %d edges; DSATUR start %d colours\n", g.N, *p, *graphSeed, g.Edges(), st.BestK)
+	proto.Printf("graph G(%d, %.2f), graph seed %d: %d edges; search seed %d (PRISM_SEED); DSATUR start %d colours\n",
+		g.N, *p, *graphSeed, g.Edges(), st.Seed, st.BestK)
 	proto.Marker("iter", st.Iter, "colors", st.BestK, "k", st.K, "conflicts", tabu.Conflicts())
 
 	done := func() bool {
