@@ -95,6 +95,10 @@ type Config struct {
 	// variables and KeepEnv ("K=V" sets K; "K" passes prism-run's K).
 	CleanEnv bool
 	KeepEnv  []string
+	// DefaultEnv ("K=V") is given to the child when its environment does
+	// not set K (PYTHONUNBUFFERED=1: a Python child's markers then arrive
+	// when printed, not when its buffer fills).
+	DefaultEnv []string
 	// DropEnv names variables never passed to the child (prism-run's own
 	// settings, PRISM_TIMEOUT and the like), clean environment or not.
 	DropEnv []string

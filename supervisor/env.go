@@ -42,6 +42,12 @@ func (a *attempt) childEnv() []string {
 	} else {
 		base = append(base[:len(base):len(base)], setEnv(cfg.KeepEnv)...)
 	}
+	for _, kv := range cfg.DefaultEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(base, func(b string) bool { return strings.HasPrefix(b, k+"=") }) {
+			base = append(base, kv)
+		}
+	}
 	ours := map[string]string{
 		EnvRunID:         cfg.RunID,
 		EnvControl:       a.r.rep.ControlFile,

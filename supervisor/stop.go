@@ -196,7 +196,10 @@ func (m *stopMachine) checkpointTimedOut() {
 		return
 	}
 	m.log.Warn().Str("rule", p.rule).Stringer("timeout", m.ckTimeout).
-		Msg("checkpoint not acknowledged in time (no 'checkpoint' marker)")
+		Msg("checkpoint not acknowledged in time (no 'checkpoint' marker came): if the child printed it, its output may be " +
+			"block-buffered: Python: print(..., flush=True), python -u or PYTHONUNBUFFERED=1 (prism-run sets it unless " +
+			"--unbuffered=false); C: fflush(stdout) or setvbuf; or print the marker to stderr. A slower checkpoint needs " +
+			"a longer --checkpoint-timeout")
 	if p.forStop && m.stop != nil {
 		m.terminate()
 	}

@@ -58,7 +58,7 @@ type options struct {
 	policies                                           []string
 	seed                                               uint64
 	seedSet, hideMarkers, strict, dryRun, foreground   bool
-	preserveStatus                                     bool
+	preserveStatus, unbuffered                         bool
 	log                                                logging.Options
 
 	// Confinement flags; rlimits as strings, read like the policy's [limits].
@@ -226,6 +226,8 @@ func (o *options) runFlags() []cli.Flag {
 			Usage: "`ID` of this run (default: time and random)"},
 		&cli.Uint64Flag{Name: "seed", EnvVars: envVars("seed"), Destination: &o.seed,
 			Usage: "`N` given to the child as PRISM_SEED and recorded in the report (default: random)"},
+		&cli.BoolFlag{Name: "unbuffered", EnvVars: envVars("unbuffered"), Value: true, Destination: &o.unbuffered,
+			Usage: "give the child PYTHONUNBUFFERED=1 unless it is set, so a Python program's markers arrive when printed (--unbuffered=false: leave it)"},
 		&cli.BoolFlag{Name: "preserve-status", EnvVars: envVars("preserve-status"), Destination: &o.preserveStatus,
 			Usage: "after a policy stop, exit with the child's own code instead of 75 or 124 (as GNU timeout's flag)"},
 		&cli.BoolFlag{Name: "foreground", EnvVars: envVars("foreground"), Destination: &o.foreground,

@@ -71,7 +71,7 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 		return r.fail(err, nil)
 	}
 	host := plan.ReadHost()
-	p, err := plan.New(pol, plan.Request{User: o.user, GPUs: o.gpus, Env: o.env}, host)
+	p, err := plan.New(pol, plan.Request{User: o.user, GPUs: o.gpus, Env: o.env, Unbuffered: o.unbuffered}, host)
 	if err != nil {
 		return r.fail(err, nil)
 	}

@@ -44,6 +44,10 @@ func (p *Plan) Enforced() []telemetry.Enforced {
 	if p.IsolateNet && !p.hasGap("isolation.isolate_net") {
 		add("isolation", "isolate_net", "a new network namespace with loopback only")
 	}
+	for _, kv := range p.DefaultEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		add("env", k, v+" (unless set)")
+	}
 	if p.UID != nil {
 		add("user", "uid:gid", fmt.Sprintf("%d:%d", *p.UID, *p.GID))
 	}

@@ -42,6 +42,8 @@ type Request struct {
 	User string   // --user: UID[:GID] or a user name ("" = prism-run's own)
 	GPUs string   // --gpus: "" every GPU, "none", or indices "0,2"
 	Env  []string // --env: "K=V" sets K for the child, "K" passes prism-run's K through a clean environment
+	// Unbuffered gives the child PYTHONUNBUFFERED=1 unless it is set.
+	Unbuffered bool
 }
 
 // Host is what a plan knows of this machine: who runs prism-run and how
@@ -83,6 +85,7 @@ type Plan struct {
 
 	NoNewPrivs, CleanEnv, IsolateNet bool
 	KeepEnv                          []string // --env, and CUDA_VISIBLE_DEVICES for --gpus
+	DefaultEnv                       []string // given unless the child's environment sets them
 	UID, GID                         *int
 
 	// GPUs are the GPUs sampled: nil every one, empty none.
@@ -125,6 +128,9 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 		return nil, err
 	}
 	p.KeepEnv = append(append([]string{}, req.Env...), gpuEnv...)
+	if req.Unbuffered {
+		p.DefaultEnv = []string{"PYTHONUNBUFFERED=1"}
+	}
 	p.NeedsGPU = needsGPU(pol.Policy)
 	p.KillAfter = orDefault(pol.KillAfter, supervisor.DefaultKillAfter)
 	p.CheckpointTimeout = orDefault(pol.CheckpointTimeout, supervisor.DefaultCheckpointTimeout)

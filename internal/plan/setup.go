@@ -248,6 +248,7 @@ func (p *Plan) Config(s *Setup) supervisor.Config {
 		CleanEnv:          p.CleanEnv,
 		IsolateNet:        p.IsolateNet && !p.hasGap("isolation.isolate_net"),
 		KeepEnv:           p.KeepEnv,
+		DefaultEnv:        p.DefaultEnv,
 	}
 	if !p.hasGap(settingUser) {
 		cfg.UID, cfg.GID = p.UID, p.GID
