@@ -77,6 +77,7 @@ func TestParse(t *testing.T) {
 		{`PRISM {"a":{"":1}}`, ``, true},
 		{"PRISM {\"a\":\"\xff\"}", ``, true},
 		{"PRISM {\"a\\u0000b\":1}", ``, true}, // a NUL in a JSON key, as in a key=value key
+		{"PRISM: iter=3", ``, true},           // a marker written by hand: counted, not ignored
 		{"PRISM " + strings.Repeat("k", MaxKeyLen+1) + "=1", ``, true},
 		{`PRISM {"` + strings.Repeat("k", MaxKeyLen) + `":{"x":1}}`, ``, true}, // the dotted name is too long
 		{"PRISM " + strings.Repeat("k", MaxKeyLen) + "=1", strings.Repeat("k", MaxKeyLen) + `=1`, false},
@@ -175,6 +176,7 @@ func TestStream(t *testing.T) {
 		{"marker after a redrawn bar", "\r   \rPRISM iter=5 loss=0.25\n", "\r   \r", "iter=5 loss=0.25", 0},
 		{"marker ended by a carriage return", "PRISM a=1\rbar 50%\r\n", "bar 50%\r\n", "a=1", 0},
 		{"markers redrawn on one line", "PRISM a=1\rPRISM a=2\n", "", "a=1 a=2", 0},
+		{"a colon after the prefix", "PRISM: iter=3\nPRISMATIC\n", "PRISM: iter=3\nPRISMATIC\n", "", 1},
 	}
 	chunkings := [][]int{{1}, {2}, {3, 1, 7}, {4096}}
 	for _, tt := range tests {

@@ -102,10 +102,17 @@ func (p *Parser) Match(dst []policies.Observation, line []byte, src policies.Sou
 // Prefix returns the marker prefix.
 func (p *Parser) Prefix() string { return string(p.prefix) }
 
-// IsMarker reports whether line (without its newline) is a marker line.
+// IsMarker reports whether line (without its newline) is a marker line:
+// the prefix, then a blank. The prefix then a ':' ("PRISM: iter=3") is
+// taken for a marker too, a malformed one: it is what a marker written
+// by hand often looks like, and it must be counted, not ignored.
 func (p *Parser) IsMarker(line []byte) bool {
-	return len(line) > len(p.prefix) && bytes.HasPrefix(line, p.prefix) && isBlank(line[len(p.prefix)])
+	return len(line) > len(p.prefix) && bytes.HasPrefix(line, p.prefix) && afterPrefix(line[len(p.prefix)])
 }
+
+// afterPrefix: the bytes that make a line that starts with the prefix a
+// marker (a malformed one for ':').
+func afterPrefix(c byte) bool { return isBlank(c) || c == ':' }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 
@@ -122,6 +129,9 @@ func (p *Parser) Parse(dst []policies.Observation, line []byte, src policies.Sou
 func (p *Parser) ParseWith(dst []policies.Observation, line []byte, src policies.Source, at time.Time, names Names) ([]policies.Observation, error) {
 	if !p.IsMarker(line) {
 		return dst, nil
+	}
+	if line[len(p.prefix)] == ':' {
+		return dst, fmt.Errorf("%w: %q is not a marker: write the prefix, a space, then key=value (%s iter=3)", ErrMalformed, line[:len(p.prefix)+1], p.prefix)
 	}
 	body := bytes.TrimRight(bytes.TrimLeft(line[len(p.prefix):], " \t"), " \t\r")
 	if len(body) == 0 {

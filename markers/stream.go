@@ -109,7 +109,7 @@ func (s *Stream) scan(p []byte) {
 			if k < len(prefix) {
 				match = c == prefix[k]
 			} else {
-				match = isBlank(c)
+				match = afterPrefix(c)
 			}
 			if !match {
 				s.pass(s.held)
@@ -167,7 +167,7 @@ func (s *Stream) endMarker(end byte) {
 	var err error
 	s.obs, err = s.parser.ParseWith(s.obs, s.held, s.src, s.clock.Now(), s.names)
 	if err != nil {
-		s.bad = append(s.bad, err)
+		s.bad = append(s.bad, fmt.Errorf("%w, in %q", err, excerpt(s.held)))
 	}
 	if err != nil || !s.hide {
 		s.pass(s.held)
@@ -233,4 +233,12 @@ func (s *Stream) flush() error {
 	_, err := s.out.Write(s.outBuf)
 	s.outBuf = s.outBuf[:0]
 	return err
+}
+
+// excerpt is the start of a line, for a message.
+func excerpt(b []byte) []byte {
+	if len(b) > 80 {
+		return append(b[:77:77], "..."...)
+	}
+	return b
 }

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -51,8 +52,12 @@ func ParseRepeat(s string) (Repeat, error) {
 // Meta is what every rule has whatever its kind: the [[rule]] table's
 // common fields.
 type Meta struct {
-	Name     string
-	Kind     string
+	Name string
+	Kind string
+	// Metric is the observation the rule watches, as its table names it
+	// ("" for kinds that watch no one metric: deadline, health, a
+	// heartbeat on any marker).
+	Metric   string
 	Severity Severity
 	Action   Action // empty: DefaultAction(Severity)
 	What     string // the degrade request named in the control line
@@ -100,6 +105,7 @@ type armedRule struct {
 	firstFire time.Time // first decision of the current episode; zero if none
 	lastFire  time.Time
 	escalated bool
+	fed       bool // it has judged an observation of its own (a Fresh verdict)
 }
 
 // Engine evaluates rules over observations. It is not safe for concurrent
@@ -143,6 +149,32 @@ func NewEngine(clock Clock, rules []Rule) (*Engine, error) {
 	return e, nil
 }
 
+// Idle lists the rules that never judged an observation of their own: a
+// metric that never appeared (a typo such as "los", or a child that
+// never printed it), so the rule could never fire.
+func (e *Engine) Idle() []Meta {
+	var out []Meta
+	for _, a := range e.rules {
+		// A health rule waits for events, not a metric: none is no news.
+		if !a.fed && a.meta.Kind != KindHealth {
+			out = append(out, a.meta)
+		}
+	}
+	return out
+}
+
+// IdleReason says why an idle rule matters, for a log line or a report.
+func IdleReason(m Meta) string {
+	switch {
+	case m.Metric == "":
+		return fmt.Sprintf("rule %s (%s) never saw what it watches", m.Name, m.Kind)
+	case slices.ContainsFunc(Names(), func(n NameInfo) bool { return n.Name == m.Metric }):
+		return fmt.Sprintf("rule %s never saw its metric %s", m.Name, m.Metric)
+	default:
+		return fmt.Sprintf("rule %s never saw its metric %s (not a name prism-run knows: a typo, or a marker the child never printed?)", m.Name, m.Metric)
+	}
+}
+
 // Start is the time the run started, by the engine's clock.
 func (e *Engine) Start() time.Time { return e.start }
 
@@ -156,6 +188,7 @@ func (e *Engine) Observe(o Observation) []Decision {
 	var out []Decision
 	for _, a := range e.rules {
 		v := a.rule.Eval(e.start, o)
+		a.fed = a.fed || v.Fresh
 		if fire, escalated := a.step(v, o.Time); fire {
 			out = append(out, a.decision(o.Time, escalated))
 		}

@@ -147,7 +147,7 @@ func (r *RuleSpec) build(f string) (Rule, error) {
 
 // meta reads the common fields of a rule table.
 func (r *RuleSpec) meta(f string, kind Kind) (Meta, error) {
-	m := Meta{Name: str(r.Name), Severity: kind.Severity}
+	m := Meta{Name: str(r.Name), Severity: kind.Severity, Metric: str(r.Metric)}
 	var err error
 	if r.Severity != nil {
 		if m.Severity, err = ParseSeverity(*r.Severity); err != nil {

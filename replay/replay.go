@@ -42,6 +42,9 @@ type Summary struct {
 	// the recording has a checkpoint marker after it: the run would have
 	// been resumable.
 	Acked bool
+	// Idle are the rules whose metric never appeared in the whole
+	// recording (empty when the replay stopped early).
+	Idle []policies.Meta
 }
 
 // epoch is where time starts for recordings without timestamps, so that
@@ -62,6 +65,7 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 	for {
 		line, err := rp.readLine()
 		if len(line) == 0 && err != nil {
+			rp.idle()
 			break
 		}
 		rp.sum.Lines++
@@ -78,6 +82,7 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			break
 		}
 		if err != nil {
+			rp.idle()
 			break
 		}
 	}
@@ -86,6 +91,21 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			e.Rule, e.Action, offset(e.Time.Sub(rp.start)))
 	}
 	return rp.sum, nil
+}
+
+// idle finds, at the end of the recording, the rules that never saw their
+// metric, and says so in text output.
+func (rp *replayer) idle() {
+	if rp.eng == nil {
+		return
+	}
+	rp.sum.Idle = rp.eng.Idle()
+	if rp.opt.JSON {
+		return
+	}
+	for _, m := range rp.sum.Idle {
+		fmt.Fprintf(rp.out, "idle: %s\n", policies.IdleReason(m))
+	}
 }
 
 // findAck reads on past a checkpoint-stop for the child's acknowledgement,

@@ -97,6 +97,9 @@ func (a *attempt) stopSamplingDraining(stop func()) {
 
 func (a *attempt) handleBatch(b batch, act bool) {
 	for _, err := range b.bad {
+		if a.r.rep.MalformedMarkers == 0 {
+			a.r.rep.FirstMalformed = err.Error()
+		}
 		a.r.rep.MalformedMarkers++
 		a.r.log.Debug().Err(err).Msg("malformed marker")
 	}

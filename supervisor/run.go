@@ -264,7 +264,27 @@ func (r *run) conclude(o Outcome, a *attempt) {
 	case telemetry.ReasonSignaled:
 		rep.Message = "killed by " + rep.Signal
 	}
+	r.sayIdleAndMalformed()
 	r.log.Info().Int("exit_code", rep.Exit).Str("reason", string(rep.Reason)).Msg(rep.Message)
+}
+
+// sayIdleAndMalformed tells, once at the end, what a person would
+// otherwise never notice: rules whose metric never appeared (a rule on
+// "los" does nothing, silently), and marker lines that could not be read.
+func (r *run) sayIdleAndMalformed() {
+	for _, m := range r.engine.Idle() {
+		reason := policies.IdleReason(m)
+		r.rep.IdleRules = append(r.rep.IdleRules, reason)
+		ev := r.log.Info()
+		if strings.Contains(reason, "not a name prism-run knows") {
+			ev = r.log.Warn()
+		}
+		ev.Str("rule", m.Name).Msg(reason)
+	}
+	if n := r.rep.MalformedMarkers; n > 0 {
+		r.log.Info().Int("malformed_markers", n).Msgf("%d marker line(s) could not be read (counted in the report); the first: %s",
+			n, r.rep.FirstMalformed)
+	}
 }
 
 // ownerFile in a run folder names the prism-run that made it (procfs.Owner).

@@ -71,6 +71,10 @@ type Report struct {
 	Checkpoints      []Checkpoint          `json:"checkpoints"`
 	Markers          map[string]MarkerStat `json:"markers"`
 	MalformedMarkers int                   `json:"malformed_markers"`
+	// FirstMalformed is why the first malformed marker line was, and its start.
+	FirstMalformed string `json:"first_malformed_marker,omitempty"`
+	// IdleRules are the rules whose metric never appeared in the run.
+	IdleRules []string `json:"idle_rules,omitempty"`
 	// MarkerNamesDropped counts the observations of names past the first
 	// 1024, not kept in Markers.
 	MarkerNamesDropped int                 `json:"marker_names_dropped,omitempty"`
