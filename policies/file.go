@@ -323,15 +323,15 @@ func fieldByKey(t reflect.Type, key string) (reflect.Type, bool) {
 func closest(s string, keys []string) string {
 	best, bestD := "", max(2, len(s)/3)+1
 	for _, k := range keys {
-		if d := editDistance(s, k); d < bestD {
+		if d := EditDistance(s, k); d < bestD {
 			best, bestD = k, d
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

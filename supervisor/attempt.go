@@ -243,6 +243,13 @@ func (a *attempt) command() (*exec.Cmd, *os.File, error) {
 	return cmd, r, nil
 }
 
+// Found reports whether name is a program os/exec would find (prism-run's
+// PATH), as the child's start would look it up.
+func Found(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
+}
+
 // startError classifies a failure to start the command: not found (127),
 // found but not runnable (126), or prism-run's own failure to confine it
 // before the exec (125): a cgroup it could not join, an rlimit the kernel

@@ -17,11 +17,12 @@ import (
 )
 
 const usageText = `prism-run [flags] -- COMMAND [ARGS...]
-   prism-run check [--mission NAME] FILE...
-   prism-run missions [NAME]
-   prism-run replay [--mission NAME | --policy FILE] [--format text|json] FILE|-
-   prism-run doctor
-   prism-run version`
+prism-run check [--mission NAME] FILE...
+prism-run missions [NAME]
+prism-run replay [--mission NAME | --policy FILE] [--format text|json] FILE|-
+prism-run doctor
+prism-run version | --version
+prism-run help | --help`
 
 const description = `prism-run starts COMMAND as a child, passes its output through byte for
 byte, reads PRISM markers from it, asks it for checkpoints (SIGUSR1) and
@@ -58,7 +59,7 @@ type options struct {
 	policies                                           []string
 	seed                                               uint64
 	seedSet, hideMarkers, strict, dryRun, foreground   bool
-	preserveStatus, unbuffered                         bool
+	preserveStatus, unbuffered, version                bool
 	log                                                logging.Options
 
 	// Confinement flags; rlimits as strings, read like the policy's [limits].
@@ -93,6 +94,8 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 	flags := append(o.policyFlags(), o.confinementFlags()...)
 	flags = append(flags, o.runFlags()...)
 	flags = append(flags, o.outputFlags()...)
+	flags = append(flags, &cli.BoolFlag{Name: "version", Usage: "print the version", Destination: &o.version})
+	showDefaults(flags)
 	return &cli.App{
 		Name:            "prism-run",
 		Usage:           "supervise a long GPU computation: confine, watch, checkpoint, stop",
@@ -103,7 +106,7 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 		Writer:          stdout,
 		ErrWriter:       stdio.Stderr,
 		ExitErrHandler:  cliExit,
-		HideHelpCommand: true,
+		HideHelpCommand: false, // `prism-run help` is help, as CLI users expect
 		OnUsageError:    usageError,
 		Flags:           flags,
 		Commands: []*cli.Command{
@@ -115,9 +118,15 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 		},
 		Action: func(c *cli.Context) error {
 			o.read(c)
+			if o.version {
+				return printVersion(stdout, build)
+			}
 			cmd := command
 			if cmd == nil {
 				cmd = c.Args().Slice()
+				if err := notASubcommand(cmd); err != nil {
+					return err
+				}
 			}
 			r := &runner{o: *o, command: cmd, stdio: stdio, build: build, deps: deps, dropEnv: configVars(flags)}
 			var err error
@@ -219,13 +228,13 @@ func (o *options) confinementFlags() []cli.Flag {
 func (o *options) runFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "checkpoint-dir", EnvVars: envVars("checkpoint-dir"), Destination: &o.checkpointDir,
-			Usage: "`DIR` the child writes checkpoints to (default: a per-run folder under $TMPDIR, kept if it holds any)"},
+			DefaultText: "a per-run folder under $TMPDIR, kept if it holds any", Usage: "`DIR` the child writes checkpoints to"},
 		&cli.StringFlag{Name: "resume", EnvVars: envVars("resume"), Destination: &o.resume,
 			Usage: "checkpoint `FILE` the child resumes from (PRISM_RESUME); 'latest' = the newest in --checkpoint-dir, if any"},
 		&cli.StringFlag{Name: "run-id", EnvVars: envVars("run-id"), Destination: &o.runID,
-			Usage: "`ID` of this run (default: time and random)"},
+			DefaultText: "time and random", Usage: "`ID` of this run"},
 		&cli.Uint64Flag{Name: "seed", EnvVars: envVars("seed"), Destination: &o.seed,
-			Usage: "`N` given to the child as PRISM_SEED and recorded in the report (default: random)"},
+			DefaultText: "random", Usage: "`N` given to the child as PRISM_SEED and recorded in the report"},
 		&cli.BoolFlag{Name: "unbuffered", EnvVars: envVars("unbuffered"), Value: true, Destination: &o.unbuffered,
 			Usage: "give the child PYTHONUNBUFFERED=1 unless it is set, so a Python program's markers arrive when printed (--unbuffered=false: leave it)"},
 		&cli.BoolFlag{Name: "preserve-status", EnvVars: envVars("preserve-status"), Destination: &o.preserveStatus,
@@ -446,6 +455,31 @@ func setLimit(key, v string, l *policies.Limits) error {
 			l.Core = &z
 		case "fsize":
 			l.Fsize = &z
+		}
+	}
+	return nil
+}
+
+// showDefaults makes the help show a switch's default as on or off.
+func showDefaults(flags []cli.Flag) {
+	for _, f := range flags {
+		if b, ok := f.(*cli.BoolFlag); ok && b.DefaultText == "" {
+			b.DefaultText = map[bool]string{true: "on", false: "off"}[b.Value]
+		}
+	}
+}
+
+// notASubcommand catches a mistyped subcommand (`prism-run chek p.toml`):
+// a first word that no program on PATH has and that is close to a
+// subcommand's name gets a suggestion instead of a run of a program that
+// does not exist. (After "--" every word is the command's.)
+func notASubcommand(cmd []string) error {
+	if len(cmd) == 0 || strings.ContainsRune(cmd[0], '/') || supervisor.Found(cmd[0]) {
+		return nil
+	}
+	for _, sub := range []string{"check", "missions", "replay", "doctor", "version", "help"} {
+		if policies.EditDistance(cmd[0], sub) <= 2 {
+			return fmt.Errorf("%w: %q is neither a subcommand nor a program on PATH; did you mean `prism-run %s`? (to run a program, put it after --)", errUsage, cmd[0], sub)
 		}
 	}
 	return nil

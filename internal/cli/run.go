@@ -158,14 +158,16 @@ func (r *runner) layers() []string {
 
 func versionCommand(stdout io.Writer, build Build) *cli.Command {
 	return &cli.Command{
-		Name:  "version",
-		Usage: "print the version",
-		Action: func(*cli.Context) error {
-			fmt.Fprintf(stdout, "prism-run %s (commit %s, built %s, %s %s/%s)\n", build.Version, build.Commit, build.Date,
-				runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			return nil
-		},
+		Name:   "version",
+		Usage:  "print the version",
+		Action: func(*cli.Context) error { return printVersion(stdout, build) },
 	}
+}
+
+func printVersion(stdout io.Writer, build Build) error {
+	_, err := fmt.Fprintf(stdout, "prism-run %s (commit %s, built %s, %s %s/%s)\n", build.Version, build.Commit, build.Date,
+		runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return err
 }
 
 func newRunID(now time.Time) string {
