@@ -1,10 +1,12 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -95,9 +97,48 @@ type Resolved struct {
 	SendUnhandled     bool
 }
 
+var ruleIndexRe = regexp.MustCompile(`rule#\d+`)
+
+// ResolveLayers merges named layers (the mission, the files, the flags)
+// and resolves them. A mistake only the merge shows (a field one layer
+// sets on a rule whose kind another layer gave) is named by the layer
+// that brought it: "mine.toml (over mission pwsa): rule \"x\".patience".
+func ResolveLayers(names []string, layers []*Policy) (*Resolved, error) {
+	res, err := Resolve(Merge(layers...))
+	if err == nil {
+		return res, nil
+	}
+	var fe *FileError
+	if !errors.As(err, &fe) || fe.File != "" {
+		return nil, err
+	}
+	for i := range layers {
+		if _, e := Resolve(Merge(layers[:i+1]...)); e != nil {
+			fe.File = names[i]
+			if i > 0 {
+				fe.File += " (over " + strings.Join(names[:i], ", ") + ")"
+			}
+			break
+		}
+	}
+	return nil, err
+}
+
 // Resolve builds the rules of a merged policy.
 func Resolve(p *Policy) (*Resolved, error) {
 	if err := p.validate(); err != nil {
+		// Merged layers have no file to point into: a rule is named by
+		// its name, not by its place in the merge.
+		var fe *FileError
+		if errors.As(err, &fe) {
+			fe.Field = ruleIndexRe.ReplaceAllStringFunc(fe.Field, func(m string) string {
+				i, _ := strconv.Atoi(m[len("rule#"):])
+				if i < len(p.Rules) && p.Rules[i].Name != nil {
+					return fmt.Sprintf("rule %q", *p.Rules[i].Name)
+				}
+				return m
+			})
+		}
 		return nil, err
 	}
 	res := &Resolved{Policy: p, Strict: p.Strict != nil && *p.Strict,

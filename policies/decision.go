@@ -7,7 +7,7 @@ import (
 )
 
 // ErrInvalid is wrapped by every error about a rule that cannot work.
-var ErrInvalid = errors.New("policies: invalid rule")
+var ErrInvalid = errors.New("policies: invalid policy")
 
 // Severity ranks a violation; it sets the default action (seed 2.1,
 // handle_violation).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"reflect"
 	"regexp"
@@ -190,7 +191,11 @@ func (e *FileError) Unwrap() error { return ErrInvalid }
 func LoadFile(path string) (*Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is named already
+		}
+		return nil, &FileError{File: path, Msg: "cannot read the policy file: " + err.Error()}
 	}
 	return Parse(path, b)
 }
@@ -211,6 +216,12 @@ func Parse(name string, src []byte) (*Policy, error) {
 		} else if m := lineRe.FindStringSubmatch(err.Error()); m != nil {
 			fe.Line, _ = strconv.Atoi(m[1])
 			fe.Msg = strings.TrimPrefix(err.Error(), "toml: ")
+		}
+		if field, msg, ok := typeMistake(err.Error()); ok {
+			fe.Field, fe.Msg = field, msg
+			if i := locate(src).tableIndex("rule", fe.Line); i >= 0 && strings.HasPrefix(field, "rule.") {
+				fe.Field = fmt.Sprintf("rule[%d].%s", i, strings.TrimPrefix(field, "rule."))
+			}
 		}
 		return nil, fe
 	}
@@ -243,6 +254,45 @@ func Parse(name string, src []byte) (*Policy, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+var (
+	incompatibleRe = regexp.MustCompile(`\(last key "([^"]+)"\): incompatible types: TOML value has type (\S+); destination has type (\S+)`)
+	mismatchRe     = regexp.MustCompile(`\(last key "([^"]+)"\): type mismatch for \S+: expected table but found \[\]`)
+)
+
+// typeMistake says a decoder's type error in the terms of a policy file:
+// the key, what it wants, and what to write ([rule] for [[rule]] above
+// all).
+func typeMistake(msg string) (field, say string, ok bool) {
+	if m := mismatchRe.FindStringSubmatch(msg); m != nil {
+		return m[1], fmt.Sprintf("[[%s]] is an array of tables; write [%s], one table", m[1], m[1]), true
+	}
+	m := incompatibleRe.FindStringSubmatch(msg)
+	if m == nil {
+		return "", "", false
+	}
+	key, got, want := m[1], tomlWords(m[2]), m[3]
+	if want == "slice" && strings.HasPrefix(m[2], "map") {
+		return key, fmt.Sprintf("[%s] is one table; write [[%s]] (an array of tables), one per entry", key, key), true
+	}
+	wants := map[string]string{"boolean": "true or false", "string": "a string in quotes", "integer": "a whole number",
+		"float": "a number", "slice": "an array [...]"}[want]
+	if wants == "" {
+		wants = want
+	}
+	return key, fmt.Sprintf("want %s, got %s", wants, got), true
+}
+
+// tomlWords names a decoded TOML value's Go type as a person would.
+func tomlWords(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "map"):
+		return "a table"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	}
+	return map[string]string{"string": "a string", "int64": "a whole number", "float64": "a number", "bool": "true or false"}[goType]
 }
 
 // hint says what an unknown key could have been: the closest known key

@@ -301,7 +301,7 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 	if c.IsSet("strict") {
 		flags.Strict = &o.strict
 	}
-	return policies.Resolve(policies.Merge(append(layers, flags)...))
+	return policies.ResolveLayers(append(layerNames(o.mission, o.policies), "flags"), append(layers, flags))
 }
 
 // durationFlags reads the duration flags that were given, as GNU timeout
@@ -364,7 +364,16 @@ func resolveLayers(mission string, files []string) (*policies.Resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	return policies.Resolve(policies.Merge(layers...))
+	return policies.ResolveLayers(layerNames(mission, files), layers)
+}
+
+// layerNames names the layers loadLayers loads, in order.
+func layerNames(mission string, files []string) []string {
+	var out []string
+	if mission != "" {
+		out = append(out, "mission "+mission)
+	}
+	return append(out, files...)
 }
 
 func loadLayers(mission string, files []string) ([]*policies.Policy, error) {
