@@ -163,7 +163,15 @@ func (m *stopMachine) outsideSignal(d policies.Decision) (killed bool) {
 	}
 	m.outside = true
 	if m.stop != nil {
-		return false // a policy's stop goes on, with its own exit code
+		// A policy's stop goes on, with its own exit code; but the
+		// signal the caller forwarded is the SIGTERM now, and kill-after
+		// runs from it, not from the end of a checkpoint wait (a
+		// scheduler's grace period is counting).
+		if !m.stop.signalled {
+			m.stop.signalled = true
+			m.killTimer = m.clock.NewTimer(m.killAfter)
+		}
+		return false
 	}
 	m.stop = &stopState{decision: d, by: byOutside, signalled: true}
 	m.killTimer = m.clock.NewTimer(m.killAfter)
@@ -179,7 +187,7 @@ func (m *stopMachine) acknowledged(at time.Time) (rule string, took time.Duratio
 		return "", 0
 	}
 	m.pending = nil
-	m.ckTimer.Stop()
+	stopTimer(m.ckTimer) // nil when the child has ended (childEnded)
 	m.ckTimer = nil
 	if p.forStop && m.stop != nil {
 		m.stop.acked = true

@@ -183,6 +183,21 @@ func TestStopMachine(t *testing.T) {
 			m.outsideSignal(decision("signal", stop))
 			return []string{m.fx.take()}
 		}, want: []string{"terminate latency"}, stopped: true},
+		{name: "an acknowledgement read after the child ended (the drain)", run: func(m *machine) []string {
+			m.beginStop(decision("deadline", cs), byPolicy)
+			m.childEnded()
+			if rule, _ := m.acknowledged(m.clock.Now()); rule != "deadline" {
+				t.Errorf("the late acknowledgement answers %q", rule)
+			}
+			return []string{m.fx.take()}
+		}, want: []string{"checkpoint deadline"}, acked: true, stopped: true},
+		{name: "a terminating signal during a checkpoint-stop's wait starts kill-after at once", run: func(m *machine) []string {
+			m.beginStop(decision("deadline", cs), byPolicy)
+			m.outsideSignal(decision("signal", stop)) // forwarded SIGTERM
+			a := m.fx.take()
+			m.step(killAfter) // long before the checkpoint timeout
+			return []string{a, m.fx.take()}
+		}, want: []string{"checkpoint deadline", "kill deadline"}, escalated: true, killed: true, stopped: true},
 		{name: "a cancel is neither a policy stop nor the child's", run: func(m *machine) []string {
 			m.beginStop(decision("cancelled", stop), byCaller)
 			if !m.cancelled() {
