@@ -112,10 +112,20 @@ func (a *attempt) killLeftovers() {
 	var killDeadline time.Time
 	poll := cfg.Clock.NewTicker(pollEvery)
 	defer poll.Stop()
+	lateSignals := 0
 	for {
 		select {
 		case b := <-a.batches:
 			a.handleBatch(b, false)
+			continue
+		case sig := <-cfg.Signals:
+			// Signals sent to prism-run still count while it ends the tree:
+			// forwarded to what is left, and a second terminating one
+			// kills it at once.
+			if us, ok := sig.(unix.Signal); ok && a.leftoverSignal(us, &lateSignals) {
+				killDeadline = cfg.Clock.Now()
+				termDeadline = killDeadline
+			}
 			continue
 		case <-poll.C():
 		}
@@ -137,6 +147,36 @@ func (a *attempt) killLeftovers() {
 	}
 }
 
+// leftoverSignal handles a signal sent to prism-run while it ends what
+// the main child left: it is recorded and forwarded to the tree; the
+// second terminating signal (counted in n) kills the tree and says so by
+// returning true.
+func (a *attempt) leftoverSignal(sig unix.Signal, n *int) bool {
+	name := unix.SignalName(sig)
+	a.r.rep.Forwarded = append(a.r.rep.Forwarded, name)
+	if !terminating(sig) {
+		a.signalTree(sig)
+		return false
+	}
+	*n++
+	if *n+boolInt(a.stop.outside) < 2 {
+		a.r.log.Info().Str("signal", name).Msg("forwarding signal to the processes left behind")
+		a.signalTree(sig)
+		return false
+	}
+	a.r.log.Warn().Str("signal", name).Msg("a second terminating signal: killing what is left now")
+	a.signalTree(unix.SIGKILL)
+	a.r.rep.Killed = true
+	return true
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // drain waits for both pumps to reach the end of the child's output. A
 // writer outside the tree (an fd passed to a stranger) could keep a pipe
 // open forever, so after drainGrace the pipes are closed.
@@ -147,6 +187,11 @@ func (a *attempt) drain() {
 		select {
 		case b := <-a.batches:
 			a.handleBatch(b, false)
+		case sig := <-a.r.cfg.Signals:
+			// Nothing of the tree is left to forward it to: recorded.
+			if us, ok := sig.(unix.Signal); ok {
+				a.r.rep.Forwarded = append(a.r.rep.Forwarded, unix.SignalName(us))
+			}
 		case <-a.pumpsDone:
 			left--
 		case <-grace.C():
