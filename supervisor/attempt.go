@@ -275,6 +275,9 @@ func (a *attempt) verifyIsolation() error {
 		a.child.Wait()
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	if (cfg.NoNewPrivs || cfg.CleanEnv) && a.r.foreignProc {
+		return fail(errors.New("cannot verify the isolation asked for: /proc is another PID namespace's (mount this namespace's: unshare --mount-proc)"))
+	}
 	if cfg.NoNewPrivs {
 		// The shim has exec'd by now (its error pipe closed), so this is
 		// the command.

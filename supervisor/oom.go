@@ -8,7 +8,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/telemetry"
@@ -201,7 +200,7 @@ func (a *attempt) pollCgroup(final bool) {
 	}
 	obs, ds := w.poll(a.r.cfg.Clock.Now(), final)
 	// Read after the count: alive now means alive when it was read.
-	if !final && !procfs.IsDead(a.r.cfg.ProcRoot, a.pid) {
+	if !final && !a.r.foreignProc && a.alive(a.pid) {
 		w.markLive()
 	}
 	for _, o := range obs {

@@ -78,14 +78,22 @@ type run struct {
 	paused       time.Duration // time the job spent stopped by job control (see observe)
 	oom          *oomWatch     // nil without a cgroup
 	cgroupClosed bool          // the cgroup has been removed
-	attempts     int
+	// foreignProc: ProcRoot is another PID namespace's; no pid read there
+	// is acted on (procfs.Foreign).
+	foreignProc bool
+	attempts    int
 }
 
 // newRun prepares a run. The run it returns is never nil, and owns the
 // configured cgroup from the start: its cleanup removes it whether or not
 // the rest could be prepared.
 func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
-	r := &run{cfg: cfg, rep: rep, log: cfg.Log}
+	r := &run{cfg: cfg, rep: rep, log: cfg.Log, foreignProc: procfs.Foreign(cfg.ProcRoot)}
+	if r.foreignProc {
+		r.log.Warn().Str("proc", cfg.ProcRoot).Msg("the proc file system is another PID namespace's (unshare --pid without " +
+			"--mount-proc?): the tree is found through the run's cgroup and process group only, protocol signals go to " +
+			"the main child unchecked, and isolation cannot be verified")
+	}
 	if cg := cfg.Cgroup; cg != nil {
 		rep.Cgroup = &telemetry.CgroupReport{Mode: cg.Mode().String(), Path: cg.Path(),
 			MemoryLimit: cfg.CgroupLimits.Memory, PidsLimit: cfg.CgroupLimits.Pids}

@@ -98,6 +98,11 @@ func (tc *treeCache) sample(a *attempt, wall time.Time) []policies.Observation {
 // descendants (both, when the cgroup is v1 and something left it).
 func (a *attempt) treePids() map[int]bool {
 	tree := map[int]bool{a.pid: true}
+	if a.r.foreignProc && a.r.cfg.Cgroup == nil {
+		// The probes would read another namespace's processes by these
+		// pids: nothing to sample without the cgroup.
+		return map[int]bool{}
+	}
 	if cg := a.r.cfg.Cgroup; cg != nil {
 		if pids, err := cg.Procs(); err == nil {
 			for _, p := range pids {

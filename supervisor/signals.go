@@ -52,16 +52,17 @@ func signalFor(d policies.Decision, def syscall.Signal) syscall.Signal {
 // target: nothing is sent, and the log says why.
 func (a *attempt) protocolTargets(sig syscall.Signal) []int {
 	root := a.r.cfg.ProcRoot
-	st, err := procfs.ReadStatus(root, a.pid)
-	if err != nil || st.Survives(sig) || waitsFor(root, a.pid, sig) || a.r.cfg.SendUnhandled {
-		// Unreadable masks: the protocol's default target. SendUnhandled:
-		// the policy says the child takes it, whatever /proc shows.
+	safe, _, ok := procfs.SignalFate(root, a.pid, sig)
+	if !ok || safe || a.r.cfg.SendUnhandled || a.r.foreignProc {
+		// Unreadable masks (or a /proc of another PID namespace): the
+		// protocol's default target. SendUnhandled: the policy says the
+		// child takes it, whatever /proc shows.
 		return []int{a.pid}
 	}
 	var targets []int
 	if procs, err := procfs.List(root); err == nil {
 		for _, pid := range procfs.LiveDescendants(procs, a.pid) {
-			if s, err := procfs.ReadStatus(root, pid); err == nil && (s.Catches(sig) || waitsFor(root, pid, sig)) {
+			if safe, acts, ok := procfs.SignalFate(root, pid, sig); ok && safe && acts {
 				targets = append(targets, pid)
 			}
 		}
@@ -113,12 +114,4 @@ func (a *attempt) signalWithControl(l ControlLine, sig unix.Signal, targets []in
 		sent = true
 	}
 	return sent
-}
-
-// waitsFor reports whether a thread of pid waits for sig in sigtimedwait:
-// the wait takes the signal (the kernel hides it from SigBlk meanwhile,
-// procfs.WaitedSignals).
-func waitsFor(root string, pid int, sig syscall.Signal) bool {
-	mask, ok := procfs.WaitedSignals(root, pid)
-	return ok && mask&procfs.SigBit(sig) != 0
 }

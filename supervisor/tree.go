@@ -65,8 +65,18 @@ func (a *attempt) signalTree(sig unix.Signal) int {
 // (Config.Helpers), which are not the run's even when prism-run adopted
 // them.
 func (a *attempt) processes() ([]procfs.Stat, error) {
+	if a.r.foreignProc {
+		return nil, nil // its pids are another namespace's: none is ours
+	}
 	procs, err := procfs.List(a.r.cfg.ProcRoot)
 	return procfs.Without(procs, a.r.cfg.Helpers), err
+}
+
+// alive reports whether pid (of this namespace) has not exited, as far
+// as /proc can tell: with a foreign /proc it cannot, and it is taken for
+// alive.
+func (a *attempt) alive(pid int) bool {
+	return a.r.foreignProc || !procfs.IsDead(a.r.cfg.ProcRoot, pid)
 }
 
 // liveTree counts what is left of the run: prism-run's live descendants,
@@ -74,7 +84,6 @@ func (a *attempt) processes() ([]procfs.Stat, error) {
 // altogether, say by re-parenting through a daemon outside it, is still
 // in the cgroup).
 func (a *attempt) liveTree() int {
-	root := a.r.cfg.ProcRoot
 	seen := map[int]bool{}
 	if procs, err := a.processes(); err == nil {
 		for _, pid := range procfs.LiveDescendants(procs, os.Getpid()) {
@@ -84,7 +93,7 @@ func (a *attempt) liveTree() int {
 	if cg := a.r.cfg.Cgroup; cg != nil {
 		if pids, err := cg.Procs(); err == nil {
 			for _, pid := range pids {
-				if !procfs.IsDead(root, pid) {
+				if a.alive(pid) {
 					seen[pid] = true
 				}
 			}

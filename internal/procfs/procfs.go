@@ -283,10 +283,27 @@ type Owner struct {
 	Start uint64 // start time, clock ticks after boot (/proc/PID/stat field 22)
 }
 
+// Foreign reports whether the proc file system at root belongs to another
+// PID namespace than this process's (`unshare --pid` without
+// --mount-proc): its pids are not this namespace's, so nothing read there
+// about a pid may be acted on. A root without a "self" link (a test's
+// fake tree) is not foreign.
+func Foreign(root string) bool {
+	self, err := os.Readlink(filepath.Join(root, "self"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(self)
+	return err == nil && pid != os.Getpid()
+}
+
 // SelfOwner is this process's Owner, read from the proc file system at
-// root (which must be this PID namespace's, as `unshare --mount-proc` and
-// containers arrange).
+// root. Where that is another PID namespace's (Foreign), the owner has no
+// namespace (NS 0): no one can prove it gone, so nothing of it is swept.
 func SelfOwner(root string) (Owner, error) {
+	if Foreign(root) {
+		return Owner{PID: os.Getpid()}, nil
+	}
 	ns, err := os.Readlink(filepath.Join(root, "self", "ns", "pid"))
 	if err != nil {
 		return Owner{}, err
@@ -423,4 +440,55 @@ func ReadEnviron(root string, pid int) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// SignalFate says what sending sig to process pid would do. safe: it
+// would not kill the process by the signal's default action: the process
+// catches or ignores it, or every one of its threads blocks it or waits
+// for it in sigtimedwait (the kernel delivers a process-directed signal
+// to any thread that does not block it, so one thread that neither blocks
+// nor waits is enough to die of it; SigBlk is per thread, read from
+// /proc/PID/task/*/status). acts: a handler or a waiting thread takes it.
+// ok is false when the masks cannot be read.
+func SignalFate(root string, pid int, sig unix.Signal) (safe, acts, ok bool) {
+	st, err := ReadStatus(root, pid)
+	if err != nil {
+		return false, false, false
+	}
+	if st.Catches(sig) {
+		return true, true, true
+	}
+	if st.SigIgn&SigBit(sig) != 0 {
+		return true, false, true
+	}
+	tasks, err := os.ReadDir(filepath.Join(root, strconv.Itoa(pid), "task"))
+	if err != nil {
+		return false, false, false
+	}
+	waited, _ := WaitedSignals(root, pid)
+	waits := waited&SigBit(sig) != 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "task", t.Name(), "status"))
+		if err != nil {
+			continue // a thread that ended meanwhile
+		}
+		ts, err := ParseStatus(b)
+		if err != nil {
+			return false, false, false
+		}
+		if ts.SigBlk&SigBit(sig) != 0 {
+			continue
+		}
+		sc, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "task", t.Name(), "syscall"))
+		if err != nil {
+			return false, false, false
+		}
+		if addr, in := sigtimedwaitSet(string(sc)); in {
+			if set, err := readWord(filepath.Join(root, strconv.Itoa(pid), "mem"), addr); err == nil && set&SigBit(sig) != 0 {
+				continue // this thread's wait takes it
+			}
+		}
+		return false, false, true // this thread would take it by default: death
+	}
+	return true, waits, true
 }
