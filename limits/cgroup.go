@@ -191,9 +191,19 @@ func newV2(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 		mgr, err = cgroup2.NewManager(m.Point, group, v2Resources(spec))
 	}
 	if err != nil {
+		removeEmpty(map[string]string{"": filepath.Join(m.Point, group)})
 		return nil, fmt.Errorf("%w: create %s: %w", ErrCgroup, group, err)
 	}
 	return &v2Cgroup{mgr: mgr, group: group, dir: filepath.Join(m.Point, group)}, nil
+}
+
+// removeEmpty removes the cgroup folders a failed creation left behind.
+// rmdir(2) removes only an empty cgroup: a folder with a process in it
+// (never one a creation just made) stays.
+func removeEmpty(dirs map[string]string) {
+	for _, d := range dirs {
+		_ = syscall.Rmdir(d)
+	}
 }
 
 // relTo turns a /proc/self/cgroup path into one relative to the mount.
@@ -314,6 +324,9 @@ func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 	}
 	cg, err := cgroup1.New(pathOf, res, cgroup1.WithHierarchy(func() ([]cgroup1.Subsystem, error) { return subs, nil }))
 	if err != nil {
+		// The library makes the folders first, then writes the limits: a
+		// limit the kernel refused leaves folders it made (nothing in them).
+		removeEmpty(dirs)
 		return nil, fmt.Errorf("%w: create %s: %w", ErrCgroup, name, err)
 	}
 	return &v1Cgroup{cg: cg, paths: paths, dirs: dirs}, nil

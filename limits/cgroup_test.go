@@ -463,3 +463,38 @@ func TestRealV2WithoutControllers(t *testing.T) {
 		t.Errorf("%s left behind", cg.Dir())
 	}
 }
+
+// A limit the kernel refuses at creation (a CPU quota above the parent's)
+// leaves none of the cgroup's folders behind: those made before the
+// refused write are removed.
+func TestRefusedLimitLeavesNothing(t *testing.T) {
+	h := realHost(t, ModeV1, "memory", "cpu")
+	if h.Hierarchy.Mode == ModeNone {
+		t.Skip()
+	}
+	// A parent whose quota is 0.5 core: a child of it may not have 1.
+	parent := filepath.Join(h.OwnDir("cpu"), "prism-test-parent-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Rmdir(parent)
+	if err := os.WriteFile(filepath.Join(parent, "cpu.cfs_quota_us"), []byte("50000"), 0); err != nil {
+		t.Skip(err)
+	}
+	hh := h
+	rel, _ := filepath.Rel(h.Hierarchy.V1["cpu"].Point, parent)
+	hh.OwnV1 = map[string]string{}
+	for c, p := range h.OwnV1 {
+		hh.OwnV1[c] = p
+	}
+	hh.OwnV1["cpu"], hh.OwnV1["cpuacct"] = "/"+rel, "/"+rel
+	name := hh.RunCgroupName("refused")
+	if _, err := NewCgroup(hh, name, CgroupSpec{CPUs: 1, Memory: 64 << 20}); err == nil {
+		t.Fatal("a quota above the parent's was accepted")
+	}
+	for _, c := range []string{"memory", "cpu"} {
+		if _, err := os.Stat(filepath.Join(hh.OwnDir(c), name)); err == nil {
+			t.Errorf("the %s folder of a refused cgroup was left", c)
+		}
+	}
+}
