@@ -2,9 +2,7 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,12 +66,11 @@ type run struct {
 	parser *markers.Parser
 	reaper *Reaper
 
-	resume     string // PRISM_RESUME of the first attempt
-	runDir     string // created by newRun, removed by cleanup when empty of checkpoints
-	ownCkptDir bool   // the checkpoint folder is inside the run folder
-	// madeCkptDir: prism-run made the checkpoint folder the caller named.
-	madeCkptDir bool
-	control     *controlFile
+	resume     string   // PRISM_RESUME of the first attempt
+	runDir     string   // created by newRun, removed by cleanup when empty of checkpoints
+	ownCkptDir bool     // the checkpoint folder is inside the run folder
+	madeDirs   []string // the folders prism-run made for the checkpoint folder, top first
+	control    *controlFile
 
 	paused       time.Duration // time the job spent stopped by job control (see observe)
 	oom          *oomWatch     // nil without a cgroup
@@ -142,10 +139,7 @@ func (r *run) prepareFolders() error {
 		ck, r.ownCkptDir = filepath.Join(r.runDir, "checkpoints"), true
 	}
 	if ck, err = filepath.Abs(ck); err == nil {
-		if _, serr := os.Stat(ck); errors.Is(serr, fs.ErrNotExist) {
-			r.madeCkptDir = true
-		}
-		err = os.MkdirAll(ck, 0o700)
+		r.madeDirs, err = mkdirAll(ck)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: checkpoint folder: %w", ErrSetup, err)
@@ -162,31 +156,6 @@ func (r *run) prepareFolders() error {
 		return err
 	}
 	return r.giveFolders(ck)
-}
-
-// giveFolders hands what the child must use to the child's user when it
-// runs as another one (--user): the run folder (to enter it), the
-// control file (to read it) and the checkpoint folder prism-run made (to
-// write checkpoints). A checkpoint folder the caller named and that
-// already existed is left as it is: the caller chose it.
-func (r *run) giveFolders(ck string) error {
-	if r.cfg.UID == nil {
-		return nil
-	}
-	uid, gid := *r.cfg.UID, -1
-	if r.cfg.GID != nil {
-		gid = *r.cfg.GID
-	}
-	paths := []string{r.runDir, r.rep.ControlFile}
-	if r.ownCkptDir || r.madeCkptDir {
-		paths = append(paths, ck)
-	}
-	for _, p := range paths {
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("%w: give %s to the child's user: %w", ErrSetup, p, err)
-		}
-	}
-	return nil
 }
 
 // cleanup ends what the run holds: the reaper, the cgroup (when no child

@@ -700,6 +700,29 @@ func TestUser(t *testing.T) {
 	if fi, err := os.Stat(res.Checkpoints[0].Path); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(uid) {
 		t.Errorf("checkpoint %v not written by the child's user", res.Checkpoints[0].Path)
 	}
+
+	// A checkpoint folder prism-run makes, parents and all, is the
+	// child's too (once only the last folder was, under root's 0700).
+	h = newHarness(t, "checkpoint", "ack")
+	h.cfg.Command[0] = bin
+	h.cfg.UID, h.cfg.GID = &uid, &gid
+	h.cfg.CheckpointDir = filepath.Join(dir, "new", "sub")
+	h.cfg.Rules = []policies.Rule{onReady(t, "ready", policies.ActionCheckpointStop)}
+	if res := h.run(t); res.Exit != ExitResumable {
+		t.Errorf("nested checkpoint folder: exit %d\nstdout:\n%s", res.Exit, h.stdout)
+	}
+
+	// A $TMPDIR the child's user cannot pass through is refused before the
+	// start, saying why, instead of checkpoints that never come.
+	closed := t.TempDir() // 0700, root's
+	t.Setenv("TMPDIR", closed)
+	h = newHarness(t, "checkpoint", "ack")
+	h.cfg.Command[0] = bin
+	h.cfg.UID, h.cfg.GID = &uid, &gid
+	res, err = Run(context.Background(), h.cfg)
+	if !errors.Is(err, ErrSetup) || res.Exit != 125 || !strings.Contains(err.Error(), "cannot pass through "+filepath.Dir(closed)) {
+		t.Errorf("unreachable TMPDIR: %v, exit %d", err, res.Exit)
+	}
 }
 
 // Through the shim, 126 and 127 keep their meaning.
