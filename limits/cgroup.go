@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
@@ -118,10 +119,11 @@ func (h Host) RunCgroupName(runID string) string {
 }
 
 // SafeName makes s usable as one element of a path (a run id in the run
-// folder's and the run cgroup's names): '/', spaces and NUL become '_'.
+// folder's and the run cgroup's names): '/', spaces and control
+// characters (NUL, newlines) become '_'.
 func SafeName(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '/' || r == ' ' || r == 0 {
+		if r == '/' || r == ' ' || unicode.IsControl(r) {
 			return '_'
 		}
 		return r

@@ -155,8 +155,10 @@ func NewEngine(clock Clock, rules []Rule) (*Engine, error) {
 func (e *Engine) Idle() []Meta {
 	var out []Meta
 	for _, a := range e.rules {
-		// A health rule waits for events, not a metric: none is no news.
-		if !a.fed && a.meta.Kind != KindHealth {
+		// Only a rule that names a metric can starve of it: a deadline, a
+		// periodic request or a heartbeat on any marker watch time, and a
+		// health rule waits for events (none is no news).
+		if !a.fed && a.meta.Metric != "" && a.meta.Kind != KindHealth {
 			out = append(out, a.meta)
 		}
 	}
@@ -166,8 +168,6 @@ func (e *Engine) Idle() []Meta {
 // IdleReason says why an idle rule matters, for a log line or a report.
 func IdleReason(m Meta) string {
 	switch {
-	case m.Metric == "":
-		return fmt.Sprintf("rule %s (%s) never saw what it watches", m.Name, m.Kind)
 	case slices.ContainsFunc(Names(), func(n NameInfo) bool { return n.Name == m.Metric }):
 		return fmt.Sprintf("rule %s never saw its metric %s", m.Name, m.Metric)
 	default:

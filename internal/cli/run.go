@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -55,8 +57,13 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	if o.runID == "" {
 		o.runID = newRunID(time.Now())
 	}
-	if len(o.runID) > maxRunID {
-		return r.fail(fmt.Errorf("%w: --run-id: at most %d characters (it names the run's folder and cgroup)", errUsage, maxRunID), nil)
+	if len(o.runID) > maxRunID || strings.ContainsFunc(o.runID, unicode.IsControl) {
+		return r.fail(fmt.Errorf("%w: --run-id: at most %d characters, none of them control characters (it names the run's folder and cgroup)", errUsage, maxRunID), nil)
+	}
+	for _, kv := range o.env {
+		if k, _, _ := strings.Cut(kv, "="); k == "" || strings.ContainsFunc(k, unicode.IsControl) {
+			return r.fail(fmt.Errorf("%w: --env %q: want K=V or K, with a name K", errUsage, kv), nil)
+		}
 	}
 	// A report that cannot be written is known now, not after a 23-hour
 	// run.
