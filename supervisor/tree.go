@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,33 +33,76 @@ func becomeSubreaper() error {
 // else, and as a subreaper it inherits whatever the tree orphaned). It
 // returns how many descendants it found.
 func (a *attempt) signalTree(sig unix.Signal) int {
-	// The group id outlives the main child while any member is alive, and
-	// the kernel does not reuse a pid that is still a group id.
-	_ = unix.Kill(-a.pid, sig)
+	procs, err := a.processes()
+	if err != nil {
+		a.r.log.Warn().Err(err).Msg("cannot list processes")
+	}
+	left := procfs.LiveTree(procs, os.Getpid())
+	if a.groupAlive(left) {
+		_ = unix.Kill(-a.pid, sig)
+	}
 	if cg := a.r.cfg.Cgroup; cg != nil {
 		if sig == unix.SIGKILL {
 			// One write kills everything in the cgroup, however detached.
 			if err := cg.Kill(); err != nil {
 				a.r.log.Warn().Err(err).Msg("cgroup kill")
 			}
-		} else if pids, err := cg.Procs(); err == nil {
-			for _, pid := range pids {
-				_ = unix.Kill(pid, sig)
-			}
+		} else {
+			a.signalCgroup(cg, sig)
 		}
 	}
-	procs, err := a.processes()
-	if err != nil {
-		a.r.log.Warn().Err(err).Msg("cannot list processes")
-		return 0
-	}
-	left := procfs.LiveTree(procs, os.Getpid())
 	for _, p := range left {
 		// By identity: the listing is a moment old, and the reaper may
 		// have collected a process whose pid is someone else's now.
 		_ = limits.Signal(a.r.cfg.ProcRoot, p.Identity(), sig)
 	}
 	return len(left)
+}
+
+// groupAlive says whether the child's process group can be signalled as
+// one: while the main child has not been reaped it is the group's leader;
+// after, the group id is safe only while a process of the tree is in it
+// (the kernel reuses no pid still in use as a group id; an empty group's
+// id may be anyone's).
+func (a *attempt) groupAlive(tree []procfs.Stat) bool {
+	if !a.exited {
+		return true
+	}
+	for _, p := range tree {
+		if p.PGRP == a.pid {
+			return true
+		}
+	}
+	return false
+}
+
+// signalCgroup signals every process in the run's cgroup by identity: a
+// pid read from cgroup.procs is taken as the member it was only if it is
+// still listed after its identity was read (no stranger can join the
+// run's cgroup), and the signal goes through a pidfd for that identity.
+func (a *attempt) signalCgroup(cg limits.Cgroup, sig unix.Signal) {
+	if a.r.foreignProc {
+		return // identities cannot be read here; cgroup.kill does SIGKILL
+	}
+	pids, err := cg.Procs()
+	if err != nil {
+		return
+	}
+	ids := make([]procfs.Identity, 0, len(pids))
+	for _, pid := range pids {
+		if id, err := procfs.IdentityOf(a.r.cfg.ProcRoot, pid); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	still, err := cg.Procs()
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if slices.Contains(still, id.PID) {
+			_ = limits.Signal(a.r.cfg.ProcRoot, id, sig)
+		}
+	}
 }
 
 // processes lists the processes of the host but prism-run's helpers

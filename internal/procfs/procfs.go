@@ -27,6 +27,8 @@ const Root = "/proc"
 // Stat is what prism-run needs of one /proc/PID/stat.
 type Stat struct {
 	PID, PPID int
+	// PGRP is the process group.
+	PGRP int
 	// State is the one-letter state: R, S, D, Z (zombie), T (stopped), ...
 	State byte
 	// StartTime is field 22, the time the process started after boot, in
@@ -115,6 +117,9 @@ func ParseStat(b []byte) (Stat, bool) {
 		return Stat{}, false
 	}
 	s := Stat{PID: pid, PPID: ppid, State: rest[0][0]}
+	if len(rest) > 2 {
+		s.PGRP, _ = strconv.Atoi(string(rest[2]))
+	}
 	// Field 22 of the line is rest[19]: fields 1 (pid) and 2 (comm) come
 	// before the ')'.
 	if len(rest) > 19 {

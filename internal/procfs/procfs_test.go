@@ -18,9 +18,9 @@ func TestParseStat(t *testing.T) {
 		want Stat
 		ok   bool
 	}{
-		{"42 (sleep) S 7 42 42 0", Stat{PID: 42, PPID: 7, State: 'S'}, true},
-		{long, Stat{PID: 42, PPID: 7, State: 'S', StartTime: 123456}, true},
-		{"43 (a b) c)) Z 1 1 1", Stat{PID: 43, PPID: 1, State: 'Z'}, true},
+		{"42 (sleep) S 7 42 42 0", Stat{PID: 42, PPID: 7, PGRP: 42, State: 'S'}, true},
+		{long, Stat{PID: 42, PPID: 7, PGRP: 42, State: 'S', StartTime: 123456}, true},
+		{"43 (a b) c)) Z 1 1 1", Stat{PID: 43, PPID: 1, PGRP: 1, State: 'Z'}, true},
 		{"44 (x) R", Stat{}, false},
 		{"garbage", Stat{}, false},
 		{"(x) S 1", Stat{}, false},
