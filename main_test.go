@@ -74,7 +74,10 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			// A -race child sleeps 1s before exiting unless told not to.
 			env.Setenv("GORACE", "atexit_sleep_ms=0")
-			return nil
+			// testscript's root folder is 0700 (os.MkdirTemp); a --user
+			// child must pass through it to its checkpoint folder under
+			// $TMPDIR, or prism-run rightly refuses the start.
+			return os.Chmod(filepath.Dir(env.WorkDir), 0o711)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitfile":    cmdWaitFile,
