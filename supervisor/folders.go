@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // mkdirAll makes dir and its missing parents (0700), and returns those it
@@ -74,4 +76,98 @@ func reachable(dir string, uid, gid int) error {
 			return nil
 		}
 	}
+}
+
+// kernelFS names the filesystem of statfs(2) f_type t when only the
+// kernel fills it ("" otherwise): a checkpoint written there fails
+// (EACCES, EINVAL) or is lost, though access(2) lets root through.
+func kernelFS(t int64) string {
+	switch t {
+	case unix.PROC_SUPER_MAGIC:
+		return "proc"
+	case unix.SYSFS_MAGIC:
+		return "sysfs"
+	case unix.CGROUP_SUPER_MAGIC:
+		return "cgroup"
+	case unix.CGROUP2_SUPER_MAGIC:
+		return "cgroup2"
+	case unix.DEBUGFS_MAGIC, unix.TRACEFS_MAGIC, unix.SECURITYFS_MAGIC, unix.BPF_FS_MAGIC:
+		return "debugfs, tracefs, securityfs or bpf"
+	}
+	return ""
+}
+
+// CheckFolders finds before the start, and without making anything,
+// what the run's folders would fail on: a checkpoint folder (ckDir, ""
+// = the per-run default) that is a file, sits on a kernel filesystem or
+// cannot be written; a --resume checkpoint (a file or a folder, as a
+// sharded checkpoint is) that does not exist; "latest" with no
+// checkpoint folder to look in; and, for a child of another user (uid,
+// gid non-nil), a folder on the way it could not pass through ($TMPDIR
+// for the run folder). The run checks again as it makes them. Errors
+// wrap ErrConfig (exit 125).
+func CheckFolders(ckDir, resume string, uid, gid *int) error {
+	if resume == ResumeLatest && ckDir == "" {
+		return fmt.Errorf("%w: --resume latest needs --checkpoint-dir: the default checkpoint folder is new for each run, so it never holds one", ErrConfig)
+	}
+	if resume != "" && resume != ResumeLatest {
+		if _, err := os.Stat(resume); err != nil {
+			return fmt.Errorf("%w: --resume: %w", ErrConfig, err)
+		}
+	}
+	reach := []string{os.TempDir()}
+	if ckDir != "" {
+		at, err := checkCheckpointDir(ckDir)
+		if err != nil {
+			return fmt.Errorf("%w: --checkpoint-dir %s: %v", ErrConfig, ckDir, err)
+		}
+		reach = append(reach, at)
+	}
+	if uid == nil {
+		return nil
+	}
+	g := -1
+	if gid != nil {
+		g = *gid
+	}
+	for _, dir := range reach {
+		if err := reachable(dir, *uid, g); err != nil {
+			return fmt.Errorf("%w: %v: set TMPDIR (or --checkpoint-dir) to a folder the child's user can reach", ErrConfig, err)
+		}
+	}
+	return nil
+}
+
+// checkCheckpointDir checks dir, or the nearest folder above it that
+// exists (the run makes the rest), and returns the folder it checked.
+func checkCheckpointDir(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	at := dir
+	fi, err := os.Stat(at)
+	// ENOTDIR: a file on the way (/etc/passwd/ck), found one step up.
+	for (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) && at != filepath.Dir(at) {
+		at = filepath.Dir(at)
+		fi, err = os.Stat(at)
+	}
+	switch {
+	case err != nil:
+		return "", err
+	case !fi.IsDir():
+		return "", fmt.Errorf("%s is not a folder", at)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(at, &st); err == nil {
+		if name := kernelFS(int64(st.Type)); name != "" {
+			return "", fmt.Errorf("%s is on the kernel's %s filesystem, where no checkpoint can be written", at, name)
+		}
+	}
+	// access(2) with the real ids: EROFS on a read-only mount, EACCES
+	// where prism-run's user may not write.
+	if err := unix.Access(at, unix.W_OK|unix.X_OK); err != nil {
+		return "", fmt.Errorf("cannot write in %s: %v", at, err)
+	}
+	return at, nil
 }

@@ -122,6 +122,12 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 				return printVersion(stdout, build)
 			}
 			cmd := command
+			if cmd != nil && c.Args().Present() {
+				// `--unbuffered false -- cmd`, `foo -- cmd`: a word
+				// that is neither a flag nor the command was meant as
+				// something; running without it would be a guess.
+				return strayWord(c.Args().First())
+			}
 			if cmd == nil {
 				cmd = c.Args().Slice()
 				if err := notASubcommand(cmd); err != nil {
@@ -134,6 +140,15 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 			return err
 		},
 	}
+}
+
+// strayWord is the error for a word before "--" that is not a flag.
+func strayWord(w string) error {
+	hint := "the whole command goes after --"
+	if _, err := strconv.ParseBool(w); err == nil {
+		hint = "a boolean flag takes its value as --flag=" + w
+	}
+	return fmt.Errorf("%w: %q before \"--\" is not a flag (%s)", errUsage, w, hint)
 }
 
 // envVars is the environment variable that sets a flag: PRISM_ and the
@@ -161,11 +176,25 @@ func configVars(flags []cli.Flag) []string {
 	return out
 }
 
+// envList is --env's value: each use appends one K[=V], taken whole.
+// urfave's StringSliceFlag would split "X=a,b" at the comma into "X=a"
+// and "b"; a GenericFlag's Set is called once per use (and once with the
+// whole of PRISM_ENV), so a value keeps its commas.
+type envList struct{ list *[]string }
+
+// Set appends one K[=V].
+func (e *envList) Set(v string) error {
+	*e.list = append(*e.list, v)
+	return nil
+}
+
+// String is empty: there is no default to show in --help.
+func (e *envList) String() string { return "" }
+
 // read takes what the flag destinations cannot hold.
 func (o *options) read(c *cli.Context) {
 	o.seedSet = c.IsSet("seed")
 	o.policies = c.StringSlice("policy")
-	o.env = c.StringSlice("env")
 	o.rlimits = map[string]string{}
 	for _, f := range rlimitFlags() {
 		if c.IsSet(f.flag) {
@@ -211,8 +240,8 @@ func (o *options) confinementFlags() []cli.Flag {
 			Usage: "give the child only PATH, HOME, LANG, TERM, PRISM_* and what --env names"},
 		&cli.BoolFlag{Name: "isolate-net", EnvVars: envVars("isolate-net"), Destination: &o.isolateNet,
 			Usage: "run the child in a new network namespace with loopback only (needs root)"},
-		&cli.StringSliceFlag{Name: "env", EnvVars: envVars("env"),
-			Usage: "`K[=V]`: set K for the child, or pass prism-run's K through --clean-env; repeatable"},
+		&cli.GenericFlag{Name: "env", EnvVars: envVars("env"), Value: &envList{list: &o.env},
+			Usage: "`K[=V]`: set K for the child (V taken whole, commas included), or pass prism-run's K through --clean-env; repeatable"},
 		&cli.StringFlag{Name: "user", EnvVars: envVars("user"), Destination: &o.user,
 			Usage: "run the child as `UID[:GID]` or a user name (prism-run must be root)"},
 		&cli.StringFlag{Name: "gpus", EnvVars: envVars("gpus"), Destination: &o.gpus,

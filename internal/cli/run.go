@@ -60,11 +60,6 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	if len(o.runID) > maxRunID || strings.ContainsFunc(o.runID, unicode.IsControl) {
 		return r.fail(fmt.Errorf("%w: --run-id: at most %d characters, none of them control characters (it names the run's folder and cgroup)", errUsage, maxRunID), nil)
 	}
-	for _, kv := range o.env {
-		if k, _, _ := strings.Cut(kv, "="); k == "" || strings.ContainsFunc(k, unicode.IsControl) {
-			return r.fail(fmt.Errorf("%w: --env %q: want K=V or K, with a name K", errUsage, kv), nil)
-		}
-	}
 	// A report that cannot be written is known now, not after a 23-hour
 	// run.
 	if err := telemetry.CheckWritable(o.report); err != nil {
@@ -78,7 +73,8 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 		return r.fail(err, nil)
 	}
 	host := plan.ReadHost()
-	p, err := plan.New(pol, plan.Request{User: o.user, GPUs: o.gpus, Env: o.env, Unbuffered: o.unbuffered}, host)
+	p, err := plan.New(pol, plan.Request{User: o.user, GPUs: o.gpus, Env: o.env, Unbuffered: o.unbuffered,
+		CheckpointDir: o.checkpointDir, Resume: o.resume}, host)
 	if err != nil {
 		return r.fail(err, nil)
 	}

@@ -17,9 +17,11 @@ import (
 	"math"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
@@ -44,6 +46,9 @@ type Request struct {
 	Env  []string // --env: "K=V" sets K for the child, "K" passes prism-run's K through a clean environment
 	// Unbuffered gives the child PYTHONUNBUFFERED=1 unless it is set.
 	Unbuffered bool
+	// CheckpointDir and Resume are --checkpoint-dir and --resume,
+	// checked before the start (supervisor.CheckFolders).
+	CheckpointDir, Resume string
 }
 
 // Host is what a plan knows of this machine: who runs prism-run and how
@@ -127,6 +132,12 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	if p.GPUs, gpuEnv, err = parseGPUs(req.GPUs); err != nil {
 		return nil, err
 	}
+	if err := checkEnv(req.Env); err != nil {
+		return nil, err
+	}
+	if err := supervisor.CheckFolders(req.CheckpointDir, req.Resume, p.UID, p.GID); err != nil {
+		return nil, err
+	}
 	p.KeepEnv = append(append([]string{}, req.Env...), gpuEnv...)
 	if req.Unbuffered {
 		p.DefaultEnv = []string{"PYTHONUNBUFFERED=1"}
@@ -137,6 +148,32 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	p.SampleInterval = orDefault(pol.SampleInterval, supervisor.DefaultTickInterval)
 	p.Gaps = gaps(p, host)
 	return p, nil
+}
+
+// checkEnv refuses an --env without a name, and one that names a
+// variable of prism-run's protocol (PRISM_SEED...): the supervisor sets
+// those, and would silently win over it.
+func checkEnv(env []string) error {
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "" || strings.ContainsFunc(k, unicode.IsControl) {
+			return fmt.Errorf("%w: --env %q: want K=V or K, with a name K", ErrInput, kv)
+		}
+		if slices.Contains(supervisor.ProtocolVars(), k) {
+			return fmt.Errorf("%w: --env %s: prism-run sets %s for the child (its flag: %s)", ErrInput, k, k, protocolFlag(k))
+		}
+	}
+	return nil
+}
+
+// protocolFlag names what sets protocol variable k.
+func protocolFlag(k string) string {
+	flag := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, "PRISM_"), "_", "-"))
+	switch flag {
+	case "seed", "run-id", "mission", "checkpoint-dir", "resume":
+		return "--" + flag
+	}
+	return "none: it is the supervisor's"
 }
 
 // orDefault is d when a layer set it (zero included: zero means zero),
