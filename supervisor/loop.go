@@ -24,7 +24,7 @@ func (a *attempt) supervise(ctx context.Context) (Outcome, error) {
 	for !a.exited {
 		select {
 		case b := <-a.batches:
-			a.handleBatch(b, true)
+			a.handleBatch(b)
 		case <-ticker.C():
 			a.tick()
 		case sig := <-cfg.Signals:
@@ -88,14 +88,19 @@ func (a *attempt) stopSamplingDraining(stop func()) {
 	for {
 		select {
 		case b := <-a.batches:
-			a.handleBatch(b, false)
+			a.handleBatch(b)
 		case <-done:
 			return
 		}
 	}
 }
 
-func (a *attempt) handleBatch(b batch, act bool) {
+// handleBatch takes what the probes and the output reader sent: every
+// observation is recorded and given to the rules, also after the child's
+// end (the last frames a child prints before exiting are often read
+// after it): execute then records a decision without acting on the gone
+// child.
+func (a *attempt) handleBatch(b batch) {
 	for _, err := range b.bad {
 		if a.r.rep.MalformedMarkers == 0 {
 			a.r.rep.FirstMalformed = err.Error()
@@ -105,9 +110,7 @@ func (a *attempt) handleBatch(b batch, act bool) {
 	}
 	for _, o := range b.obs {
 		a.record(o)
-		if act {
-			a.observe(o)
-		}
+		a.observe(o)
 	}
 }
 
@@ -162,6 +165,9 @@ func (a *attempt) execute(d policies.Decision) {
 	a.r.rep.Decisions = append(a.r.rep.Decisions, d)
 	a.logDecision(d)
 	if a.exited {
+		if d.Action.Ends() && a.stop.lateStop(d) {
+			a.r.log.Warn().Str("rule", d.Rule).Msg("the rule tripped on what the child wrote (or was sampled) before its end, read after it: the run ends as that rule's stop; nothing was signalled")
+		}
 		return
 	}
 	if a.stop.stopping() && !d.Action.Ends() && d.Action != policies.ActionLog && d.Action != policies.ActionAlert {

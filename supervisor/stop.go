@@ -248,6 +248,21 @@ func (m *stopMachine) childEnded() {
 	m.ckTimer, m.killTimer = nil, nil
 }
 
+// lateStop is a rule's ending decided on what prism-run read after the
+// child had ended: output it wrote, or samples taken, while it ran. It
+// decides the run's verdict as a stop in time would have (so the exit
+// code does not depend on how fast prism-run read the pipe, and replay
+// of the same output agrees), and signals nothing: the child is gone,
+// and its pid may already be another process's. It reports whether it
+// took the ending (false: one was already decided).
+func (m *stopMachine) lateStop(d policies.Decision) bool {
+	if m.stop != nil {
+		return false
+	}
+	m.stop = &stopState{decision: d, by: byPolicy}
+	return true
+}
+
 // policyStopped reports whether the run ended by a policy's stop: once
 // one has begun, the child's own code no longer counts (GNU timeout does
 // the same), whatever its handler then returns.

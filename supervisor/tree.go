@@ -169,7 +169,7 @@ func (a *attempt) killLeftovers() {
 	for {
 		select {
 		case b := <-a.batches:
-			a.handleBatch(b, false)
+			a.handleBatch(b)
 			continue
 		case sig := <-cfg.Signals:
 			// Signals sent to prism-run still count while it ends the tree:
@@ -239,7 +239,7 @@ func (a *attempt) drain() {
 	for left := 2; left > 0; {
 		select {
 		case b := <-a.batches:
-			a.handleBatch(b, false)
+			a.handleBatch(b)
 		case sig := <-a.r.cfg.Signals:
 			// Nothing of the tree is left to forward it to: recorded.
 			if us, ok := sig.(unix.Signal); ok {
@@ -256,7 +256,7 @@ func (a *attempt) drain() {
 	for {
 		select {
 		case b := <-a.batches:
-			a.handleBatch(b, false)
+			a.handleBatch(b)
 		default:
 			return
 		}
