@@ -29,6 +29,11 @@ type Options struct {
 	JSON bool
 	// KeepGoing goes on after a decision that would have ended the child.
 	KeepGoing bool
+	// CheckpointTimeout is how long a checkpoint-stop waits for the
+	// child's acknowledgement (the run's checkpoint_timeout): one that
+	// comes later in the recording would not have made the run
+	// resumable. Zero: only one at the stop's own time counts.
+	CheckpointTimeout time.Duration
 }
 
 // Summary is what a replay found.
@@ -39,8 +44,8 @@ type Summary struct {
 	Decisions int
 	EndedBy   *policies.Decision // the decision that would have ended the child
 	// Acked: EndedBy asked for a checkpoint first (checkpoint-stop), and
-	// the recording has a checkpoint marker after it: the run would have
-	// been resumable.
+	// the recording has a checkpoint marker after it, within
+	// CheckpointTimeout: the run would have been resumable.
 	Acked bool
 	// Idle are the rules whose metric never appeared in the whole
 	// recording (empty when the replay stopped early).
@@ -108,22 +113,28 @@ func (rp *replayer) idle() {
 	}
 }
 
-// findAck reads on past a checkpoint-stop for the child's acknowledgement,
-// which would have made the run resumable (75): the rest of the recording
-// is not judged.
+// findAck reads on past a checkpoint-stop for the child's acknowledgement
+// within the checkpoint timeout, which would have made the run resumable
+// (75): the rest of the recording is not judged. Lines keep their times
+// as in Run (timestamp, t=, or one Tick each).
 func (rp *replayer) findAck() {
-	if rp.sum.EndedBy.Action != policies.ActionCheckpointStop || rp.sum.Acked {
+	end := rp.sum.EndedBy
+	if end.Action != policies.ActionCheckpointStop || rp.sum.Acked {
 		return
 	}
 	for {
 		line, err := rp.readLine()
-		_, rest, _ := leadingTime(bytes.TrimRight(line, "\r\n"))
-		if rp.opt.Parser.IsMarker(rest) {
-			obs, perr := rp.opt.Parser.Parse(nil, rest, policies.SourceStdout, time.Time{})
-			if perr == nil && acknowledges(obs) {
-				rp.sum.Acked = true
-				return
-			}
+		if len(line) == 0 && err != nil {
+			return
+		}
+		at, obs, _ := rp.observations(bytes.TrimRight(line, "\r\n"))
+		rp.last = at
+		if at.Sub(end.Time) > rp.opt.CheckpointTimeout {
+			return // the run would have stopped the child by now
+		}
+		if acknowledges(obs) {
+			rp.sum.Acked = true
+			return
 		}
 		if err != nil {
 			return

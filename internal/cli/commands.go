@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -121,7 +122,8 @@ job can gate on a recorded log.`,
 				return fmt.Errorf("%w: --tick %q: want a positive %s", errUsage, c.String("tick"), policies.DurationForms)
 			}
 			sum, err := replay.Run(in, stdout, replay.Options{Rules: pol.Rules, Parser: parser, Tick: tick,
-				JSON: format == "json", KeepGoing: c.Bool("keep-going")})
+				JSON: format == "json", KeepGoing: c.Bool("keep-going"),
+				CheckpointTimeout: checkpointTimeout(pol)})
 			if err != nil || sum.EndedBy == nil {
 				return err
 			}
@@ -130,4 +132,13 @@ job can gate on a recorded log.`,
 				Acked: sum.Acked, RuleExit: sum.EndedBy.ExitCode}))
 		},
 	}
+}
+
+// checkpointTimeout is the run's checkpoint_timeout under pol: the
+// policy's, or the supervisor's default.
+func checkpointTimeout(pol *policies.Resolved) time.Duration {
+	if pol.CheckpointTimeout != nil {
+		return *pol.CheckpointTimeout
+	}
+	return supervisor.DefaultCheckpointTimeout
 }
