@@ -112,14 +112,19 @@ func ResolveLayers(names []string, layers []*Policy) (*Resolved, error) {
 	if !errors.As(err, &fe) || fe.File != "" {
 		return nil, err
 	}
-	for i := range layers {
-		if _, e := Resolve(Merge(layers[:i+1]...)); e != nil {
-			fe.File = names[i]
-			if i > 0 {
-				fe.File += " (over " + strings.Join(names[:i], ", ") + ")"
-			}
-			break
+	// The culprit is the layer that brought the error in: the last one
+	// without which the layers before it do not have it (an earlier
+	// layer may fail on its own for another reason, a partial rule that
+	// a later one completes).
+	for i := len(layers) - 1; i >= 0; i-- {
+		if _, e := Resolve(Merge(layers[:i]...)); i > 0 && e != nil && e.Error() == err.Error() {
+			continue
 		}
+		fe.File = names[i]
+		if i > 0 {
+			fe.File += " (over " + strings.Join(names[:i], ", ") + ")"
+		}
+		break
 	}
 	return nil, err
 }

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -140,7 +141,10 @@ func (r *RuleSpec) build(f string) (Rule, error) {
 		if fe := (*FileError)(nil); errors.As(err, &fe) {
 			return nil, err
 		}
-		return nil, fieldErr(f, "%s", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		// The constructor names the rule itself; f already does.
+		msg := strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, fmt.Sprintf("rule %q: ", m.Name)), fmt.Sprintf("rule %q ", m.Name))
+		return nil, fieldErr(f, "%s", msg)
 	}
 	return rule, nil
 }
