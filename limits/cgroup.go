@@ -106,14 +106,22 @@ func ReadHost() (Host, error) {
 
 // runCgroupPrefix names the cgroups prism-run creates, followed by the
 // owner (procfs.Owner: PID namespace, pid, start time), so that another
-// prism-run can tell whether it is gone, and the run id.
-const runCgroupPrefix = "prism-run-"
+// prism-run can tell whether it is gone, and the run id. The dot keeps
+// them out of the reach of older prism-runs, which named theirs
+// "prism-run-PID-RUNID" and would read the namespace number of
+// "prism-run-NS-..." as a pid (gone, as a pid that large is), and
+// sweep a live run's cgroup.
+const runCgroupPrefix = "prism-run."
+
+// oldRunCgroupPrefix named an older prism-run's cgroups, whose owner
+// (a bare pid) proves nothing: listed as unknown, never swept.
+const oldRunCgroupPrefix = "prism-run-"
 
 // leafPrefix names the v2 leaf a prism-run moves itself into (newV2).
 const leafPrefix = runCgroupPrefix + "supervisor-"
 
 // RunCgroupName is the name of a run's cgroup made by this process:
-// "prism-run-NS-PID-START-RUNID".
+// "prism-run.NS-PID-START-RUNID".
 func (h Host) RunCgroupName(runID string) string {
 	return runCgroupPrefix + h.Self.String() + "-" + SafeName(runID)
 }
@@ -519,7 +527,7 @@ func ListStale(h Host) (stale, unknown []string) {
 			continue
 		}
 		for _, e := range entries {
-			if !e.IsDir() || !strings.HasPrefix(e.Name(), runCgroupPrefix) {
+			if !e.IsDir() || !strings.HasPrefix(e.Name(), runCgroupPrefix) && !strings.HasPrefix(e.Name(), oldRunCgroupPrefix) {
 				continue
 			}
 			owner, ok := ownerOf(e.Name())
@@ -535,8 +543,9 @@ func ListStale(h Host) (stale, unknown []string) {
 	return stale, unknown
 }
 
-// ownerOf reads the owner out of "prism-run-NS-PID-START-RUNID" or a v2
-// leaf "prism-run-supervisor-NS-PID-START".
+// ownerOf reads the owner out of "prism-run.NS-PID-START-RUNID" or a v2
+// leaf "prism-run.supervisor-NS-PID-START" (false: an older prism-run's
+// name, or another's).
 func ownerOf(name string) (procfs.Owner, bool) {
 	rest, ok := strings.CutPrefix(name, leafPrefix)
 	if !ok {

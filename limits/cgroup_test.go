@@ -73,18 +73,44 @@ func TestOwnCgroups(t *testing.T) {
 func TestRunCgroupNameAndOwner(t *testing.T) {
 	h := Host{Self: procfs.Owner{NS: 4026531836, PID: 4242, Start: 99}}
 	n := h.RunCgroupName("2026 run/1")
-	if n != "prism-run-4026531836-4242-99-2026_run_1" {
+	if n != "prism-run.4026531836-4242-99-2026_run_1" {
 		t.Errorf("name %q", n)
 	}
 	for name, want := range map[string]procfs.Owner{
 		n:                               h.Self,
-		"prism-run-supervisor-1-77-5":   {NS: 1, PID: 77, Start: 5},
+		"prism-run.supervisor-1-77-5":   {NS: 1, PID: 77, Start: 5},
 		"prism-run-4242-20261129T0-abc": {}, // an older prism-run's name: no owner to judge
-		"prism-run-x":                   {},
+		"prism-run-supervisor-1-77-5":   {},
+		"prism-run.x":                   {},
 		"other":                         {},
 	} {
 		if o, ok := ownerOf(name); o != want || ok != (want.PID > 0) {
 			t.Errorf("ownerOf(%q) = %+v %v", name, o, ok)
+		}
+	}
+}
+
+// An older prism-run (up to 0fe913d) swept every "prism-run-PID-..."
+// cgroup whose PID (the first number) was not alive: it must find no pid
+// in this version's names, or it would take a namespace number for a
+// dead pid and kill a live run.
+func TestOlderPrismRunCannotReadNewNames(t *testing.T) {
+	oldOwnerPid := func(name string) (int, bool) { // its rule, verbatim
+		rest, ok := strings.CutPrefix(name, "prism-run-")
+		if !ok {
+			return 0, false
+		}
+		if s, isLeaf := strings.CutPrefix(rest, "supervisor-"); isLeaf {
+			rest = s
+		}
+		num, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(num)
+		return pid, err == nil && pid > 0
+	}
+	h := Host{Self: procfs.Owner{NS: 4026531836, PID: 4242, Start: 99}}
+	for _, name := range []string{h.RunCgroupName("r1"), leafPrefix + h.Self.String()} {
+		if pid, ok := oldOwnerPid(name); ok {
+			t.Errorf("an older prism-run reads pid %d out of %q", pid, name)
 		}
 	}
 }
@@ -119,12 +145,12 @@ func read(t *testing.T, p string) string {
 
 func TestV2AgainstAFakeTree(t *testing.T) {
 	h, own := fakeV2(t)
-	cg, err := NewCgroup(h, "prism-run-1-test", CgroupSpec{Memory: 1 << 30, MemoryHigh: 900 << 20, CPUs: 0.5, Pids: 64})
+	cg, err := NewCgroup(h, "prism-run.1-test", CgroupSpec{Memory: 1 << 30, MemoryHigh: 900 << 20, CPUs: 0.5, Pids: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(own, "prism-run-1-test")
-	if cg.Dir() != dir || cg.Path() != "/system.slice/job.scope/prism-run-1-test" || cg.Mode() != ModeV2 {
+	dir := filepath.Join(own, "prism-run.1-test")
+	if cg.Dir() != dir || cg.Path() != "/system.slice/job.scope/prism-run.1-test" || cg.Mode() != ModeV2 {
 		t.Fatalf("cgroup at %s (%s)", cg.Dir(), cg.Path())
 	}
 	for f, want := range map[string]string{"memory.max": "1073741824", "memory.high": "943718400", "cpu.max": "50000 100000", "pids.max": "64"} {
