@@ -33,6 +33,11 @@ func (l *Limits) Check() error {
 	if c := l.CPUs; c != nil && (math.IsNaN(*c) || *c < MinCPUs || *c > MaxCPUs) {
 		return fieldErr("limits.cpus", "must be %g..%d cores (the kernel's smallest CFS quota is 1ms per 100ms period)", MinCPUs, MaxCPUs)
 	}
+	if t := l.CPUTime; t != nil && t.D() <= 0 {
+		// setrlimit(2): the kernel takes an RLIMIT_CPU of 0 as 1 second
+		// (kernel/sys.c do_prlimit), so zero cannot mean zero.
+		return fieldErr("limits.cpu_time", "must be positive (the kernel takes an RLIMIT_CPU of 0 as 1 second)")
+	}
 	if p := l.Pids; p != nil && (*p < 1 || *p > MaxPids) {
 		return fieldErr("limits.pids", "must be 1..%d (pids.max)", MaxPids)
 	}

@@ -470,9 +470,9 @@ func setLimit(key, v string, l *policies.Limits) error {
 		}
 		l.CPUs = &f
 	case "cpu_time":
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%w: --cpu-time %q: want a duration such as 2h", errUsage, v)
+		d, err := policies.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%w: --cpu-time: %v", errUsage, err)
 		}
 		pd := policies.Duration(d)
 		l.CPUTime = &pd
