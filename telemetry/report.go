@@ -77,14 +77,34 @@ type Report struct {
 	IdleRules []string `json:"idle_rules,omitempty"`
 	// MarkerNamesDropped counts the observations of names past the first
 	// 1024, not kept in Markers.
-	MarkerNamesDropped int                 `json:"marker_names_dropped,omitempty"`
-	Decisions          []policies.Decision `json:"decisions"`
-	Forwarded          []string            `json:"forwarded_signals,omitempty"`
+	MarkerNamesDropped int `json:"marker_names_dropped,omitempty"`
+	// Decisions are the rules' decisions, the first MaxDecisions and
+	// every one that ended the run (AddDecision).
+	Decisions []policies.Decision `json:"decisions"`
+	// DecisionsDropped counts those past MaxDecisions, not kept.
+	DecisionsDropped int      `json:"decisions_dropped,omitempty"`
+	Forwarded        []string `json:"forwarded_signals,omitempty"`
 
 	Cgroup *CgroupReport `json:"cgroup,omitempty"`
 
 	CheckpointDir string `json:"checkpoint_dir,omitempty"`
 	ControlFile   string `json:"control_file,omitempty"`
+}
+
+// MaxDecisions bounds the decisions a report keeps: a rule that trips
+// on every line of a days-long run must not grow prism-run's memory and
+// its report without end.
+const MaxDecisions = 1000
+
+// AddDecision records d: kept while fewer than MaxDecisions are, and
+// always when its action ends the run (the verdict's reason is never
+// dropped); otherwise counted in DecisionsDropped.
+func (r *Report) AddDecision(d policies.Decision) {
+	if len(r.Decisions) >= MaxDecisions && !d.Action.Ends() {
+		r.DecisionsDropped++
+		return
+	}
+	r.Decisions = append(r.Decisions, d)
 }
 
 // NewReport returns an empty report of a run that has not ended: reason
