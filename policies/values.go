@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Value types of policy files. Each accepts what a person would write
@@ -17,40 +18,64 @@ import (
 type Duration time.Duration
 
 // DurationForms are the forms ParseDuration accepts, for error messages.
-const DurationForms = `seconds (10, 1.5) or a number with a unit: 500ms, 10s, 30m, 2h, 1d, 1h30m`
+const DurationForms = `seconds (10, 1.5) or numbers with units: 500ms, 10s, 30m, 2h, 1d, 1w, 1h30m, "2h 30min"`
+
+// durationUnit is the length of a unit word of systemd.time(7) and Go
+// (0: not one). "m" is minutes, as in both (systemd's "M", months, is
+// not taken: a month has no fixed length).
+func durationUnit(u string) time.Duration {
+	switch u {
+	case "ns", "nsec":
+		return time.Nanosecond
+	case "us", "µs", "usec":
+		return time.Microsecond
+	case "ms", "msec":
+		return time.Millisecond
+	case "s", "sec", "second", "seconds":
+		return time.Second
+	case "m", "min", "minute", "minutes":
+		return time.Minute
+	case "h", "hr", "hour", "hours":
+		return time.Hour
+	case "d", "day", "days":
+		return 24 * time.Hour
+	case "w", "week", "weeks":
+		return 7 * 24 * time.Hour
+	}
+	return 0
+}
 
 // ParseDuration reads what users of GNU timeout, systemd and Go type: a
-// bare number of seconds ("10", "1.5"), a number with one of ns, us, ms,
-// s, m, h, d ("1d" is 24h), or Go's compound form ("1h30m", "1d12h").
-// Negative durations are refused.
+// bare number of seconds ("10", "1.5"), or numbers each with a unit,
+// summed, spaces between them allowed: "500ms", "1.5d", "1h30m",
+// "2h 30min", "1w" (units: durationUnit). Negative durations, and more
+// than about 290 years (time.Duration's range), are refused.
 func ParseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
 	bad := fmt.Errorf("bad duration %q: want %s", s, DurationForms)
-	if t == "" || strings.HasPrefix(t, "-") {
-		return 0, bad
-	}
 	if v, err := strconv.ParseFloat(t, 64); err == nil {
-		if math.IsNaN(v) || math.IsInf(v, 0) || v*float64(time.Second) > math.MaxInt64 {
+		if math.IsNaN(v) || v < 0 || v*float64(time.Second) >= math.MaxInt64 {
 			return 0, bad
 		}
 		return time.Duration(v * float64(time.Second)), nil
 	}
-	var days time.Duration
-	if i := strings.IndexByte(t, 'd'); i > 0 {
-		n, err := strconv.ParseFloat(t[:i], 64)
-		if err != nil || n > 1e5 {
+	var total float64
+	for t != "" {
+		num := len(t) - len(strings.TrimLeft(t, "0123456789."))
+		rest := strings.TrimLeft(t[num:], " ")
+		word := len(rest) - len(strings.TrimLeftFunc(rest, unicode.IsLetter))
+		v, err := strconv.ParseFloat(t[:num], 64)
+		unit := durationUnit(rest[:word])
+		if num == 0 || err != nil || unit == 0 {
 			return 0, bad
 		}
-		days, t = time.Duration(n*24*float64(time.Hour)), t[i+1:]
-		if t == "" {
-			return days, nil
-		}
+		total += v * float64(unit)
+		t = strings.TrimLeft(rest[word:], " ")
 	}
-	d, err := time.ParseDuration(t)
-	if err != nil || d < 0 {
+	if total == 0 && strings.TrimSpace(s) == "" || total >= math.MaxInt64 {
 		return 0, bad
 	}
-	return days + d, nil
+	return time.Duration(total), nil
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -98,7 +123,8 @@ func (d *Duration) D() time.Duration {
 }
 
 // sizeUnits are the size suffixes, longest first. K, M, G, T (and k, m,
-// g, t) are 1024-based, as systemd and Docker read them; KiB... too; KB,
+// g, t) are 1024-based, as systemd and Docker read them; KiB... and
+// Kubernetes' Ki... too; KB,
 // MB, GB, TB are 1000-based (SI).
 func sizeUnits() []struct {
 	suffix string
@@ -109,6 +135,7 @@ func sizeUnits() []struct {
 		mult   float64
 	}{
 		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
 		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
 		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
 		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"B", 1}, {"b", 1},
@@ -116,7 +143,7 @@ func sizeUnits() []struct {
 }
 
 // SizeForms are the forms ParseSize accepts, for error messages.
-const SizeForms = `bytes (4096) or a number with a unit: K/M/G/T or KiB/MiB/GiB/TiB (1024-based: 512M, 8GiB), KB/MB/GB/TB (1000-based: 7.5GB)`
+const SizeForms = `bytes (4096) or a number with a unit: K/M/G/T, Ki/Mi/Gi/Ti or KiB/MiB/GiB/TiB (1024-based: 512M, 8GiB), KB/MB/GB/TB (1000-based: 7.5GB)`
 
 // ParseSize reads "8GiB", "7.5GB", "512M", "512m", "4096" as bytes.
 func ParseSize(s string) (float64, error) {

@@ -24,6 +24,16 @@ func TestParseDuration(t *testing.T) {
 		{"1h30m", 90 * time.Minute, true},
 		{"500ms", 500 * time.Millisecond, true},
 		{" 10s ", 10 * time.Second, true},
+		{"2h 30min", 150 * time.Minute, true}, // systemd.time(7)
+		{"5min", 5 * time.Minute, true},
+		{"30sec", 30 * time.Second, true},
+		{"1w", 7 * 24 * time.Hour, true},
+		{"2 hours", 2 * time.Hour, true},
+		{"100msec", 100 * time.Millisecond, true},
+		{"1h30", 0, false}, // a number without a unit after the first
+		{"1M", 0, false},   // systemd's months: no fixed length
+		{"infinity", 0, false},
+		{"1e3s", 0, false},
 		{"-1s", 0, false},
 		{"-5", 0, false},
 		{"10x", 0, false},
@@ -54,6 +64,9 @@ func TestParseSize(t *testing.T) {
 		{"7.5GB", 7.5e9, true}, // SI
 		{"1k", 1024, true},
 		{"2T", 2 << 40, true},
+		{"512Mi", 512 << 20, true}, // Kubernetes
+		{"2Gi", 2 << 30, true},
+		{"512mb", 0, false}, // Docker reads it 1024-based, SI 1000-based: not guessed
 		{"5q", 0, false},
 		{"-1M", 0, false},
 		{"lots", 0, false},
