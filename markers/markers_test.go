@@ -55,10 +55,16 @@ func TestParse(t *testing.T) {
 		{`PRISM {"b":1,"a":{"y":true,"x":"s"},"n":null}`, `a.x="s" a.y=1 b=1`, false},
 		{`PRISM {"loss":"NaN","checkpoint":"NaN"}`, `checkpoint="NaN" loss=NaN`, false},
 		{`PRISM {"x":1e999}`, `x=+Inf`, false},
+		// A logger's indent and colour codes around a marker.
+		{` PRISM iter=1`, `iter=1`, false},
+		{"\t\x1b[1;32mPRISM iter=1 loss=0.5\x1b[0m", `iter=1 loss=0.5`, false},
+		{"\x1b[32mPRISM \x1b[1mphase\x1b[0m=warm", `phase="warm"`, false},
 		// Not markers at all: no observations, no error.
 		{`PRISMiter=1`, ``, false},
 		{`prism iter=1`, ``, false},
-		{` PRISM iter=1`, ``, false},
+		{"                                                                 PRISM iter=1", ``, false}, // a lead past MaxLead
+		{"\x1b]0;PRISM iter=1", ``, false}, // OSC, not CSI: no colour code
+		{"\x1b[32", ``, false},
 		{`PRISM`, ``, false},
 		{``, ``, false},
 		// Malformed: counted, and nothing of the line is kept.
@@ -67,6 +73,7 @@ func TestParse(t *testing.T) {
 		{`PRISM iter=1 loss`, ``, true},
 		{`PRISM iter=`, ``, true},
 		{`PRISM =3`, ``, true},
+		{`PRISM iter==2`, ``, true}, // a doubled '=' is a typo, not the text "=2"
 		{`PRISM 9lives=3`, ``, true},
 		{`PRISM path="unterminated`, ``, true},
 		{`PRISM path="a"b`, ``, true},
@@ -177,6 +184,12 @@ func TestStream(t *testing.T) {
 		{"marker ended by a carriage return", "PRISM a=1\rbar 50%\r\n", "bar 50%\r\n", "a=1", 0},
 		{"markers redrawn on one line", "PRISM a=1\rPRISM a=2\n", "", "a=1 a=2", 0},
 		{"a colon after the prefix", "PRISM: iter=3\nPRISMATIC\n", "PRISM: iter=3\nPRISMATIC\n", "", 1},
+		// A logger's indent and colour codes: the marker is read, and
+		// hidden whole.
+		{"indented", "  PRISM a=1\n  code\n", "  code\n", "a=1", 0},
+		{"coloured", "\x1b[32mPRISM a=1\x1b[0m\nok\n", "ok\n", "a=1", 0},
+		{"colour code cut short", "\x1b[3\nPRISM a=1\n", "\x1b[3\n", "a=1", 0},
+		{"blank line", "   \nPRISM a=2\n", "   \n", "a=2", 0},
 	}
 	chunkings := [][]int{{1}, {2}, {3, 1, 7}, {4096}}
 	for _, tt := range tests {
@@ -235,11 +248,15 @@ func TestStreamRandom(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		var in bytes.Buffer
 		for in.Len() < 4000 {
-			switch r.IntN(4) {
+			switch r.IntN(6) {
 			case 0:
 				in.WriteString("PRISM n=1\n")
 			case 1:
 				in.WriteString("PRIS")
+			case 2:
+				in.WriteString(" \x1b[1mPRISM m=2\x1b[0m\n")
+			case 3:
+				in.WriteString("\x1b[")
 			default:
 				b := make([]byte, r.IntN(100))
 				for j := range b {
@@ -248,9 +265,21 @@ func TestStreamRandom(t *testing.T) {
 				in.Write(b)
 			}
 		}
-		out, _, _ := run(t, in.Bytes(), false, []int{1 + r.IntN(300), 1 + r.IntN(5)})
+		out, obs, bad := run(t, in.Bytes(), false, []int{1 + r.IntN(300), 1 + r.IntN(5)})
 		if out != in.String() {
 			t.Fatalf("round %d: output differs from input", i)
+		}
+		// The stream finds what Parse finds record by record.
+		var want []policies.Observation
+		wantBad := 0
+		for _, rec := range bytes.FieldsFunc(in.Bytes(), func(c rune) bool { return c == '\n' || c == '\r' }) {
+			var err error
+			if want, err = newParser(t).Parse(want, rec, policies.SourceStdout, t0); err != nil {
+				wantBad++
+			}
+		}
+		if obs != kv(want) || bad != wantBad {
+			t.Fatalf("round %d: stream found %q (%d malformed), Parse %q (%d)", i, obs, bad, kv(want), wantBad)
 		}
 	}
 }

@@ -107,7 +107,80 @@ func (p *Parser) Prefix() string { return string(p.prefix) }
 // taken for a marker too, a malformed one: it is what a marker written
 // by hand often looks like, and it must be counted, not ignored.
 func (p *Parser) IsMarker(line []byte) bool {
+	line = line[leadLen(line):]
 	return len(line) > len(p.prefix) && bytes.HasPrefix(line, p.prefix) && afterPrefix(line[len(p.prefix)])
+}
+
+// MaxLead bounds what may come before the prefix of a marker line.
+const MaxLead = 64
+
+// leadState is where leadStep is in a marker line's lead: blanks and ANSI
+// CSI sequences (ECMA-48: ESC '[', parameter and intermediate bytes
+// 0x20-0x3F, a final byte 0x40-0x7E), as a logger that indents or
+// colours its lines writes them ("\x1b[32mPRISM iter=3\x1b[0m").
+type leadState uint8
+
+const (
+	leadPlain leadState = iota // between sequences: the lead may end here
+	leadEsc                    // after ESC
+	leadCSI                    // inside ESC '[' ...
+)
+
+// leadStep takes one more byte of a lead; false: c cannot continue it.
+func leadStep(st leadState, c byte) (leadState, bool) {
+	switch st {
+	case leadPlain:
+		if isBlank(c) {
+			return leadPlain, true
+		}
+		return leadEsc, c == 0x1b
+	case leadEsc:
+		return leadCSI, c == '['
+	default:
+		if c >= 0x20 && c <= 0x3f {
+			return leadCSI, true
+		}
+		return leadPlain, c >= 0x40 && c <= 0x7e
+	}
+}
+
+// leadLen is the length of line's lead: the longest run, at most
+// MaxLead bytes, that leadStep takes and that ends between sequences.
+func leadLen(line []byte) int {
+	n, st := 0, leadPlain
+	for i := 0; i < len(line) && i < MaxLead; i++ {
+		next, ok := leadStep(st, line[i])
+		if !ok {
+			break
+		}
+		if st = next; st == leadPlain {
+			n = i + 1
+		}
+	}
+	return n
+}
+
+// withoutCSI returns b less its ANSI CSI sequences (b itself when it has
+// none: no copy on the common path).
+func withoutCSI(b []byte) []byte {
+	if bytes.IndexByte(b, 0x1b) < 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == 0x1b && i+1 < len(b) && b[i+1] == '[' {
+			j := i + 2
+			for j < len(b) && b[j] >= 0x20 && b[j] <= 0x3f {
+				j++
+			}
+			if j < len(b) && b[j] >= 0x40 && b[j] <= 0x7e {
+				i = j
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return out
 }
 
 // afterPrefix: the bytes that make a line that starts with the prefix a
@@ -130,6 +203,7 @@ func (p *Parser) ParseWith(dst []policies.Observation, line []byte, src policies
 	if !p.IsMarker(line) {
 		return dst, nil
 	}
+	line = withoutCSI(line[leadLen(line):])
 	if line[len(p.prefix)] == ':' {
 		return dst, fmt.Errorf("%w: %q is not a marker: write the prefix, a space, then key=value (%s iter=3)", ErrMalformed, line[:len(p.prefix)+1], p.prefix)
 	}
@@ -194,6 +268,9 @@ func parseKV(dst []policies.Observation, b []byte, src policies.Source, at time.
 			}
 			if i == vs {
 				return dst, fmt.Errorf("%w: key %s has no value", ErrMalformed, o.Name)
+			}
+			if b[vs] == '=' {
+				return dst, fmt.Errorf("%w: key %s: the value starts with '=' (write %s=VALUE; quote a text that starts with it)", ErrMalformed, o.Name, o.Name)
 			}
 			setBare(&o, b[vs:i])
 		}

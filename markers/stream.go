@@ -31,6 +31,8 @@ type Stream struct {
 
 	state  streamState
 	held   []byte // the line start being matched, or the marker line being read
+	lead   int       // atLineStart: how much of held is the lead (leadStep)
+	leadSt leadState // atLineStart: where the lead is
 	plain  []byte // with patterns: the plain line being read, up to MaxMarkerLine
 	long   bool   // the plain line outgrew MaxMarkerLine: not matched
 	dropLF bool   // hide mode: a hidden marker ended by '\r'; a '\n' right after it goes too
@@ -79,7 +81,7 @@ func (s *Stream) Close() error {
 	case inMarker:
 		s.endMarker(0)
 	}
-	s.held, s.state = s.held[:0], atLineStart
+	s.held, s.state, s.lead, s.leadSt = s.held[:0], atLineStart, 0, leadPlain
 	return s.flush()
 }
 
@@ -104,24 +106,34 @@ func (s *Stream) scan(p []byte) {
 				continue
 			}
 			s.dropLF = false
-			k := len(s.held)
+			if len(s.held) == s.lead && s.lead < MaxLead {
+				// Before the prefix: blanks and colour codes.
+				if st, ok := leadStep(s.leadSt, c); ok {
+					s.held, s.lead, s.leadSt = append(s.held, c), s.lead+1, st
+					i++
+					continue
+				}
+			}
+			k := len(s.held) - s.lead
 			var match bool
-			if k < len(prefix) {
+			switch {
+			case s.leadSt != leadPlain: // a sequence cut short
+			case k < len(prefix):
 				match = c == prefix[k]
-			} else {
+			default:
 				match = afterPrefix(c)
 			}
 			if !match {
 				s.pass(s.held)
 				s.collect(s.held)
-				s.held = s.held[:0]
+				s.held, s.lead, s.leadSt = s.held[:0], 0, leadPlain
 				s.state = inPlainLine
 				continue // p[i] belongs to the plain line
 			}
 			s.held = append(s.held, c)
 			i++
-			if len(s.held) == len(prefix)+1 {
-				s.state = inMarker
+			if len(s.held)-s.lead == len(prefix)+1 {
+				s.state, s.lead, s.leadSt = inMarker, 0, leadPlain
 			}
 		case inPlainLine, inLongMarker:
 			j := recordEnd(p[i:])
