@@ -96,8 +96,9 @@ type Config struct {
 	CleanEnv bool
 	KeepEnv  []string
 	// DefaultEnv ("K=V") is given to the child when its environment does
-	// not set K (PYTHONUNBUFFERED=1: a Python child's markers then arrive
-	// when printed, not when its buffer fills).
+	// not set K, or sets it empty (which Python, like most programs,
+	// reads as unset) (PYTHONUNBUFFERED=1: a Python child's markers then
+	// arrive when printed, not when its buffer fills).
 	DefaultEnv []string
 	// DropEnv names variables never passed to the child (prism-run's own
 	// settings, PRISM_TIMEOUT and the like), clean environment or not.

@@ -44,7 +44,8 @@ func (a *attempt) childEnv() []string {
 	}
 	for _, kv := range cfg.DefaultEnv {
 		k, _, _ := strings.Cut(kv, "=")
-		if !slices.ContainsFunc(base, func(b string) bool { return strings.HasPrefix(b, k+"=") }) {
+		// Appended after an empty K: os/exec keeps a key's last value.
+		if !slices.ContainsFunc(base, func(b string) bool { return strings.HasPrefix(b, k+"=") && len(b) > len(k)+1 }) {
 			base = append(base, kv)
 		}
 	}
