@@ -313,18 +313,18 @@ func hint(k toml.Key, ruleKind string) string {
 		msg := ""
 		if kind, ok := kindNamed(ruleKind); ok {
 			// Only what this rule's kind can take.
-			if near := closest(name, append(fieldNames(CommonFields()), fieldNames(kind.Fields)...)); near != "" {
+			if near := Closest(name, append(fieldNames(CommonFields()), fieldNames(kind.Fields)...)); near != "" {
 				msg = fmt.Sprintf("; did you mean %q?", near)
 			}
 			return msg + fmt.Sprintf(" (a %s rule's own fields: %s)", kind.Name, strings.Join(fieldNames(kind.Fields), ", "))
 		}
-		if near := closest(name, keys); near != "" {
+		if near := Closest(name, keys); near != "" {
 			msg = fmt.Sprintf("; did you mean %q (a field of %s)?", near, ruleFieldOwners(near))
 		}
 		return msg + "; docs/DESIGN.md 'Policy reference' lists the fields of each rule kind"
 	}
 	msg := ""
-	if near := closest(name, keys); near != "" {
+	if near := Closest(name, keys); near != "" {
 		msg = fmt.Sprintf("; did you mean %q?", near)
 	}
 	where := "top level"
@@ -368,9 +368,9 @@ func fieldByKey(t reflect.Type, key string) (reflect.Type, bool) {
 	return nil, false
 }
 
-// closest is the key nearest to s by edit distance, when it is near
+// Closest is the key nearest to s by edit distance, when it is near
 // enough to be a typo (at most a third of its length, and 2 at least).
-func closest(s string, keys []string) string {
+func Closest(s string, keys []string) string {
 	best, bestD := "", max(2, len(s)/3)+1
 	for _, k := range keys {
 		if d := EditDistance(s, k); d < bestD {

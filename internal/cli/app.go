@@ -11,10 +11,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/probes/gpu"
 	"github.com/prism-run/prism-run/supervisor"
 	"github.com/prism-run/prism-run/telemetry"
@@ -104,6 +106,24 @@ func exitCode(rep *telemetry.Report, err error) int {
 // cliExit keeps urfave/cli from calling os.Exit on its own.
 func cliExit(*cli.Context, error) {}
 
-func usageError(_ *cli.Context, err error, _ bool) error {
-	return fmt.Errorf("%w: %v (see prism-run --help)", errUsage, err)
+// usageError is a flag error of the command line, with the flag the
+// user likely meant ("--timout": --timeout).
+func usageError(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		name = strings.TrimLeft(name, "-")
+		msg = "unknown flag --" + name
+		flags := c.App.Flags
+		if c.Command != nil && len(c.Command.Flags) > 0 {
+			flags = c.Command.Flags
+		}
+		var names []string
+		for _, f := range flags {
+			names = append(names, f.Names()...)
+		}
+		if near := policies.Closest(name, names); near != "" {
+			msg += fmt.Sprintf("; did you mean --%s?", near)
+		}
+	}
+	return fmt.Errorf("%w: %s (see prism-run --help)", errUsage, msg)
 }

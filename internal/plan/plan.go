@@ -354,6 +354,11 @@ func parseGPUs(s string) ([]int, []string, error) {
 		if err != nil || n < 0 {
 			return nil, nil, fmt.Errorf("%w: --gpus %q: want indices such as 0,2 (or none)", ErrInput, s)
 		}
+		if slices.Contains(out, n) {
+			// A mistake, whatever CUDA would make of it (its documented
+			// rule: the list ends at the first invalid index).
+			return nil, nil, fmt.Errorf("%w: --gpus %q: GPU %d is named twice", ErrInput, s, n)
+		}
 		out = append(out, n)
 	}
 	return out, []string{"CUDA_VISIBLE_DEVICES=" + strings.ReplaceAll(s, " ", "")}, nil

@@ -115,8 +115,10 @@ func TestRequests(t *testing.T) {
 	if len(p.GPUs) != 2 || strings.Join(p.KeepEnv, " ") != "A=1 CUDA_VISIBLE_DEVICES=0,2" {
 		t.Errorf("gpus %v, env %v", p.GPUs, p.KeepEnv)
 	}
-	if _, err := New(pol, Request{GPUs: "0,x"}, Host{}); !errors.Is(err, ErrInput) {
-		t.Errorf("--gpus 0,x: %v", err)
+	for _, bad := range []string{"0,x", "-1", "0,0", "1, 2,1"} {
+		if _, err := New(pol, Request{GPUs: bad}, Host{}); !errors.Is(err, ErrInput) {
+			t.Errorf("--gpus %s: %v", bad, err)
+		}
 	}
 	none, _ := New(pol, Request{GPUs: "none"}, Host{})
 	if none.GPUs == nil || len(none.GPUs) != 0 {
