@@ -66,8 +66,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		st.K = st.BestK - 1
 		tabu = NewTabu(g, reduce(st.Best, st.K, rng), st.K, rng)
 	}
-	proto.Printf("graph G(%d, %.2f), graph seed %d: %d edges; search seed %d (PRISM_SEED); DSATUR start %d colours\n",
-		g.N, *p, *graphSeed, g.Edges(), st.Seed, st.BestK)
+	seedFrom := proto.SeedFrom
+	if resumed {
+		seedFrom = "the checkpoint's"
+	}
+	proto.Printf("graph G(%d, %.2f), graph seed %d: %d edges; search seed %d (%s); DSATUR start %d colours\n",
+		g.N, *p, *graphSeed, g.Edges(), st.Seed, seedFrom, st.BestK)
 	proto.Marker("iter", st.Iter, "colors", st.BestK, "k", st.K, "conflicts", tabu.Conflicts())
 
 	done := func() bool {

@@ -37,11 +37,14 @@ type Protocol struct {
 	mu        sync.Mutex // one marker line at a time
 	ctlOffset int64      // how much of the control file has been read
 	out       *bufio.Writer
-	ckpt      atomic.Bool
-	degrade   atomic.Bool
-	term      atomic.Bool
-	sigs      chan os.Signal
-	sigsDone  chan struct{}
+	// SeedFrom says where Seed came from: "PRISM_SEED", or "default"
+	// when the program ran without prism-run.
+	SeedFrom string
+	ckpt     atomic.Bool
+	degrade  atomic.Bool
+	term     atomic.Bool
+	sigs     chan os.Signal
+	sigsDone chan struct{}
 }
 
 // FromEnv reads the protocol's environment. defaultSeed is used when
@@ -50,13 +53,14 @@ func FromEnv(out io.Writer, defaultSeed uint64) *Protocol {
 	p := &Protocol{
 		RunID:         os.Getenv("PRISM_RUN_ID"),
 		Seed:          defaultSeed,
+		SeedFrom:      "default",
 		CheckpointDir: os.Getenv("PRISM_CHECKPOINT_DIR"),
 		Resume:        os.Getenv("PRISM_RESUME"),
 		ControlPath:   os.Getenv("PRISM_CONTROL"),
 		out:           bufio.NewWriter(out),
 	}
 	if s, err := strconv.ParseUint(os.Getenv("PRISM_SEED"), 10, 64); err == nil {
-		p.Seed = s
+		p.Seed, p.SeedFrom = s, "PRISM_SEED"
 	}
 	if p.CheckpointDir == "" {
 		p.CheckpointDir = "."
