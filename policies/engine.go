@@ -165,8 +165,13 @@ func (e *Engine) Idle() []Meta {
 	return out
 }
 
-// IdleReason says why an idle rule matters, for a log line or a report.
-func IdleReason(m Meta) string {
+// IdleReason says why an idle rule matters, for a log line or a report;
+// seen are the names the run did see, one of which may be the metric
+// mistyped (in the policy or by the child).
+func IdleReason(m Meta, seen []string) string {
+	if near := Closest(m.Metric, seen); near != "" {
+		return fmt.Sprintf("rule %s never saw its metric %s, but saw %s: a typo?", m.Name, m.Metric, near)
+	}
 	switch {
 	case slices.ContainsFunc(Names(), func(n NameInfo) bool { return n.Name == m.Metric }):
 		return fmt.Sprintf("rule %s never saw its metric %s", m.Name, m.Metric)

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -34,6 +36,10 @@ type Options struct {
 	// comes later in the recording would not have made the run
 	// resumable. Zero: only one at the stop's own time counts.
 	CheckpointTimeout time.Duration
+	// Notes receives, with JSON output, what text output ends with (idle
+	// rules, malformed markers), so the JSON stays one decision per
+	// line; nil drops them.
+	Notes io.Writer
 }
 
 // Summary is what a replay found.
@@ -41,8 +47,10 @@ type Summary struct {
 	Lines     int
 	Markers   int
 	Malformed int
-	Decisions int
-	EndedBy   *policies.Decision // the decision that would have ended the child
+	// FirstMalformed is the first malformed marker: "line N: why".
+	FirstMalformed string
+	Decisions      int
+	EndedBy        *policies.Decision // the decision that would have ended the child
 	// Acked: EndedBy asked for a checkpoint first (checkpoint-stop), and
 	// the recording has a checkpoint marker after it, within
 	// CheckpointTimeout: the run would have been resumable.
@@ -91,6 +99,7 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			break
 		}
 	}
+	rp.notes()
 	if e := rp.sum.EndedBy; e != nil && !opt.JSON {
 		fmt.Fprintf(bw, "ended: rule %s would have ended the child (%s) at +%s\n",
 			e.Rule, e.Action, offset(e.Time.Sub(rp.start)))
@@ -99,17 +108,29 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 }
 
 // idle finds, at the end of the recording, the rules that never saw their
-// metric, and says so in text output.
+// metric.
 func (rp *replayer) idle() {
-	if rp.eng == nil {
-		return
+	if rp.eng != nil {
+		rp.sum.Idle = rp.eng.Idle()
 	}
-	rp.sum.Idle = rp.eng.Idle()
+}
+
+// notes says what a run's end would have said of its markers: the idle
+// rules and the malformed markers. Text output ends with them; with JSON
+// they go to Options.Notes.
+func (rp *replayer) notes() {
+	w := io.Writer(rp.out)
 	if rp.opt.JSON {
-		return
+		if w = rp.opt.Notes; w == nil {
+			return
+		}
 	}
+	seen := slices.Sorted(maps.Keys(rp.names))
 	for _, m := range rp.sum.Idle {
-		fmt.Fprintf(rp.out, "idle: %s\n", policies.IdleReason(m))
+		fmt.Fprintf(w, "idle: %s\n", policies.IdleReason(m, seen))
+	}
+	if n := rp.sum.Malformed; n > 0 {
+		fmt.Fprintf(w, "malformed: %d marker line(s), never fed to a rule; the first, %s\n", n, rp.sum.FirstMalformed)
 	}
 }
 
@@ -192,6 +213,9 @@ func (rp *replayer) observations(line []byte) (time.Time, []policies.Observation
 		var perr error
 		obs, perr = p.ParseWith(obs, rest, policies.SourceStdout, time.Time{}, rp.names)
 		if perr != nil {
+			if rp.sum.Malformed == 0 {
+				rp.sum.FirstMalformed = fmt.Sprintf("line %d: %v", rp.sum.Lines, perr)
+			}
 			rp.sum.Malformed++
 		} else {
 			rp.sum.Markers++

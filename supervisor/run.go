@@ -3,8 +3,10 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -249,11 +251,16 @@ func (r *run) conclude(o Outcome, a *attempt) {
 // otherwise never notice: rules whose metric never appeared (a rule on
 // "los" does nothing, silently), and marker lines that could not be read.
 func (r *run) sayIdleAndMalformed() {
+	seen := slices.Collect(maps.Keys(r.rep.Markers))
+	for name := range r.rep.Peaks {
+		seen = append(seen, name)
+	}
+	slices.Sort(seen) // the nearest of equals is the same every time
 	for _, m := range r.engine.Idle() {
-		reason := policies.IdleReason(m)
+		reason := policies.IdleReason(m, seen)
 		r.rep.IdleRules = append(r.rep.IdleRules, reason)
 		ev := r.log.Info()
-		if strings.Contains(reason, "not a name prism-run knows") {
+		if strings.Contains(reason, "not a name prism-run knows") || strings.Contains(reason, "a typo?") {
 			ev = r.log.Warn()
 		}
 		ev.Str("rule", m.Name).Msg(reason)

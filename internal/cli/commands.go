@@ -78,8 +78,10 @@ t=SECONDS key, else one --tick after the previous line. The same input gives
 the same output, byte for byte. Replay stops at the first decision that
 would have ended the child, unless --keep-going, and exits with the code
 the run would have had (75 when the recording acknowledges the checkpoint a
-checkpoint-stop asked for, 124 otherwise, or the rule's exit_code), so a CI
-job can gate on a recorded log.`,
+checkpoint-stop asked for within the checkpoint timeout, 124 otherwise, or
+the rule's exit_code), so a CI job can gate on a recorded log. It ends, as a
+run does, with the rules that never saw their metric and the malformed
+marker lines (with --format json: on stderr).`,
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mission", Usage: "built-in mission `NAME`"},
@@ -123,7 +125,7 @@ job can gate on a recorded log.`,
 			}
 			sum, err := replay.Run(in, stdout, replay.Options{Rules: pol.Rules, Parser: parser, Tick: tick,
 				JSON: format == "json", KeepGoing: c.Bool("keep-going"),
-				CheckpointTimeout: checkpointTimeout(pol)})
+				CheckpointTimeout: checkpointTimeout(pol), Notes: c.App.ErrWriter})
 			if err != nil || sum.EndedBy == nil {
 				return err
 			}
