@@ -30,12 +30,12 @@ type Stream struct {
 	hide   bool
 
 	state  streamState
-	held   []byte // the line start being matched, or the marker line being read
+	held   []byte    // the line start being matched, or the marker line being read
 	lead   int       // atLineStart: how much of held is the lead (leadStep)
 	leadSt leadState // atLineStart: where the lead is
-	plain  []byte // with patterns: the plain line being read, up to MaxMarkerLine
-	long   bool   // the plain line outgrew MaxMarkerLine: not matched
-	dropLF bool   // hide mode: a hidden marker ended by '\r'; a '\n' right after it goes too
+	plain  []byte    // with patterns: the plain line being read, up to MaxMarkerLine
+	long   bool      // the plain line outgrew MaxMarkerLine: not matched
+	dropLF bool      // hide mode: a hidden marker ended by '\r'; a '\n' right after it goes too
 	names  Names
 	outBuf []byte // hide mode: what this chunk lets through, written once
 	obs    []policies.Observation
