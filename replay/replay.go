@@ -55,8 +55,9 @@ type Summary struct {
 	// the recording has a checkpoint marker after it, within
 	// CheckpointTimeout: the run would have been resumable.
 	Acked bool
-	// Idle are the rules whose metric never appeared in the whole
-	// recording (empty when the replay stopped early).
+	// Idle are the rules whose metric never appeared up to where the
+	// replay ended (the end of the recording, or the decision that would
+	// have ended the child).
 	Idle []policies.Meta
 }
 
@@ -64,10 +65,12 @@ type Summary struct {
 // their decisions carry stable times.
 var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Run reads a recording from r and writes the decisions to w. A line's
-// time is, in order: an RFC 3339 timestamp at its start (the rest of the
-// line is the output), a `t=SECONDS` key of its marker (seconds since the
-// start), or one Tick after the previous line.
+// Run reads a recording from r and writes the decisions to w. A record
+// is a line, or a part of one ended by a carriage return (next). A
+// record's time is, in order: an RFC 3339 timestamp at the start of its
+// line (the rest of the line is the output), a `t=SECONDS` key of its
+// marker (seconds since the start), or one Tick after the previous
+// record.
 func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 	if opt.Tick <= 0 {
 		opt.Tick = 100 * time.Millisecond
@@ -76,14 +79,14 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 	defer bw.Flush()
 	rp := &replayer{opt: opt, in: bufio.NewReaderSize(r, 256<<10), out: bw, names: markers.Names{}}
 	for {
-		line, err := rp.readLine()
-		if len(line) == 0 && err != nil {
-			rp.idle()
+		at, obs, stamped, err := rp.next()
+		if err != nil {
 			break
 		}
-		rp.sum.Lines++
-		at, obs, stamped := rp.observations(bytes.TrimRight(line, "\r\n"))
-		if e := rp.sum.EndedBy; e != nil && e.Action == policies.ActionCheckpointStop && acknowledges(obs) {
+		// An acknowledgement counts within the checkpoint timeout, as in
+		// a run, with --keep-going too.
+		if e := rp.sum.EndedBy; e != nil && e.Action == policies.ActionCheckpointStop && !rp.sum.Acked &&
+			acknowledges(obs) && !at.After(e.Time.Add(opt.CheckpointTimeout)) {
 			rp.sum.Acked = true
 		}
 		ended, ferr := rp.feed(at, obs, stamped)
@@ -94,11 +97,10 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			rp.findAck()
 			break
 		}
-		if err != nil {
-			rp.idle()
-			break
-		}
 	}
+	// What the rules never saw, up to where the run would have ended, as
+	// a run's end says it.
+	rp.idle()
 	rp.notes()
 	if e := rp.sum.EndedBy; e != nil && !opt.JSON {
 		fmt.Fprintf(bw, "ended: rule %s would have ended the child (%s) at +%s\n",
@@ -136,7 +138,7 @@ func (rp *replayer) notes() {
 
 // findAck reads on past a checkpoint-stop for the child's acknowledgement
 // within the checkpoint timeout, which would have made the run resumable
-// (75): the rest of the recording is not judged. Lines keep their times
+// (75): the rest of the recording is not judged. Records keep their times
 // as in Run (timestamp, t=, or one Tick each).
 func (rp *replayer) findAck() {
 	end := rp.sum.EndedBy
@@ -144,20 +146,16 @@ func (rp *replayer) findAck() {
 		return
 	}
 	for {
-		line, err := rp.readLine()
-		if len(line) == 0 && err != nil {
+		at, obs, _, err := rp.next()
+		if err != nil {
 			return
 		}
-		at, obs, _ := rp.observations(bytes.TrimRight(line, "\r\n"))
 		rp.last = at
 		if at.Sub(end.Time) > rp.opt.CheckpointTimeout {
 			return // the run would have stopped the child by now
 		}
 		if acknowledges(obs) {
 			rp.sum.Acked = true
-			return
-		}
-		if err != nil {
 			return
 		}
 	}
@@ -186,6 +184,46 @@ type replayer struct {
 	obs   []policies.Observation
 	long  []byte
 	line  []byte // the output line being formatted
+
+	pending     [][]byte  // the records of the line being read (next)
+	first       bool      // the next of pending is its line's first
+	ended       error     // the recording ended after the pending line
+	lineAt      time.Time // the time of the pending records' line
+	lineStamped bool
+}
+
+// next reads the next record and says when it happened. A carriage
+// return ends a record as a newline does (a progress bar redrawing its
+// line; a marker printed after it), as in a run; the records of one line
+// share its timestamp. err: the recording ended.
+func (rp *replayer) next() (time.Time, []policies.Observation, bool, error) {
+	for len(rp.pending) == 0 {
+		if rp.ended != nil {
+			return time.Time{}, nil, false, rp.ended
+		}
+		line, err := rp.readLine()
+		if len(line) == 0 && err != nil {
+			return time.Time{}, nil, false, err
+		}
+		rp.ended, rp.first = err, true
+		rp.pending = rp.pending[:0]
+		for i, rec := range bytes.Split(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'}) {
+			if len(rec) > 0 || i == 0 {
+				rp.pending = append(rp.pending, rec)
+			}
+		}
+	}
+	rec := rp.pending[0]
+	rp.pending = rp.pending[1:]
+	rp.sum.Lines++
+	at, obs, stamped := rp.observations(rec)
+	switch {
+	case rp.first:
+		rp.lineAt, rp.lineStamped, rp.first = at, stamped, false
+	case rp.lineStamped && !stamped:
+		at, stamped = rp.lineAt, true
+	}
+	return at, obs, stamped, nil
 }
 
 // readLine reads one line, whatever its length.
@@ -211,7 +249,12 @@ func (rp *replayer) observations(line []byte) (time.Time, []policies.Observation
 	obs := rp.obs[:0]
 	if p.IsMarker(rest) {
 		var perr error
-		obs, perr = p.ParseWith(obs, rest, policies.SourceStdout, time.Time{}, rp.names)
+		if len(rest) > markers.MaxMarkerLine {
+			// A run holds no more of a marker line, and counts it.
+			perr = fmt.Errorf("%w: marker line longer than %d bytes", markers.ErrMalformed, markers.MaxMarkerLine)
+		} else {
+			obs, perr = p.ParseWith(obs, rest, policies.SourceStdout, time.Time{}, rp.names)
+		}
 		if perr != nil {
 			if rp.sum.Malformed == 0 {
 				rp.sum.FirstMalformed = fmt.Sprintf("line %d: %v", rp.sum.Lines, perr)
