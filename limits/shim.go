@@ -68,6 +68,9 @@ type ShimSpec struct {
 	CgroupProcs []string `json:"cgroup_procs,omitempty"` // v1: cgroup.procs files to join
 	UID         *int     `json:"uid,omitempty"`
 	GID         *int     `json:"gid,omitempty"`
+	// Groups are the supplementary groups with GID (the user's, from
+	// the group database, as su and Docker set them); nil: GID alone.
+	Groups []int `json:"groups,omitempty"`
 	// LoopbackUp: the shim runs in a new network namespace (the caller
 	// sets CLONE_NEWNET) and brings its loopback interface up.
 	LoopbackUp bool `json:"loopback_up,omitempty"`
@@ -183,7 +186,7 @@ func ShimMain(args []string) int {
 		}
 	}
 	if spec.GID != nil {
-		if err := syscall.Setgroups([]int{*spec.GID}); err != nil {
+		if err := syscall.Setgroups(append([]int{*spec.GID}, spec.Groups...)); err != nil {
 			return fail("user", fmt.Errorf("setgroups: %w", err))
 		}
 		if err := syscall.Setgid(*spec.GID); err != nil {

@@ -216,7 +216,7 @@ func (a *attempt) spawn(cmd *exec.Cmd, shimR *os.File) error {
 func (a *attempt) command() (*exec.Cmd, *os.File, error) {
 	cfg := &a.r.cfg
 	spec := &limits.ShimSpec{Rlimits: cfg.Rlimits, NoNewPrivs: cfg.NoNewPrivs, UID: cfg.UID, GID: cfg.GID,
-		LoopbackUp: cfg.IsolateNet}
+		Groups: cfg.Groups, LoopbackUp: cfg.IsolateNet}
 	if cg := cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV1 {
 		// v1 has no CLONE_INTO_CGROUP: the shim joins before it execs.
 		spec.CgroupProcs = cg.ProcsFiles()

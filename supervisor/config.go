@@ -91,6 +91,7 @@ type Config struct {
 	Rlimits    []limits.Rlimit
 	NoNewPrivs bool
 	UID, GID   *int
+	Groups     []int // supplementary groups with GID (limits.ShimSpec)
 	// CleanEnv gives the child only PATH, HOME, LANG, TERM, the PRISM_*
 	// variables and KeepEnv ("K=V" sets K; "K" passes prism-run's K).
 	CleanEnv bool

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -36,10 +37,11 @@ func (r *run) giveFolders(ck string) error {
 	if r.cfg.UID == nil {
 		return nil
 	}
-	uid, gid := *r.cfg.UID, -1
+	who := ids{uid: *r.cfg.UID, gid: -1, groups: r.cfg.Groups}
 	if r.cfg.GID != nil {
-		gid = *r.cfg.GID
+		who.gid = *r.cfg.GID
 	}
+	uid, gid := who.uid, who.gid
 	paths := append([]string{r.runDir, r.rep.ControlFile}, r.madeDirs...)
 	for _, p := range paths {
 		if err := os.Lchown(p, uid, gid); err != nil {
@@ -47,30 +49,23 @@ func (r *run) giveFolders(ck string) error {
 		}
 	}
 	for _, dir := range []string{r.runDir, ck} {
-		if err := reachable(dir, uid, gid); err != nil {
+		if err := reachable(dir, who); err != nil {
 			return fmt.Errorf("%w: %v: set TMPDIR (or --checkpoint-dir) to a folder the child's user can reach", ErrSetup, err)
 		}
 	}
 	return nil
 }
 
-// reachable says whether uid (of group gid) may pass through every folder
-// above dir and enter dir: the search bit for it (stat(2) modes; root
-// passes anywhere).
-func reachable(dir string, uid, gid int) error {
-	if uid == 0 {
-		return nil
-	}
+// reachable says whether who may pass through every folder above dir and
+// enter dir: the search bit for it (ids.may).
+func reachable(dir string, who ids) error {
 	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		mode := fi.Mode().Perm()
-		pass := mode&0o001 != 0 || (ok && int(st.Uid) == uid && mode&0o100 != 0) || (ok && int(st.Gid) == gid && mode&0o010 != 0)
-		if !pass {
-			return fmt.Errorf("the child's user (uid %d) cannot pass through %s (%v)", uid, d, mode)
+		if !who.may(d, 0o1) {
+			mode := "missing"
+			if fi, err := os.Stat(d); err == nil {
+				mode = fi.Mode().Perm().String()
+			}
+			return fmt.Errorf("the child's user (uid %d) cannot pass through %s (%s)", who.uid, d, mode)
 		}
 		if d == filepath.Dir(d) {
 			return nil
@@ -103,10 +98,12 @@ func kernelFS(t int64) string {
 // cannot be written; a --resume checkpoint (a file or a folder, as a
 // sharded checkpoint is) that does not exist; "latest" with no
 // checkpoint folder to look in; and, for a child of another user (uid,
-// gid non-nil), a folder on the way it could not pass through ($TMPDIR
-// for the run folder). The run checks again as it makes them. Errors
+// gid non-nil, with its supplementary groups), a folder on the way it
+// could not pass through ($TMPDIR for the run folder), or a checkpoint
+// folder that exists and it could not write in (prism-run leaves one the
+// caller named as it is). The run checks again as it makes them. Errors
 // wrap ErrConfig (exit 125).
-func CheckFolders(ckDir, resume string, uid, gid *int) error {
+func CheckFolders(ckDir, resume string, uid, gid *int, groups []int) error {
 	if resume == ResumeLatest && ckDir == "" {
 		return fmt.Errorf("%w: --resume latest needs --checkpoint-dir: the default checkpoint folder is new for each run, so it never holds one", ErrConfig)
 	}
@@ -116,26 +113,62 @@ func CheckFolders(ckDir, resume string, uid, gid *int) error {
 		}
 	}
 	reach := []string{os.TempDir()}
+	var existing string // the checkpoint folder, when it exists
 	if ckDir != "" {
 		at, err := checkCheckpointDir(ckDir)
 		if err != nil {
 			return fmt.Errorf("%w: --checkpoint-dir %s: %v", ErrConfig, ckDir, err)
 		}
 		reach = append(reach, at)
+		if abs, _ := filepath.Abs(ckDir); abs == at {
+			existing = at
+		}
 	}
 	if uid == nil {
 		return nil
 	}
-	g := -1
+	who := ids{uid: *uid, gid: -1, groups: groups}
 	if gid != nil {
-		g = *gid
+		who.gid = *gid
 	}
 	for _, dir := range reach {
-		if err := reachable(dir, *uid, g); err != nil {
+		if err := reachable(dir, who); err != nil {
 			return fmt.Errorf("%w: %v: set TMPDIR (or --checkpoint-dir) to a folder the child's user can reach", ErrConfig, err)
 		}
 	}
+	if existing != "" && !who.may(existing, 0o2) {
+		return fmt.Errorf("%w: --checkpoint-dir %s: the child's user (uid %d) cannot write in it", ErrConfig, ckDir, who.uid)
+	}
 	return nil
+}
+
+// ids are who a child runs as: its uid, gid and supplementary groups.
+type ids struct {
+	uid, gid int
+	groups   []int
+}
+
+// may says whether the mode bits of path (stat(2)) grant ids the access
+// in bits (0o1 search, 0o2 write, 0o4 read), as the kernel checks them
+// without ACLs: the owner's bits for the owner, else the group's for a
+// member, else the others'; root passes.
+func (u ids) may(path string, bits os.FileMode) bool {
+	if u.uid == 0 {
+		return true
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	mode := fi.Mode().Perm()
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case ok && int(st.Uid) == u.uid:
+		return mode&(bits<<6) != 0
+	case ok && (int(st.Gid) == u.gid || slices.Contains(u.groups, int(st.Gid))):
+		return mode&(bits<<3) != 0
+	}
+	return mode&bits != 0
 }
 
 // checkCheckpointDir checks dir, or the nearest folder above it that

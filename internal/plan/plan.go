@@ -92,6 +92,7 @@ type Plan struct {
 	KeepEnv                          []string // --env, and CUDA_VISIBLE_DEVICES for --gpus
 	DefaultEnv                       []string // given unless the child's environment sets them
 	UID, GID                         *int
+	Groups                           []int // the user's supplementary groups
 
 	// GPUs are the GPUs sampled: nil every one, empty none.
 	GPUs []int
@@ -117,11 +118,13 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	p.Cgroup = cgroupSpecOf(pol.Policy.Limits)
 	iso := pol.Policy.Isolation
 	p.NoNewPrivs, p.CleanEnv, p.IsolateNet = isSet(iso.NoNewPrivs), isSet(iso.CleanEnv), isSet(iso.IsolateNet)
-	if p.UID, p.GID, err = lookupUser(req.User); err != nil {
+	u, err := lookupUser(req.User)
+	if err != nil {
 		return nil, err
 	}
+	p.UID, p.GID, p.Groups = u.uid, u.gid, u.groups
 	if p.UID != nil && *p.UID == host.EUID && *p.GID == host.EGID {
-		p.UID, p.GID = nil, nil // already that user: nothing to change
+		p.UID, p.GID, p.Groups = nil, nil, nil // already that user: nothing to change
 	}
 	for _, r := range p.Rlimits {
 		if r.Name == "nofile" && host.NrOpen > 0 && r.Cur > host.NrOpen {
@@ -135,10 +138,11 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	if err := checkEnv(req.Env); err != nil {
 		return nil, err
 	}
-	if err := supervisor.CheckFolders(req.CheckpointDir, req.Resume, p.UID, p.GID); err != nil {
+	if err := supervisor.CheckFolders(req.CheckpointDir, req.Resume, p.UID, p.GID, p.Groups); err != nil {
 		return nil, err
 	}
-	p.KeepEnv = append(append([]string{}, req.Env...), gpuEnv...)
+	// The user's HOME, USER and LOGNAME first, so an --env of them wins.
+	p.KeepEnv = append(append(u.env, req.Env...), gpuEnv...)
 	if req.Unbuffered {
 		p.DefaultEnv = []string{"PYTHONUNBUFFERED=1"}
 	}
@@ -305,38 +309,71 @@ func cgroupSpecOf(l policies.Limits) limits.CgroupSpec {
 	return spec
 }
 
-// lookupUser reads --user: UID[:GID] or a user name (its primary group).
-func lookupUser(s string) (*int, *int, error) {
+// userSpec is who --user names: ids, the supplementary groups and the
+// environment (HOME, USER, LOGNAME) the user has in the user database, as
+// su and sudo -H give them.
+type userSpec struct {
+	uid, gid *int
+	groups   []int
+	env      []string
+}
+
+// maxID is the largest uid or gid: (uid_t)-1 is "no change" to
+// setresuid(2), not a user.
+const maxID = 1<<32 - 2
+
+// lookupUser reads --user: UID[:GID] or NAME[:GROUP]. A name must exist;
+// a number need not (a container's user), and then has no groups or home.
+func lookupUser(s string) (userSpec, error) {
+	var out userSpec
 	if s == "" {
-		return nil, nil, nil
+		return out, nil
 	}
+	bad := func(err error) (userSpec, error) { return out, fmt.Errorf("%w: --user %q: %v", ErrInput, s, err) }
 	name, group, hasGroup := strings.Cut(s, ":")
-	var uid, gid int
-	if n, err := strconv.Atoi(name); err == nil {
-		uid, gid = n, n
-		if u, err := user.LookupId(name); err == nil {
-			gid, _ = strconv.Atoi(u.Gid)
-		}
-	} else {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: --user %q: %v", ErrInput, s, err)
+	var u *user.User
+	uid, err := strconv.Atoi(name)
+	switch {
+	case err == nil && (uid < 0 || uid > maxID):
+		return bad(fmt.Errorf("a uid is 0..%d", maxID))
+	case err == nil:
+		u, _ = user.LookupId(name)
+	default:
+		if u, err = user.Lookup(name); err != nil {
+			return bad(err)
 		}
 		uid, _ = strconv.Atoi(u.Uid)
+	}
+	gid := uid
+	if u != nil {
 		gid, _ = strconv.Atoi(u.Gid)
+		out.env = []string{"HOME=" + u.HomeDir, "USER=" + u.Username, "LOGNAME=" + u.Username}
 	}
 	if hasGroup {
 		n, err := strconv.Atoi(group)
 		if err != nil {
 			g, gerr := user.LookupGroup(group)
 			if gerr != nil {
-				return nil, nil, fmt.Errorf("%w: --user %q: %v", ErrInput, s, gerr)
+				return bad(gerr)
 			}
 			n, _ = strconv.Atoi(g.Gid)
 		}
+		if n < 0 || n > maxID {
+			return bad(fmt.Errorf("a gid is 0..%d", maxID))
+		}
 		gid = n
+	} else if u != nil {
+		// The user's own groups, as su, sudo and Docker give them
+		// (initgroups(3)); an explicit :GROUP is that group alone.
+		ids, _ := u.GroupIds()
+		for _, id := range ids {
+			if n, err := strconv.Atoi(id); err == nil && n != gid {
+				out.groups = append(out.groups, n)
+			}
+		}
 	}
-	return &uid, &gid, nil
+	out.uid, out.gid = &uid, &gid
+	return out, nil
 }
 
 // parseGPUs reads --gpus: "" = every GPU (nil), "none" = no GPU sampling

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -90,16 +92,36 @@ func TestStrictRefusesEveryGap(t *testing.T) {
 	}
 }
 
+// --user as su and Docker read it: ids, the user's groups and home; a
+// number outside uid_t, or an unknown name, is refused.
 func TestLookupUser(t *testing.T) {
-	uid, gid, err := lookupUser("0:0")
-	if err != nil || *uid != 0 || *gid != 0 {
-		t.Errorf("0:0 -> %v %v %v", uid, gid, err)
+	tests := []struct {
+		in       string
+		uid, gid int
+		env      string // HOME=... when the user database knows the user
+		bad      bool
+	}{
+		{in: "0:0", uid: 0, gid: 0, env: "HOME=/root USER=root LOGNAME=root"},
+		{in: "root", uid: 0, gid: 0, env: "HOME=/root USER=root LOGNAME=root"},
+		{in: "4000", uid: 4000, gid: 4000}, // a container's user: no entry
+		{in: "4000:5", uid: 4000, gid: 5},
+		{in: "no-such-user-xyz", bad: true},
+		{in: "-1", bad: true},
+		{in: "4294967295", bad: true}, // (uid_t)-1: "no change"
+		{in: "99999999999", bad: true},
+		{in: "0:-1", bad: true},
 	}
-	if uid, _, err := lookupUser("root"); err != nil || *uid != 0 {
-		t.Errorf("root -> %v %v", uid, err)
-	}
-	if _, _, err := lookupUser("no-such-user-xyz"); !errors.Is(err, ErrInput) {
-		t.Errorf("unknown user: %v", err)
+	for _, tt := range tests {
+		u, err := lookupUser(tt.in)
+		if tt.bad {
+			if !errors.Is(err, ErrInput) {
+				t.Errorf("%s: %v, want refused", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || *u.uid != tt.uid || *u.gid != tt.gid || strings.Join(u.env, " ") != tt.env {
+			t.Errorf("%s -> %v %v %q %v", tt.in, u.uid, u.gid, u.env, err)
+		}
 	}
 }
 
@@ -207,4 +229,30 @@ func TestPlanKnowsWhatARunWouldMeet(t *testing.T) {
 	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "fs.nr_open (1048576)") {
 		t.Errorf("nofile above nr_open: %v", err)
 	}
+}
+
+// A user named in the group database's member lists gets those groups as
+// supplementary groups, as su and sudo give them (initgroups(3)).
+func TestLookupUserGroups(t *testing.T) {
+	b, err := os.ReadFile("/etc/group")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) != 4 || f[3] == "" {
+			continue
+		}
+		member := strings.Split(f[3], ",")[0]
+		gid, _ := strconv.Atoi(f[2])
+		u, err := lookupUser(member)
+		if err != nil {
+			continue // a member with no passwd entry
+		}
+		if *u.gid != gid && !slices.Contains(u.groups, gid) {
+			t.Errorf("--user %s: groups %v lack %s (%d)", member, u.groups, f[0], gid)
+		}
+		return
+	}
+	t.Skip("no group with members in /etc/group")
 }

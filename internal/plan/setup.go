@@ -251,7 +251,7 @@ func (p *Plan) Config(s *Setup) supervisor.Config {
 		DefaultEnv:        p.DefaultEnv,
 	}
 	if !p.hasGap(settingUser) {
-		cfg.UID, cfg.GID = p.UID, p.GID
+		cfg.UID, cfg.GID, cfg.Groups = p.UID, p.GID, p.Groups
 	}
 	if s == nil {
 		return cfg
