@@ -250,6 +250,23 @@ func Found(name string) bool {
 	return err == nil
 }
 
+// CheckCommand finds before the start what starting name would fail on,
+// as os/exec resolves it (exec.LookPath, prism-run's PATH): not found
+// (ErrNotFound, 127), or a file that is not executable (ErrCannotRun,
+// 126). A program that becomes runnable later is not the run's concern.
+func CheckCommand(name string) error {
+	_, err := exec.LookPath(name)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w: %s: %w", ErrCannotRun, name, err)
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrCannotRun, name, err)
+}
+
 // startError classifies a failure to start the command: not found (127),
 // found but not runnable (126), or prism-run's own failure to confine it
 // before the exec (125): a cgroup it could not join, an rlimit the kernel

@@ -78,12 +78,21 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	if err != nil {
 		return r.fail(err, nil)
 	}
+	if len(r.command) > 0 {
+		if err := supervisor.CheckCommand(r.command[0]); err != nil {
+			return r.fail(err, p)
+		}
+	}
 	if o.dryRun {
 		// What a run finds as it starts NVML.
 		if err := p.ProbeGPU(r.deps.NVML); err != nil {
 			return r.fail(err, nil)
 		}
-		return nil, p.Describe(r.stdio.Stdout, r.layers(), r.command)
+		if err := p.Describe(r.stdio.Stdout, r.layers(), r.command); err != nil {
+			return nil, err
+		}
+		// The plan is shown; the exit says what a run would do.
+		return nil, p.Refusal()
 	}
 	setup, err := p.Prepare(log, o.runID, plan.Deps{NVML: r.deps.NVML, Stderr: r.stdio.Stderr, Host: host})
 	if err != nil {
