@@ -104,6 +104,9 @@ var ruleIndexRe = regexp.MustCompile(`rule#\d+`)
 // sets on a rule whose kind another layer gave) is named by the layer
 // that brought it: "mine.toml (over mission pwsa): rule \"x\".patience".
 func ResolveLayers(names []string, layers []*Policy) (*Resolved, error) {
+	if err := checkOverrides(names, layers); err != nil {
+		return nil, err
+	}
 	res, err := Resolve(Merge(layers...))
 	if err == nil {
 		return res, nil
@@ -127,6 +130,32 @@ func ResolveLayers(names []string, layers []*Policy) (*Resolved, error) {
 		break
 	}
 	return nil, err
+}
+
+// checkOverrides refuses a rule without a kind (an override of some of a
+// rule's fields) that no earlier layer defines: put before the rule it
+// changes, it would merge into it in an order nobody meant.
+func checkOverrides(names []string, layers []*Policy) error {
+	defined := map[string]bool{}
+	for i, l := range layers {
+		if l == nil {
+			continue
+		}
+		for _, r := range l.Rules {
+			if n := str(r.Name); r.Kind == nil && !defined[n] {
+				fe := &FileError{File: names[i], Field: fmt.Sprintf("rule %q", n),
+					Msg: "has no kind: it changes no rule of the mission or an earlier policy file (an override comes after the rule it changes)"}
+				if i > 0 {
+					fe.File += " (over " + strings.Join(names[:i], ", ") + ")"
+				}
+				return fe
+			}
+		}
+		for _, r := range l.Rules {
+			defined[str(r.Name)] = true
+		}
+	}
+	return nil
 }
 
 // Resolve builds the rules of a merged policy.
