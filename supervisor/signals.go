@@ -46,14 +46,19 @@ func signalFor(d policies.Decision, def syscall.Signal) syscall.Signal {
 // protocolTargets picks the processes a protocol signal (checkpoint,
 // degrade) goes to: the main child when it handles sig, as the protocol
 // expects. When it does not (a shell wrapper that runs the program without
-// exec), the processes of its tree that catch sig get it instead, so the
+// exec, or one that ignores sig), the processes of its tree that catch
+// sig get it instead, so the
 // program below the wrapper still hears the request; a process that does
 // not catch it never gets it, since its default action would kill it. No
 // target: nothing is sent, and the log says why.
 func (a *attempt) protocolTargets(sig syscall.Signal) []int {
 	root := a.r.cfg.ProcRoot
 	safe, _, ok := procfs.SignalFate(root, a.pid, sig)
-	if !ok || safe || a.r.cfg.SendUnhandled || a.r.foreignProc {
+	// An ignored signal is safe but heard by nobody (`trap "" USR1` in a
+	// wrapper, inherited by what it runs): a checkpoint asked that way
+	// would be waited for in vain.
+	ignored := ok && safe && ignores(root, a.pid, sig)
+	if !ok || (safe && !ignored) || a.r.cfg.SendUnhandled || a.r.foreignProc {
 		// Unreadable masks (or a /proc of another PID namespace): the
 		// protocol's default target. SendUnhandled: the policy says the
 		// child takes it, whatever /proc shows.
@@ -76,12 +81,19 @@ func (a *attempt) protocolTargets(sig syscall.Signal) []int {
 			a.warnedNoHandler[sig], ev = true, log.Warn()
 		}
 		ev.Str("signal", unix.SignalName(sig)).
-			Msg("not sent: neither the child nor any process it started handles it (yet), and its default action would kill them; a policy's [actions] send_unhandled = true sends it anyway")
+			Msg("not sent: neither the child nor any process it started handles it (yet): they ignore it, or its default action would kill them; a policy's [actions] send_unhandled = true sends it anyway")
 		return nil
 	}
 	log.Info().Str("signal", unix.SignalName(sig)).Ints("pids", targets).
 		Msg("the main child does not handle it (a wrapper that did not exec?): sent to the processes below it that do")
 	return targets
+}
+
+// ignores reports whether process pid ignores sig (SIG_IGN: SigIgn in
+// /proc/PID/status).
+func ignores(root string, pid int, sig syscall.Signal) bool {
+	st, err := procfs.ReadStatus(root, pid)
+	return err == nil && st.SigIgn&procfs.SigBit(sig) != 0
 }
 
 // sendProtocol appends a control line, then sends a protocol signal to
