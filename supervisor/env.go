@@ -129,8 +129,10 @@ func resolveResume(resume, ckDir string) (string, error) {
 	var best string
 	var bestTime time.Time
 	for _, e := range entries {
-		// Dot files are checkpoints still being written (temporary names).
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+		// Dot names are checkpoints still being written (temporary
+		// names). A folder is a checkpoint too (a sharded one: one file
+		// per rank).
+		if !(e.Type().IsRegular() || e.IsDir()) || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		fi, err := e.Info()

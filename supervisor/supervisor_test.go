@@ -561,11 +561,22 @@ func TestResolveResume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	if got, err := resolveResume(ResumeLatest, dir); err != nil || got != filepath.Join(dir, "b.ck") {
 		t.Errorf("latest = %q, %v; want b.ck (newest, not the temporary file)", got, err)
+	}
+	// A sharded checkpoint is a folder: the newest one counts, one being
+	// written (a dot name) does not.
+	for name, mtime := range map[string]time.Time{"step2": old.Add(2 * time.Minute), ".step3.tmp": time.Now()} {
+		p := filepath.Join(dir, name)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := resolveResume(ResumeLatest, dir); err != nil || got != filepath.Join(dir, "step2") {
+		t.Errorf("latest = %q, %v; want the sharded step2", got, err)
 	}
 	if got, err := resolveResume(filepath.Join(dir, "a.ck"), dir); err != nil || got != filepath.Join(dir, "a.ck") {
 		t.Errorf("explicit = %q, %v", got, err)

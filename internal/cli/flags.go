@@ -259,7 +259,7 @@ func (o *options) runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "checkpoint-dir", EnvVars: envVars("checkpoint-dir"), Destination: &o.checkpointDir,
 			DefaultText: "a per-run folder under $TMPDIR, kept if it holds any", Usage: "`DIR` the child writes checkpoints to"},
 		&cli.StringFlag{Name: "resume", EnvVars: envVars("resume"), Destination: &o.resume,
-			Usage: "checkpoint `FILE` the child resumes from (PRISM_RESUME); 'latest' = the newest in --checkpoint-dir, if any"},
+			Usage: "checkpoint `PATH` (a file, or a folder: a sharded checkpoint) the child resumes from (PRISM_RESUME); 'latest' = the newest file or folder in --checkpoint-dir, if any"},
 		&cli.StringFlag{Name: "run-id", EnvVars: envVars("run-id"), Destination: &o.runID,
 			DefaultText: "time and random", Usage: "`ID` of this run"},
 		&cli.Uint64Flag{Name: "seed", EnvVars: envVars("seed"), Destination: &o.seed,
