@@ -245,7 +245,7 @@ func (o *options) confinementFlags() []cli.Flag {
 		&cli.StringFlag{Name: "user", EnvVars: envVars("user"), Destination: &o.user,
 			Usage: "run the child as `UID[:GID]` or a user name (prism-run must be root)"},
 		&cli.StringFlag{Name: "gpus", EnvVars: envVars("gpus"), Destination: &o.gpus,
-			Usage: "`LIST` of GPU indices (0,2) the child may use: sets CUDA_VISIBLE_DEVICES and limits sampling to them; 'none' turns GPU sampling off"},
+			Usage: "`LIST` of GPU indices (0,2) the child may use: sets CUDA_VISIBLE_DEVICES (never outside an inherited one) and limits sampling to them; 'all' (the default) every GPU; 'none' turns GPU sampling off and leaves CUDA_VISIBLE_DEVICES as it is"},
 	}
 	for _, f := range rlimitFlags() {
 		flags = append(flags, &cli.StringFlag{Name: f.flag, Usage: f.usage, EnvVars: envVars(f.flag)})

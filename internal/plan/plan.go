@@ -59,11 +59,14 @@ type Host struct {
 	CgroupsErr error // reading /proc/self/mountinfo or /proc/self/cgroup failed
 	// NrOpen is fs.nr_open, the most RLIMIT_NOFILE may be (0: unknown).
 	NrOpen uint64
+	// CUDAVisible is prism-run's own CUDA_VISIBLE_DEVICES: the GPUs a
+	// scheduler (Slurm, Kubernetes) gave this job; "" none set.
+	CUDAVisible string
 }
 
 // ReadHost reads the real host's facts.
 func ReadHost() Host {
-	h := Host{EUID: os.Geteuid(), EGID: os.Getegid()}
+	h := Host{EUID: os.Geteuid(), EGID: os.Getegid(), CUDAVisible: os.Getenv("CUDA_VISIBLE_DEVICES")}
 	h.Cgroups, h.CgroupsErr = limits.ReadHost()
 	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
 		h.NrOpen, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
@@ -132,8 +135,11 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 		}
 	}
 	var gpuEnv []string
-	if p.GPUs, gpuEnv, err = parseGPUs(req.GPUs); err != nil {
+	if p.GPUs, gpuEnv, err = parseGPUs(req.GPUs, host.CUDAVisible); err != nil {
 		return nil, err
+	}
+	if gpuEnv != nil && slices.ContainsFunc(req.Env, func(kv string) bool { return strings.HasPrefix(kv, "CUDA_VISIBLE_DEVICES=") }) {
+		return nil, fmt.Errorf("%w: --gpus and --env CUDA_VISIBLE_DEVICES both choose the child's GPUs: give one", ErrInput)
 	}
 	if err := checkEnv(req.Env); err != nil {
 		return nil, err
@@ -376,25 +382,32 @@ func lookupUser(s string) (userSpec, error) {
 	return out, nil
 }
 
-// parseGPUs reads --gpus: "" = every GPU (nil), "none" = no GPU sampling
-// (empty), "0,2" = those, also given to the child as CUDA_VISIBLE_DEVICES.
-func parseGPUs(s string) ([]int, []string, error) {
+// parseGPUs reads --gpus: "" or "all" = every GPU (nil), "none" = no
+// GPU sampling (empty; the child's CUDA_VISIBLE_DEVICES is left as it
+// is), "0,2" = those, also given to the child as CUDA_VISIBLE_DEVICES.
+// inherited is the CUDA_VISIBLE_DEVICES prism-run was given: a GPU
+// outside it is refused, so --gpus never widens a scheduler's allocation.
+func parseGPUs(s, inherited string) ([]int, []string, error) {
 	switch strings.TrimSpace(s) {
-	case "":
+	case "", "all":
 		return nil, nil, nil
 	case "none":
 		return []int{}, nil, nil
 	}
+	allowed := strings.Split(strings.ReplaceAll(inherited, " ", ""), ",")
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 0 {
-			return nil, nil, fmt.Errorf("%w: --gpus %q: want indices such as 0,2 (or none)", ErrInput, s)
+			return nil, nil, fmt.Errorf("%w: --gpus %q: want indices such as 0,2, all or none (GPU UUIDs and ranges are not read)", ErrInput, s)
 		}
 		if slices.Contains(out, n) {
 			// A mistake, whatever CUDA would make of it (its documented
 			// rule: the list ends at the first invalid index).
 			return nil, nil, fmt.Errorf("%w: --gpus %q: GPU %d is named twice", ErrInput, s, n)
+		}
+		if inherited != "" && !slices.Contains(allowed, strconv.Itoa(n)) {
+			return nil, nil, fmt.Errorf("%w: --gpus %q: GPU %d is not among this job's (CUDA_VISIBLE_DEVICES=%s): prism-run never widens a scheduler's allocation", ErrInput, s, n, inherited)
 		}
 		out = append(out, n)
 	}

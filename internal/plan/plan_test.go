@@ -137,10 +137,25 @@ func TestRequests(t *testing.T) {
 	if len(p.GPUs) != 2 || strings.Join(p.KeepEnv, " ") != "A=1 CUDA_VISIBLE_DEVICES=0,2" {
 		t.Errorf("gpus %v, env %v", p.GPUs, p.KeepEnv)
 	}
-	for _, bad := range []string{"0,x", "-1", "0,0", "1, 2,1"} {
+	for _, bad := range []string{"0,x", "-1", "0,0", "1, 2,1", "GPU-5a1b", "0-3"} {
 		if _, err := New(pol, Request{GPUs: bad}, Host{}); !errors.Is(err, ErrInput) {
 			t.Errorf("--gpus %s: %v", bad, err)
 		}
+	}
+	// A scheduler's allocation (CUDA_VISIBLE_DEVICES=2,3) is never
+	// widened; within it, a choice narrows it.
+	slurm := Host{CUDAVisible: "2,3"}
+	if _, err := New(pol, Request{GPUs: "0"}, slurm); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "not among this job's") {
+		t.Errorf("--gpus 0 outside 2,3: %v", err)
+	}
+	if p, err := New(pol, Request{GPUs: "3"}, slurm); err != nil || strings.Join(p.KeepEnv, " ") != "CUDA_VISIBLE_DEVICES=3" {
+		t.Errorf("--gpus 3 within 2,3: %v", err)
+	}
+	if _, err := New(pol, Request{GPUs: "1", Env: []string{"CUDA_VISIBLE_DEVICES=0"}}, Host{}); !errors.Is(err, ErrInput) {
+		t.Errorf("--gpus with --env CUDA_VISIBLE_DEVICES: %v", err)
+	}
+	if all, err := New(pol, Request{GPUs: "all"}, Host{}); err != nil || all.GPUs != nil {
+		t.Errorf("--gpus all: %v %v", all, err)
 	}
 	none, _ := New(pol, Request{GPUs: "none"}, Host{})
 	if none.GPUs == nil || len(none.GPUs) != 0 {
