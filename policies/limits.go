@@ -30,6 +30,10 @@ func (l *Limits) Check() error {
 	if l.MemoryHigh != nil && *l.MemoryHigh < MinMemory {
 		return fieldErr("limits.memory_high", "must be at least %d bytes (one page)", MinMemory)
 	}
+	if l.Memory != nil && l.MemoryHigh != nil && *l.MemoryHigh > *l.Memory {
+		// The kernel would take it, and the throttle would never act.
+		return fieldErr("limits.memory_high", "must not be above limits.memory: the hard limit acts first, so the throttle never would")
+	}
 	if c := l.CPUs; c != nil && (math.IsNaN(*c) || *c < MinCPUs || *c > MaxCPUs) {
 		return fieldErr("limits.cpus", "must be %g..%d cores (the kernel's smallest CFS quota is 1ms per 100ms period)", MinCPUs, MaxCPUs)
 	}

@@ -54,8 +54,8 @@ func ParseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
 	bad := fmt.Errorf("bad duration %q: want %s", s, DurationForms)
 	if v, err := strconv.ParseFloat(t, 64); err == nil {
-		if math.IsNaN(v) || v < 0 || v*float64(time.Second) >= math.MaxInt64 {
-			return 0, bad
+		if math.IsNaN(v) || v < 0 || v*float64(time.Second) >= math.MaxInt64 || v > 0 && v < 1e-9 {
+			return 0, bad // below 1ns is not zero: refused, not read as 0
 		}
 		return time.Duration(v * float64(time.Second)), nil
 	}
@@ -72,7 +72,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		total += v * float64(unit)
 		t = strings.TrimLeft(rest[word:], " ")
 	}
-	if total == 0 && strings.TrimSpace(s) == "" || total >= math.MaxInt64 {
+	if strings.TrimSpace(s) == "" || total >= math.MaxInt64 || total > 0 && total < 1 {
 		return 0, bad
 	}
 	return time.Duration(total), nil
@@ -211,6 +211,11 @@ func (n *Number) UnmarshalTOML(v any) error {
 	case int64:
 		*n = Number(x)
 	case float64:
+		// nan: no value compares with it, so a bound of nan would
+		// never be crossed (and a threshold would fire on NaN alone).
+		if math.IsNaN(x) {
+			return fmt.Errorf("bad number nan: a bound must be a number (a rule fires on a NaN value by itself)")
+		}
 		*n = Number(x)
 	case string:
 		f, err := ParseSize(x)

@@ -36,7 +36,9 @@ func (a *attempt) childEnv() []string {
 	if base == nil {
 		base = os.Environ()
 	}
-	base = without(base, cfg.DropEnv) // prism-run's own settings
+	// prism-run's own settings, unless --env names one to pass on.
+	drop := slices.DeleteFunc(slices.Clone(cfg.DropEnv), func(k string) bool { return slices.Contains(cfg.KeepEnv, k) })
+	base = without(base, drop)
 	if cfg.CleanEnv {
 		base = cleanEnv(base, cfg.KeepEnv)
 	} else {

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,11 +123,14 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 				return printVersion(stdout, build)
 			}
 			cmd := command
+			r := &runner{o: *o, command: cmd, stdio: stdio, build: build, deps: deps, dropEnv: configVars(flags)}
 			if cmd != nil && c.Args().Present() {
 				// `--unbuffered false -- cmd`, `foo -- cmd`: a word
 				// that is neither a flag nor the command was meant as
 				// something; running without it would be a guess.
-				return strayWord(c.Args().First())
+				var err error
+				*rep, err = r.fail(strayWord(c.Args().First()), nil)
+				return err
 			}
 			if cmd == nil {
 				cmd = c.Args().Slice()
@@ -134,7 +138,7 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 					return err
 				}
 			}
-			r := &runner{o: *o, command: cmd, stdio: stdio, build: build, deps: deps, dropEnv: configVars(flags)}
+			r.command = cmd
 			var err error
 			*rep, err = r.run(c)
 			return err
@@ -441,6 +445,15 @@ func rlimitLayer(flags map[string]string, l *policies.Limits) error {
 		if err := setLimit(key, v, l); err != nil {
 			return err
 		}
+	}
+	// Bounds between flags (--memory-high above --memory), in flag terms.
+	var fe *policies.FileError
+	if err := l.Check(); errors.As(err, &fe) {
+		flag := func(field string) string {
+			return "--" + strings.ReplaceAll(strings.TrimPrefix(field, "limits."), "_", "-")
+		}
+		msg := regexp.MustCompile(`limits\.[a-z_]+`).ReplaceAllStringFunc(fe.Msg, flag)
+		return fmt.Errorf("%w: %s: %s", errUsage, flag(fe.Field), msg)
 	}
 	return nil
 }
