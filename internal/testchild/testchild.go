@@ -113,8 +113,11 @@ func modes() map[string]func(margs) int {
 		"print":  func(a margs) int { return printLines(os.Stdout, a.list) },
 		"stderr": func(a margs) int { return printLines(os.Stderr, a.list) },
 		"partial": func(a margs) int {
-			// A progress bar's unfinished line on stderr, then a wait.
+			// A progress bar's unfinished line on stderr, then a
+			// marker saying so on stdout (a rule can act on it, and
+			// so only once the line is out), then a wait.
 			fmt.Fprint(os.Stderr, a.at(0))
+			fmt.Println("PRISM partial=1")
 			return sleepThen(a.dur(1), 0)
 		},
 		"beat":      func(a margs) int { return beat(a.dur(0)) },
