@@ -83,11 +83,9 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 		if err != nil {
 			break
 		}
-		// An acknowledgement counts within the checkpoint timeout, as in
-		// a run, with --keep-going too.
-		if e := rp.sum.EndedBy; e != nil && e.Action == policies.ActionCheckpointStop && !rp.sum.Acked &&
-			acknowledges(obs) && !at.After(e.Time.Add(opt.CheckpointTimeout)) {
-			rp.sum.Acked = true
+		// --keep-going: an acknowledgement counts as findAck counts it.
+		if e := rp.sum.EndedBy; e != nil && e.Action == policies.ActionCheckpointStop && !rp.sum.Acked && !rp.late(at) {
+			rp.sum.Acked = acknowledges(obs)
 		}
 		ended, ferr := rp.feed(at, obs, stamped)
 		if ferr != nil {
@@ -151,7 +149,7 @@ func (rp *replayer) findAck() {
 			return
 		}
 		rp.last = at
-		if at.Sub(end.Time) > rp.opt.CheckpointTimeout {
+		if rp.late(at) {
 			return // the run would have stopped the child by now
 		}
 		if acknowledges(obs) {
@@ -159,6 +157,12 @@ func (rp *replayer) findAck() {
 			return
 		}
 	}
+}
+
+// late reports whether at is past the checkpoint timeout of the
+// checkpoint-stop that ended the replay: no acknowledgement counts then.
+func (rp *replayer) late(at time.Time) bool {
+	return at.Sub(rp.sum.EndedBy.Time) > rp.opt.CheckpointTimeout
 }
 
 // acknowledges reports whether a line holds a checkpoint acknowledgement.

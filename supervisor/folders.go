@@ -12,17 +12,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mkdirAll makes dir and its missing parents (0700), and returns those it
-// made, the topmost first.
+// mkdirAll makes dir (absolute) and its missing parents (0700), and
+// returns those it made, the topmost first.
 func mkdirAll(dir string) ([]string, error) {
+	at, _, _ := nearestExisting(dir)
 	var missing []string
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
-			break
-		}
+	for d := dir; d != at && d != filepath.Dir(d); d = filepath.Dir(d) {
 		missing = append([]string{d}, missing...)
 	}
 	return missing, os.MkdirAll(dir, 0o700)
+}
+
+// nearestExisting is dir (absolute), or the nearest folder above it, that
+// exists, with its stat(2); ENOTDIR (a file on the way: /etc/passwd/ck)
+// counts as missing, so the file itself is found one step up. err: the
+// stat of the path returned failed otherwise.
+func nearestExisting(dir string) (string, fs.FileInfo, error) {
+	at := dir
+	fi, err := os.Stat(at)
+	for (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) && at != filepath.Dir(at) {
+		at = filepath.Dir(at)
+		fi, err = os.Stat(at)
+	}
+	return at, fi, err
 }
 
 // giveFolders hands what the child must use to the child's user when it
@@ -178,13 +190,7 @@ func checkCheckpointDir(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	at := dir
-	fi, err := os.Stat(at)
-	// ENOTDIR: a file on the way (/etc/passwd/ck), found one step up.
-	for (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) && at != filepath.Dir(at) {
-		at = filepath.Dir(at)
-		fi, err = os.Stat(at)
-	}
+	at, fi, err := nearestExisting(dir)
 	switch {
 	case err != nil:
 		return "", err

@@ -165,7 +165,8 @@ func (a *attempt) execute(d policies.Decision) {
 	a.r.rep.AddDecision(d)
 	a.logDecision(d)
 	if a.exited {
-		if d.Action.Ends() && a.stop.lateStop(d) && !a.status.Signaled() {
+		// A child that died of a signal keeps that as its why.
+		if d.Action.Ends() && !a.status.Signaled() && a.stop.lateStop(d) {
 			a.r.log.Warn().Str("rule", d.Rule).Msg("the rule tripped on what the child wrote (or was sampled) before its end, read after it: the run ends as that rule's stop; nothing was signalled")
 		}
 		return
@@ -258,7 +259,7 @@ func (a *attempt) outcome() (Outcome, error) {
 	switch {
 	case a.stop.cancelled():
 		return Outcome{Reason: telemetry.ReasonError, Err: ErrCancelled, Signal: signalOf(st)}, ErrCancelled
-	case a.stop.policyStopped() && !(a.stop.stop.late && st.Signaled()):
+	case a.stop.policyStopped():
 		s := a.stop.stop
 		o := Outcome{Reason: telemetry.ReasonPolicy, Acked: s.acked, RuleExit: s.decision.ExitCode, Signal: signalOf(st)}
 		if a.r.cfg.PreserveStatus {

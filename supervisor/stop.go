@@ -67,7 +67,6 @@ type stopState struct {
 	by        stopper
 	signalled bool // SIGTERM (or SIGKILL) has been sent
 	acked     bool // the checkpoint asked for before stopping was acknowledged
-	late      bool // decided after the child's end (lateStop): nothing was sent
 }
 
 // stopper says who decided an ending, which decides the exit code.
@@ -253,15 +252,14 @@ func (m *stopMachine) childEnded() {
 // child had ended: output it wrote, or samples taken, while it ran. It
 // decides the run's verdict as a stop in time would have (so the exit
 // code does not depend on how fast prism-run read the pipe, and replay
-// of the same output agrees; unless the child died of a signal, which
-// says more of why it ended: outcome), and signals nothing: the child is gone,
+// of the same output agrees), and signals nothing: the child is gone,
 // and its pid may already be another process's. It reports whether it
 // took the ending (false: one was already decided).
 func (m *stopMachine) lateStop(d policies.Decision) bool {
 	if m.stop != nil {
 		return false
 	}
-	m.stop = &stopState{decision: d, by: byPolicy, late: true}
+	m.stop = &stopState{decision: d, by: byPolicy}
 	return true
 }
 
