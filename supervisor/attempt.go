@@ -309,7 +309,7 @@ func (a *attempt) verifyIsolation() error {
 		}
 	}
 	if cfg.CleanEnv {
-		err := verifyEnv(cfg.ProcRoot, a.pid, a.cmd.Env)
+		err := verifyEnvSettled(cfg.Clock, cfg.ProcRoot, a.pid, a.cmd.Env)
 		switch {
 		case errors.Is(err, procfs.ErrGone):
 			// The child has already exited: a zombie's environ is gone.
