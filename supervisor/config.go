@@ -92,7 +92,7 @@ type Config struct {
 	NoNewPrivs bool
 	UID, GID   *int
 	Groups     []int // supplementary groups with GID (limits.ShimSpec)
-	// CleanEnv gives the child only PATH, HOME, LANG, TERM, the PRISM_*
+	// CleanEnv gives the child only PATH, HOME, LANG, TERM, CUDA_VISIBLE_DEVICES, the PRISM_*
 	// variables and KeepEnv ("K=V" sets K; "K" passes prism-run's K).
 	CleanEnv bool
 	KeepEnv  []string

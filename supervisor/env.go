@@ -80,11 +80,13 @@ func (a *attempt) childEnv() []string {
 	return env
 }
 
-// cleanEnv keeps what a program needs to run at all and the protocol's
-// variables, plus what keep names (the seed's zero trust: nothing of the
-// caller's environment leaks in unasked).
+// cleanEnv keeps what a program needs to run at all, the GPUs a scheduler
+// gave the job (CUDA_VISIBLE_DEVICES: without it the child would see
+// every GPU of the node) and the protocol's variables, plus what keep
+// names (the seed's zero trust: nothing of the caller's environment leaks
+// in unasked).
 func cleanEnv(base, keep []string) []string {
-	allowed := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "TERM": true}
+	allowed := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "TERM": true, "CUDA_VISIBLE_DEVICES": true}
 	for _, k := range keep {
 		if !strings.Contains(k, "=") {
 			allowed[k] = true

@@ -241,7 +241,7 @@ func (o *options) confinementFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-new-privs", EnvVars: envVars("no-new-privs"), Destination: &o.noNewPrivs,
 			Usage: "the child and its descendants can never gain privileges (PR_SET_NO_NEW_PRIVS)"},
 		&cli.BoolFlag{Name: "clean-env", EnvVars: envVars("clean-env"), Destination: &o.cleanEnv,
-			Usage: "give the child only PATH, HOME, LANG, TERM, PRISM_* and what --env names"},
+			Usage: "give the child only PATH, HOME, LANG, TERM, CUDA_VISIBLE_DEVICES, PRISM_* and what --env names"},
 		&cli.BoolFlag{Name: "isolate-net", EnvVars: envVars("isolate-net"), Destination: &o.isolateNet,
 			Usage: "run the child in a new network namespace with loopback only (needs root)"},
 		&cli.GenericFlag{Name: "env", EnvVars: envVars("env"), Value: &envList{list: &o.env},

@@ -39,7 +39,7 @@ func (p *Plan) Enforced() []telemetry.Enforced {
 		add("isolation", "no_new_privs", "set, and verified on the running child")
 	}
 	if p.CleanEnv {
-		add("isolation", "clean_env", "PATH, HOME, LANG, TERM, PRISM_* and --env only, verified on the running child")
+		add("isolation", "clean_env", "PATH, HOME, LANG, TERM, CUDA_VISIBLE_DEVICES, PRISM_* and --env only, verified on the running child")
 	}
 	if p.IsolateNet && !p.hasGap("isolation.isolate_net") {
 		add("isolation", "isolate_net", "a new network namespace with loopback only")

@@ -60,13 +60,17 @@ type Host struct {
 	// NrOpen is fs.nr_open, the most RLIMIT_NOFILE may be (0: unknown).
 	NrOpen uint64
 	// CUDAVisible is prism-run's own CUDA_VISIBLE_DEVICES: the GPUs a
-	// scheduler (Slurm, Kubernetes) gave this job; "" none set.
-	CUDAVisible string
+	// scheduler (Slurm, Kubernetes) gave this job; set empty, none; nil
+	// when it is not set.
+	CUDAVisible *string
 }
 
 // ReadHost reads the real host's facts.
 func ReadHost() Host {
-	h := Host{EUID: os.Geteuid(), EGID: os.Getegid(), CUDAVisible: os.Getenv("CUDA_VISIBLE_DEVICES")}
+	h := Host{EUID: os.Geteuid(), EGID: os.Getegid()}
+	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok {
+		h.CUDAVisible = &v
+	}
 	h.Cgroups, h.CgroupsErr = limits.ReadHost()
 	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
 		h.NrOpen, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
@@ -138,8 +142,16 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	if p.GPUs, gpuEnv, err = parseGPUs(req.GPUs, host.CUDAVisible); err != nil {
 		return nil, err
 	}
-	if gpuEnv != nil && slices.ContainsFunc(req.Env, func(kv string) bool { return strings.HasPrefix(kv, "CUDA_VISIBLE_DEVICES=") }) {
-		return nil, fmt.Errorf("%w: --gpus and --env CUDA_VISIBLE_DEVICES both choose the child's GPUs: give one", ErrInput)
+	for _, kv := range req.Env {
+		v, ok := strings.CutPrefix(kv, "CUDA_VISIBLE_DEVICES=")
+		switch {
+		case ok && gpuEnv != nil:
+			return nil, fmt.Errorf("%w: --gpus and --env CUDA_VISIBLE_DEVICES both choose the child's GPUs: give one", ErrInput)
+		case ok:
+			if err := withinAllocation("--env "+kv, strings.Split(v, ","), host.CUDAVisible); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := checkEnv(req.Env); err != nil {
 		return nil, err
@@ -386,15 +398,14 @@ func lookupUser(s string) (userSpec, error) {
 // GPU sampling (empty; the child's CUDA_VISIBLE_DEVICES is left as it
 // is), "0,2" = those, also given to the child as CUDA_VISIBLE_DEVICES.
 // inherited is the CUDA_VISIBLE_DEVICES prism-run was given: a GPU
-// outside it is refused, so --gpus never widens a scheduler's allocation.
-func parseGPUs(s, inherited string) ([]int, []string, error) {
+// outside it is refused (withinAllocation).
+func parseGPUs(s string, inherited *string) ([]int, []string, error) {
 	switch strings.TrimSpace(s) {
 	case "", "all":
 		return nil, nil, nil
 	case "none":
 		return []int{}, nil, nil
 	}
-	allowed := strings.Split(strings.ReplaceAll(inherited, " ", ""), ",")
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -406,12 +417,36 @@ func parseGPUs(s, inherited string) ([]int, []string, error) {
 			// rule: the list ends at the first invalid index).
 			return nil, nil, fmt.Errorf("%w: --gpus %q: GPU %d is named twice", ErrInput, s, n)
 		}
-		if inherited != "" && !slices.Contains(allowed, strconv.Itoa(n)) {
-			return nil, nil, fmt.Errorf("%w: --gpus %q: GPU %d is not among this job's (CUDA_VISIBLE_DEVICES=%s): prism-run never widens a scheduler's allocation", ErrInput, s, n, inherited)
-		}
 		out = append(out, n)
 	}
+	var names []string
+	for _, n := range out {
+		names = append(names, strconv.Itoa(n))
+	}
+	if err := withinAllocation(fmt.Sprintf("--gpus %q", s), names, inherited); err != nil {
+		return nil, nil, err
+	}
 	return out, []string{"CUDA_VISIBLE_DEVICES=" + strings.ReplaceAll(s, " ", "")}, nil
+}
+
+// withinAllocation refuses GPUs (CUDA_VISIBLE_DEVICES entries) outside
+// the CUDA_VISIBLE_DEVICES prism-run was given, a scheduler's allocation
+// (nil: none was given; set empty: no GPU at all): whether by --gpus or
+// --env, the child's GPUs are never more than the job's.
+func withinAllocation(what string, gpus []string, inherited *string) error {
+	if inherited == nil {
+		return nil
+	}
+	var have []string
+	for _, g := range strings.Split(*inherited, ",") {
+		have = append(have, strings.TrimSpace(g))
+	}
+	for _, g := range gpus {
+		if g = strings.TrimSpace(g); g != "" && !slices.Contains(have, g) {
+			return fmt.Errorf("%w: %s: GPU %s is not among this job's (CUDA_VISIBLE_DEVICES=%s): prism-run never widens a scheduler's allocation", ErrInput, what, g, *inherited)
+		}
+	}
+	return nil
 }
 
 // needsGPU reports whether a policy has a rule that only GPU samples can

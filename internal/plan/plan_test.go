@@ -144,7 +144,8 @@ func TestRequests(t *testing.T) {
 	}
 	// A scheduler's allocation (CUDA_VISIBLE_DEVICES=2,3) is never
 	// widened; within it, a choice narrows it.
-	slurm := Host{CUDAVisible: "2,3"}
+	alloc := "2,3"
+	slurm := Host{CUDAVisible: &alloc}
 	if _, err := New(pol, Request{GPUs: "0"}, slurm); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "not among this job's") {
 		t.Errorf("--gpus 0 outside 2,3: %v", err)
 	}
