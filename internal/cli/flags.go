@@ -128,6 +128,7 @@ func newApp(stdio IO, build Build, deps Deps, command []string, rep **telemetry.
 				// `--unbuffered false -- cmd`, `foo -- cmd`: a word
 				// that is neither a flag nor the command was meant as
 				// something; running without it would be a guess.
+				r.defaults()
 				var err error
 				*rep, err = r.fail(strayWord(c.Args().First()), nil)
 				return err

@@ -43,8 +43,9 @@ type runner struct {
 // run or a failure before the log exists, whose exit code comes from err.
 func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	o := &r.o
+	r.defaults()
 	if len(r.command) == 0 && !o.dryRun {
-		return nil, fmt.Errorf("%w: no command to run (prism-run [flags] -- COMMAND [ARGS...])", errUsage)
+		return r.fail(fmt.Errorf("%w: no command to run (prism-run [flags] -- COMMAND [ARGS...])", errUsage), nil)
 	}
 	shared := logging.NewSharedStderr(r.stdio.Stderr)
 	log, closeLog, err := logging.New(o.log, shared.Log())
@@ -54,9 +55,6 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	}
 	defer closeLog()
 	r.log = log
-	if o.runID == "" {
-		o.runID = newRunID(time.Now())
-	}
 	if len(o.runID) > maxRunID || strings.ContainsFunc(o.runID, unicode.IsControl) {
 		return r.fail(fmt.Errorf("%w: --run-id: at most %d characters, none of them control characters (it names the run's folder and cgroup)", errUsage, maxRunID), nil)
 	}
@@ -64,9 +62,6 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	// run.
 	if err := telemetry.CheckWritable(o.report); err != nil {
 		return nil, fmt.Errorf("%w: --report %s: %v", errUsage, o.report, err)
-	}
-	if !o.seedSet {
-		o.seed = randomSeed()
 	}
 	pol, err := resolvePolicy(c, *o)
 	if err != nil {
@@ -101,6 +96,17 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	defer setup.Close()
 	r.setup = setup
 	return r.supervise(c, p, setup, shared)
+}
+
+// defaults fills in the run id and the seed when not given, so that every
+// report, a refused run's included, names them.
+func (r *runner) defaults() {
+	if r.o.runID == "" {
+		r.o.runID = newRunID(time.Now())
+	}
+	if !r.o.seedSet {
+		r.o.seed = randomSeed()
+	}
 }
 
 // supervise hands the plan to the supervisor and writes the report.

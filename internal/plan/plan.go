@@ -131,7 +131,7 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	}
 	p.UID, p.GID, p.Groups = u.uid, u.gid, u.groups
 	if p.UID != nil && *p.UID == host.EUID && *p.GID == host.EGID {
-		p.UID, p.GID, p.Groups = nil, nil, nil // already that user: nothing to change
+		p.UID, p.GID, p.Groups, u.env = nil, nil, nil, nil // already that user: nothing to change
 	}
 	for _, r := range p.Rlimits {
 		if r.Name == "nofile" && host.NrOpen > 0 && r.Cur > host.NrOpen {
@@ -341,7 +341,8 @@ type userSpec struct {
 const maxID = 1<<32 - 2
 
 // lookupUser reads --user: UID[:GID] or NAME[:GROUP]. A name must exist;
-// a number need not (a container's user), and then has no groups or home.
+// a number need not (a container's user), and then has no groups, and "/"
+// for its home.
 func lookupUser(s string) (userSpec, error) {
 	var out userSpec
 	if s == "" {
@@ -363,6 +364,9 @@ func lookupUser(s string) (userSpec, error) {
 		uid, _ = strconv.Atoi(u.Uid)
 	}
 	gid := uid
+	// A uid the database does not know has no home: "/", as Docker gives
+	// it, never prism-run's own.
+	out.env = []string{"HOME=/"}
 	if u != nil {
 		gid, _ = strconv.Atoi(u.Gid)
 		out.env = []string{"HOME=" + u.HomeDir, "USER=" + u.Username, "LOGNAME=" + u.Username}

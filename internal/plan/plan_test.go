@@ -103,8 +103,8 @@ func TestLookupUser(t *testing.T) {
 	}{
 		{in: "0:0", uid: 0, gid: 0, env: "HOME=/root USER=root LOGNAME=root"},
 		{in: "root", uid: 0, gid: 0, env: "HOME=/root USER=root LOGNAME=root"},
-		{in: "4000", uid: 4000, gid: 4000}, // a container's user: no entry
-		{in: "4000:5", uid: 4000, gid: 5},
+		{in: "4000", uid: 4000, gid: 4000, env: "HOME=/"}, // a container's user: no entry
+		{in: "4000:5", uid: 4000, gid: 5, env: "HOME=/"},
 		{in: "no-such-user-xyz", bad: true},
 		{in: "-1", bad: true},
 		{in: "4294967295", bad: true}, // (uid_t)-1: "no change"
