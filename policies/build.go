@@ -95,6 +95,7 @@ type Resolved struct {
 	CheckpointTimeout *time.Duration // nil: not set by any layer
 	KillAfter         *time.Duration // nil: not set by any layer; 0: SIGKILL with SIGTERM
 	SendUnhandled     bool
+	Recovery          RecoveryPlan
 }
 
 var ruleIndexRe = regexp.MustCompile(`rule#\d+`)
@@ -196,7 +197,8 @@ func Resolve(p *Policy) (*Resolved, error) {
 				Msg: "has no kind: it changes no rule of the mission or an earlier policy file"}
 		}
 		// Merged layers have no file to point into: the rule is named.
-		rule, err := r.build(fmt.Sprintf("rule %q", str(r.Name)))
+		spec := withStrategy(*r, p.Recovery.Strategy)
+		rule, err := spec.build(fmt.Sprintf("rule %q", str(r.Name)))
 		if err != nil {
 			return nil, err
 		}
@@ -216,5 +218,9 @@ func Resolve(p *Policy) (*Resolved, error) {
 		}
 		res.Rules = append(res.Rules, r)
 	}
+	if f := needsFallback(p, res.Rules); f != "" {
+		return nil, fieldErr(f, "fails over, but [recovery] names no fallback command")
+	}
+	res.Recovery = p.Recovery.Plan()
 	return res, nil
 }

@@ -51,8 +51,9 @@ func ParseSeverity(s string) (Severity, error) {
 // Action is what the supervisor is asked to do about a decision.
 type Action string
 
-// Actions of DESIGN.md. Restart, rollback, failover and rerun-seed belong to
-// the recovery work and are not accepted yet.
+// Actions of DESIGN.md. The last four are recovery actions: each ends the
+// child (as a stop, after a checkpoint when the child can take one) and
+// then the run acts, one layer up (supervisor: the run's recovery).
 const (
 	ActionLog            Action = "log"
 	ActionAlert          Action = "alert"
@@ -61,10 +62,21 @@ const (
 	ActionCheckpointStop Action = "checkpoint-stop"
 	ActionStop           Action = "stop"
 	ActionKill           Action = "kill"
+	// ActionRestart: checkpoint, stop, start a new child from the newest
+	// acknowledged checkpoint.
+	ActionRestart Action = "restart"
+	// ActionRollback: as restart, from the newest checkpoint acknowledged
+	// before the violation began (Decision.Since), not the newest.
+	ActionRollback Action = "rollback"
+	// ActionFailover: stop, then run the policy's [recovery] fallback.
+	ActionFailover Action = "failover"
+	// ActionRerunSeed: stop, then run the command again from the start
+	// with the same seed (the world record's reproducibility rule).
+	ActionRerunSeed Action = "rerun-seed"
 )
 
 var knownActions = []Action{ActionLog, ActionAlert, ActionCheckpoint, ActionDegrade,
-	ActionCheckpointStop, ActionStop, ActionKill}
+	ActionCheckpointStop, ActionStop, ActionKill, ActionRestart, ActionRollback, ActionFailover, ActionRerunSeed}
 
 // ParseAction reads an action name.
 func ParseAction(s string) (Action, error) {
@@ -78,13 +90,26 @@ func ParseAction(s string) (Action, error) {
 
 // Ends reports whether the action ends the child.
 func (a Action) Ends() bool {
-	return a == ActionCheckpointStop || a == ActionStop || a == ActionKill
+	return a == ActionCheckpointStop || a == ActionStop || a == ActionKill || a.Recovers()
 }
 
+// Recovers reports whether the action goes on after the child's end
+// (restart, rollback, failover, rerun-seed).
+func (a Action) Recovers() bool {
+	return a == ActionRestart || a == ActionRollback || a == ActionFailover || a == ActionRerunSeed
+}
+
+// CheckpointsFirst reports whether the action asks for a checkpoint
+// before it stops the child: checkpoint-stop, and restart (whose next
+// child resumes from it). Rollback goes back before the violation, so a
+// checkpoint of the bad state is of no use; failover and rerun-seed do
+// not resume.
+func (a Action) CheckpointsFirst() bool { return a == ActionCheckpointStop || a == ActionRestart }
+
 // DefaultAction is the action a severity implies when a rule names none
-// (seed 2.1): critical -> emergency stop, high -> the recovery strategy
-// (until recovery strategies exist: checkpoint then stop, which keeps the
-// work), medium -> log and alert, low -> warning.
+// (seed 2.1): critical -> emergency stop, high -> checkpoint then stop,
+// which keeps the work (a policy's [recovery] strategy replaces it: see
+// Resolve), medium -> log and alert, low -> warning.
 func DefaultAction(s Severity) Action {
 	switch s {
 	case SeverityCritical:
@@ -111,4 +136,7 @@ type Decision struct {
 	// ExitCode, when set, is the code prism-run exits with if this decision
 	// ends the child (a rule's exit_code).
 	ExitCode *int `json:"exit_code,omitempty"`
+	// Since is when the rule's condition began to hold (the start of its
+	// episode): a rollback goes back to a checkpoint from before it.
+	Since time.Time `json:"since,omitzero"`
 }

@@ -232,7 +232,7 @@ func (a *armedRule) step(v Verdict, now time.Time) (fire, escalated bool) {
 func (a *armedRule) decision(now time.Time, escalated bool) Decision {
 	m := &a.meta
 	d := Decision{Time: now, Rule: m.Name, Kind: m.Kind, Severity: m.Severity, Action: m.Action,
-		What: m.What, Signal: m.Signal, Reason: a.rule.Reason(), ExitCode: m.ExitCode}
+		What: m.What, Signal: m.Signal, Reason: a.rule.Reason(), ExitCode: m.ExitCode, Since: a.holdSince}
 	if m.For > 0 {
 		d.Reason += fmt.Sprintf(" (held %s)", now.Sub(a.holdSince).Round(time.Millisecond))
 	}
@@ -258,5 +258,28 @@ func (a *armedRule) due(v Verdict, now time.Time) bool {
 		return v.Fresh
 	default:
 		return now.Sub(a.lastFire) >= time.Duration(r)
+	}
+}
+
+// attemptScoped is a rule whose state belongs to one child: its window,
+// trend, best value, counter or heartbeat. A new attempt (a restart)
+// starts it afresh at start, so the new child is not judged on the old
+// one's last values (a stall's best loss, a trend across a rollback that
+// went back in time).
+type attemptScoped interface{ rearm(start time.Time) }
+
+// NewAttempt tells the engine that a new child starts at now (a restart):
+// every rule's episode ends, and the attempt-scoped rules (threshold,
+// monotonic, stall, converge-by, heartbeat, the periodic checkpoint)
+// start afresh. The run-wide rules keep what they hold: a deadline counts
+// from the run's start, a budget adds up over the whole run, a ratio
+// judges its window of time, max and health judge each observation.
+// A "once" rule that fired stays fired.
+func (e *Engine) NewAttempt(now time.Time) {
+	for _, a := range e.rules {
+		a.holdSince, a.firstFire, a.escalated = time.Time{}, time.Time{}, false
+		if r, ok := a.rule.(attemptScoped); ok {
+			r.rearm(now)
+		}
 	}
 }

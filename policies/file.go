@@ -82,11 +82,24 @@ type Actions struct {
 	SendUnhandled *bool `toml:"send_unhandled,omitempty"`
 }
 
-// Recovery holds the recovery strategies (restart, rollback, failover):
-// accepted by the file format, refused until prism-run can restart.
+// Recovery is what happens after a child ends: whether it is started
+// again, how often and how soon, from which checkpoint, and what runs
+// when restarts are used up (docs/DESIGN.md "Recovery").
 type Recovery struct {
-	Strategy *string  `toml:"strategy,omitempty"`
-	Fallback []string `toml:"fallback,omitempty"`
+	// Strategy is what a high-severity rule without an action does:
+	// checkpoint-stop (the default), restart, rollback or failover.
+	Strategy *string `toml:"strategy,omitempty"`
+	// Restart is what a child's own end does (systemd's Restart=):
+	// never (the default), on-failure, always.
+	Restart            *string   `toml:"restart,omitempty"`
+	MaxRestarts        *int64    `toml:"max_restarts,omitempty"`
+	MaxRestartsPerHour *int64    `toml:"max_restarts_per_hour,omitempty"`
+	BackoffInitial     *Duration `toml:"backoff_initial,omitempty"`
+	BackoffMax         *Duration `toml:"backoff_max,omitempty"`
+	Jitter             *float64  `toml:"jitter,omitempty"`
+	HealthyAfter       *Duration `toml:"healthy_after,omitempty"`
+	Fallback           []string  `toml:"fallback,omitempty"`
+	Keep               *int64    `toml:"keep,omitempty"`
 }
 
 // RuleSpec is one [[rule]] table. Which fields apply depends on Kind.
@@ -493,8 +506,8 @@ func fieldErr(field, format string, a ...any) error {
 // validate checks what the decoder cannot: known names, ranges, rules that
 // can be built. Fields are named in locator form ("rule#1.kind").
 func (p *Policy) validate() error {
-	if p.Recovery.Strategy != nil || len(p.Recovery.Fallback) > 0 {
-		return fieldErr("recovery", "recovery strategies (restart, rollback, failover) are not supported yet")
+	if err := p.Recovery.check(); err != nil {
+		return err
 	}
 	for _, k := range []struct {
 		f string

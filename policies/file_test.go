@@ -103,7 +103,6 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "[[rule]\nname = 1\n", "p.toml:2:7: expected end of table array name"},
 		{"unknown kind", "[[rule]]\nname = \"a\"\nkind = \"thresh\"\n", "p.toml:3: rule[0].kind: unknown rule kind \"thresh\""},
 		{"unknown action", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\naction = \"explode\"\n", "p.toml:5: rule[0].action: unknown action"},
-		{"recovery action", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\naction = \"restart\"\n", "p.toml:5: rule[0].action: action \"restart\" needs restarts"},
 		{"unknown aggregate", "[[rule]]\nname = \"a\"\nkind = \"threshold\"\nmetric = \"x\"\nabove = 1\naggregate = \"p95\"\n", "p.toml:6: rule[0].aggregate: unknown aggregate"},
 		{"unknown signal", "[actions]\ncheckpoint_signal = \"SIGFOO\"\n", "p.toml:2: actions.checkpoint_signal: unknown signal"},
 		{"field of another kind", "[[rule]]\nname = \"a\"\nkind = \"threshold\"\nmetric = \"x\"\nabove = 1\npatience = 3\n", "p.toml:6: rule[0].patience: does not apply to a threshold rule"},
@@ -120,7 +119,12 @@ func TestParseErrors(t *testing.T) {
 		{"bad repeat", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\nrepeat = \"sometimes\"\n", "p.toml:5: rule[0].repeat:"},
 		{"exit code range", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\nexit_code = 300\n", "p.toml:5: rule[0].exit_code: must be 0..255"},
 		{"escalate alone", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\nescalate = \"kill\"\n", "p.toml:5: rule[0].escalate: needs escalate_after"},
-		{"recovery", "[recovery]\nfallback = [\"./backup\"]\n", "p.toml:1: recovery: recovery strategies"},
+		{"unknown strategy", "[recovery]\nstrategy = \"pray\"\n", "p.toml:2: recovery.strategy: unknown strategy \"pray\" (checkpoint-stop | restart | rollback | failover)"},
+		{"unknown restart mode", "[recovery]\nrestart = \"sometimes\"\n", "p.toml:2: recovery.restart: unknown restart mode"},
+		{"negative max restarts", "[recovery]\nmax_restarts = -1\n", "p.toml:2: recovery.max_restarts: must be 0..1000000"},
+		{"backoff max below initial", "[recovery]\nbackoff_initial = \"1m\"\nbackoff_max = \"10s\"\n", "p.toml:3: recovery.backoff_max: is below backoff_initial"},
+		{"jitter of 1", "[recovery]\njitter = 1.0\n", "p.toml:2: recovery.jitter: must be at least 0 and below 1"},
+		{"empty fallback", "[recovery]\nfallback = []\n", "p.toml:2: recovery.fallback: must name a command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,3 +73,5 @@ func (r *ConvergeBy) Eval(_ time.Time, o Observation) Verdict {
 func (r *ConvergeBy) Reason() string {
 	return fmt.Sprintf("not %s after %s %s (must be within %s)", r.Converge, r.Counter, fmtv(r.iter), fmtv(r.Within))
 }
+
+func (r *ConvergeBy) rearm(time.Time) { r.iter, r.converged, r.c = 0, false, carried{} }

@@ -64,3 +64,6 @@ func (r *Heartbeat) Reason() string {
 	}
 	return fmt.Sprintf("no %s for %s (timeout %s)", what, r.gap.Round(time.Millisecond), r.Timeout)
 }
+
+// rearm: the new child has Timeout from its start.
+func (r *Heartbeat) rearm(start time.Time) { r.last, r.gap = r.clk.at(start), 0 }

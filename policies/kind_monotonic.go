@@ -82,3 +82,5 @@ func (r *Monotonic) Reason() string {
 		return fmt.Sprintf("%s increased from %s to %s", r.Metric, fmtv(r.prev), fmtv(r.last))
 	}
 }
+
+func (r *Monotonic) rearm(time.Time) { r.last, r.prev, r.seen = 0, 0, false }

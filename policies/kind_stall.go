@@ -92,3 +92,5 @@ func (r *Stall) Eval(_ time.Time, o Observation) Verdict {
 func (r *Stall) Reason() string {
 	return fmt.Sprintf("%s has not improved by %s in %d observations (best %s)", r.Metric, fmtv(r.MinDelta), r.since, fmtv(r.best))
 }
+
+func (r *Stall) rearm(time.Time) { r.best, r.seen, r.since, r.c = 0, false, 0, carried{} }

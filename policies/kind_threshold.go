@@ -107,3 +107,5 @@ func (r *Threshold) Reason() string {
 		return fmt.Sprintf("%s = %s, below %s", r.desc, fmtv(v), fmtv(*r.Below))
 	}
 }
+
+func (r *Threshold) rearm(time.Time) { r.w, r.c, r.value = newWindow(r.w.n, r.w.d), carried{}, 0 }

@@ -54,3 +54,6 @@ func (p *Periodic) Eval(start time.Time, o Observation) Verdict {
 
 // Reason implements Rule.
 func (p *Periodic) Reason() string { return fmt.Sprintf("periodic request every %s", p.Interval) }
+
+// rearm: the new child's first request comes Interval after its start.
+func (p *Periodic) rearm(start time.Time) { p.next = start.Add(p.Interval) }

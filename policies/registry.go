@@ -80,10 +80,6 @@ func DegradeRequests() []string {
 	return []string{"reduce-precision", "reduce-ensemble", "increase-temperature", "increase-effort", "free-memory"}
 }
 
-// recoveryActions are the design's actions that need restarts, which
-// prism-run does not do yet.
-func recoveryActions() []string { return []string{"restart", "rollback", "failover", "rerun-seed"} }
-
 func actionList() string {
 	names := make([]string, len(knownActions))
 	for i, a := range knownActions {
@@ -228,9 +224,6 @@ func (r *RuleSpec) degrade(f string, m *Meta) error {
 }
 
 func parseAction(field, s string) (Action, error) {
-	if slices.Contains(recoveryActions(), s) {
-		return "", fieldErr(field, "action %q needs restarts, which prism-run does not do yet", s)
-	}
 	a, err := ParseAction(s)
 	if err != nil {
 		return "", fieldErr(field, "unknown action %q (%s)", s, actionList())
