@@ -283,3 +283,16 @@ func (e *Engine) NewAttempt(now time.Time) {
 		}
 	}
 }
+
+// Holding returns when each rule that acts by a (its action or its
+// escalation) and holds now began to hold: a rollback that may still
+// come needs a checkpoint from before each.
+func (e *Engine) Holding(a Action) []time.Time {
+	var out []time.Time
+	for _, r := range e.rules {
+		if !r.holdSince.IsZero() && (r.meta.Action == a || r.meta.Escalate == a) {
+			out = append(out, r.holdSince)
+		}
+	}
+	return out
+}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/markers"
 	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/telemetry"
 )
 
 // attempt is one child of a run: its process, its output pumps, its
@@ -23,11 +25,13 @@ import (
 // (supervise) is the attempt's: it ends when the child and everything it
 // started are gone.
 type attempt struct {
-	r     *run
-	n     int // 0 for the first attempt (PRISM_RESTART_COUNT)
-	cmd   *exec.Cmd
-	child *Child
-	pid   int // also the child's process group id (Setpgid)
+	r *run
+	attemptSpec
+	n       int // its index in the job, 0 for the first (PRISM_RESTART_COUNT)
+	started time.Time
+	cmd     *exec.Cmd
+	child   *Child
+	pid     int // also the child's process group id (Setpgid)
 
 	outR, errR *os.File
 	batches    chan batch
@@ -44,6 +48,20 @@ type attempt struct {
 
 	tty       *terminal // --foreground: the terminal handed to the child's group
 	warnedTTY bool      // the "stopped by SIGTTIN" warning was given
+
+	// acked is the newest checkpoint this child acknowledged ("" none).
+	acked string
+	// results are the values of its result markers (result, result_*),
+	// for --verify-repro: the last of each name, as text.
+	results map[string]string
+}
+
+// attemptSpec is what differs between the attempts of a run.
+type attemptSpec struct {
+	argv    []string // the command to start (the run's, or the fallback)
+	role    string   // "" | "fallback" | "verify" (telemetry.Attempt.Role)
+	resume  string   // PRISM_RESUME ("" = start fresh)
+	backoff time.Duration
 }
 
 // batch is what a pump found in one read of the child's output.
@@ -53,15 +71,25 @@ type batch struct {
 }
 
 // startAttempt starts the run's next child.
-func (r *run) startAttempt() (*attempt, error) {
-	a := &attempt{r: r, n: r.attempts, warnedNoHandler: map[syscall.Signal]bool{}}
+func (r *run) startAttempt(spec attemptSpec) (*attempt, error) {
+	a := &attempt{r: r, attemptSpec: spec, n: len(r.history), started: r.cfg.Clock.Now(),
+		warnedNoHandler: map[syscall.Signal]bool{}, results: map[string]string{}}
 	r.attempts++
 	r.rep.Attempts = r.attempts
+	att := telemetry.Attempt{N: a.n, RunID: r.cfg.RunID, Role: spec.role, Start: a.started, Resume: spec.resume,
+		BackoffSeconds: spec.backoff.Seconds()}
+	if spec.role == "fallback" {
+		att.Command = spec.argv
+	}
+	r.history = append(r.history, att)
 	a.stop = newStopMachine(r.cfg.Clock, r.cfg.CheckpointTimeout, r.cfg.KillAfter, a, r.log)
 	if err := a.start(); err != nil {
 		a.closePipes()
+		r.history[a.n].End, r.history[a.n].Reason = r.cfg.Clock.Now(), telemetry.ReasonError
+		r.history[a.n].Exit, r.history[a.n].Next = ExitCode(Failed(err)), "could not start: "+err.Error()
 		return nil, err
 	}
+	r.history[a.n].PID = a.pid
 	return a, nil
 }
 
@@ -101,7 +129,14 @@ func (a *attempt) start() error {
 	if err := a.verifyIsolation(); err != nil {
 		return err
 	}
-	a.r.log.Info().Int("pid", a.pid).Str("run_id", cfg.RunID).Strs("command", cfg.Command).Msg("child started")
+	ev := a.r.log.Info().Int("pid", a.pid).Str("run_id", cfg.RunID).Strs("command", a.argv)
+	if a.n > 0 {
+		ev = ev.Int("restart_count", a.n)
+	}
+	if a.resume != "" {
+		ev = ev.Str("resume", a.resume)
+	}
+	ev.Msg("child started")
 	a.batches = make(chan batch, 64)
 	a.pumpsDone = make(chan struct{}, 2)
 	go a.pump(a.outR, cfg.Stdout, policies.SourceStdout)
@@ -222,15 +257,15 @@ func (a *attempt) command() (*exec.Cmd, *os.File, error) {
 		spec.CgroupProcs = cg.ProcsFiles()
 	}
 	if !spec.Needed() {
-		return exec.Command(cfg.Command[0], cfg.Command[1:]...), nil, nil
+		return exec.Command(a.argv[0], a.argv[1:]...), nil, nil
 	}
 	// Resolve the command as os/exec would (prism-run's PATH), so that
 	// "not found" is known before anything starts.
-	path, err := exec.LookPath(cfg.Command[0])
+	path, err := exec.LookPath(a.argv[0])
 	if err != nil {
 		return nil, nil, startError(err)
 	}
-	spec.Path, spec.Args = path, cfg.Command
+	spec.Path, spec.Args = path, a.argv
 	cmd, err := limits.Command(cfg.Self, spec)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)

@@ -31,8 +31,8 @@ const (
 	DefaultTickInterval      = 100 * time.Millisecond
 )
 
-// ResumeLatest as Config.Resume picks the newest checkpoint in the
-// checkpoint folder, or none when it is empty: the same command line then
+// ResumeLatest as Config.Resume picks the newest checkpoint the child
+// acknowledged, from the state folder, or none: the same command line then
 // starts fresh the first time and resumes after every requeue.
 const ResumeLatest = "latest"
 
@@ -52,6 +52,22 @@ type Config struct {
 	RunID   string
 	Mission string
 	Seed    uint64
+	// SeedSet: Seed was chosen by the user; otherwise a state folder's
+	// seed replaces it (a resumed job keeps its seed).
+	SeedSet bool
+	// VerifyRepro runs the command a second time, from the beginning
+	// with the same seed, after a run that exited 0, and compares the
+	// result markers (result, result_*): a difference is exit 65.
+	VerifyRepro bool
+
+	// Recovery is what follows a child's end: restarts, their budget and
+	// backoff, the fallback, checkpoint retention (the zero value: no
+	// restart; a rule's recovery action then ends the run).
+	Recovery policies.RecoveryPlan
+	// StateDir holds the job's state across invocations (acknowledged
+	// checkpoints, failures, attempts, seed); "" = StateFolderName in
+	// CheckpointDir when one is given, else none.
+	StateDir string
 
 	// CheckpointDir is where the child writes checkpoints; "" = a
 	// "checkpoints" folder inside a per-run folder under os.TempDir(),
@@ -59,7 +75,8 @@ type Config struct {
 	CheckpointDir string
 
 	// Resume is the checkpoint the child resumes from (PRISM_RESUME): a
-	// path, or ResumeLatest for the newest file in CheckpointDir; "" = none.
+	// path, or ResumeLatest for the newest checkpoint acknowledged on the
+	// state (never merely the newest file); "" = none.
 	Resume string
 
 	KillAfter time.Duration // SIGTERM -> SIGKILL grace; 0 = SIGKILL right after SIGTERM

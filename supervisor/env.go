@@ -1,13 +1,10 @@
 package supervisor
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Environment variables of the control protocol: what prism-run gives the
@@ -61,8 +58,8 @@ func (a *attempt) childEnv() []string {
 	if cfg.Mission != "" {
 		ours[EnvMission] = cfg.Mission
 	}
-	if a.r.resume != "" {
-		ours[EnvResume] = a.r.resume
+	if a.resume != "" {
+		ours[EnvResume] = a.resume
 	}
 	env := make([]string, 0, len(base)+len(ours))
 	for _, kv := range base {
@@ -113,41 +110,6 @@ func setEnv(keep []string) []string {
 		}
 	}
 	return out
-}
-
-// resolveResume turns Config.Resume into the path given to the child.
-func resolveResume(resume, ckDir string) (string, error) {
-	if resume != ResumeLatest {
-		if resume == "" {
-			return "", nil
-		}
-		if _, err := os.Stat(resume); err != nil {
-			return "", fmt.Errorf("%w: resume: %w", ErrConfig, err)
-		}
-		return filepath.Abs(resume)
-	}
-	entries, err := os.ReadDir(ckDir)
-	if err != nil {
-		return "", fmt.Errorf("%w: resume latest: %w", ErrSetup, err)
-	}
-	var best string
-	var bestTime time.Time
-	for _, e := range entries {
-		// Dot names are checkpoints still being written (temporary
-		// names). A folder is a checkpoint too (a sharded one: one file
-		// per rank).
-		if !(e.Type().IsRegular() || e.IsDir()) || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		if best == "" || fi.ModTime().After(bestTime) || (fi.ModTime().Equal(bestTime) && e.Name() > filepath.Base(best)) {
-			best, bestTime = filepath.Join(ckDir, e.Name()), fi.ModTime()
-		}
-	}
-	return best, nil
 }
 
 // without returns env less the variables named in drop.

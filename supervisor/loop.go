@@ -49,7 +49,6 @@ func (a *attempt) supervise(ctx context.Context) (Outcome, error) {
 	a.killLeftovers()
 	a.drain()
 	a.closePipes()
-	a.r.closeCgroup()
 	_ = a.cmd.Process.Release()
 	return a.outcome()
 }
@@ -141,6 +140,9 @@ func (a *attempt) record(o policies.Observation) {
 	m.Count++
 	m.Last, m.Text, m.Time = telemetry.Float(o.Value), o.Text, o.Time
 	rep.Markers[o.Name] = m
+	if isResult(o.Name) && len(a.results) < MaxMarkerNames {
+		a.results[o.Name] = resultText(o)
+	}
 	if o.Name != policies.NameCheckpoint || o.Text == "" {
 		return
 	}
@@ -150,7 +152,7 @@ func (a *attempt) record(o policies.Observation) {
 	} else {
 		log.Info().Str("path", o.Text).Msg("checkpoint reported")
 	}
-	rep.Checkpoints = append(rep.Checkpoints, telemetry.Checkpoint{Path: o.Text, Time: o.Time, Rule: rule})
+	a.acked = a.r.acknowledge(a, o.Text, o.Time, rule)
 }
 
 // observe feeds the engine and carries out its decisions.

@@ -24,11 +24,12 @@ var (
 
 // Exit codes of the design's table that prism-run chooses itself.
 const (
-	ExitResumable = 75  // stopped by a policy after a confirmed checkpoint (sysexits EX_TEMPFAIL)
-	ExitPolicy    = 124 // stopped by a policy without one (GNU timeout's code)
-	ExitInternal  = 125 // prism-run failed
-	ExitCannotRun = 126 // the command was found but could not be run
-	ExitNotFound  = 127 // the command was not found
+	ExitNotReproducible = 65  // --verify-repro: the second run's results differ (sysexits EX_DATAERR)
+	ExitResumable       = 75  // stopped by a policy after a confirmed checkpoint (sysexits EX_TEMPFAIL)
+	ExitPolicy          = 124 // stopped by a policy without one (GNU timeout's code)
+	ExitInternal        = 125 // prism-run failed
+	ExitCannotRun       = 126 // the command was found but could not be run
+	ExitNotFound        = 127 // the command was not found
 )
 
 // Outcome is how a run ended, as far as its exit code is concerned.
@@ -63,6 +64,8 @@ func ExitCode(o Outcome) int {
 	switch o.Reason {
 	case telemetry.ReasonExited:
 		return o.Code
+	case telemetry.ReasonNotReproducible:
+		return ExitNotReproducible
 	case telemetry.ReasonSignaled, telemetry.ReasonOOM:
 		// The shell's convention, and GNU timeout's and tini's: 128+N.
 		return 128 + int(o.Signal)

@@ -43,16 +43,13 @@ func Run(ctx context.Context, cfg Config) (*telemetry.Report, error) {
 	if err != nil {
 		return fail(err)
 	}
-	// One attempt: restarts (a later issue) become a loop here, each
-	// attempt a fresh child under the same engine, report and budget.
-	a, err := r.startAttempt()
-	if err != nil {
+	// Attempts, one child each, under the same engine, report and
+	// budget: restarts are a loop here (Nomad's executor: one attempt
+	// per executor, restarts a layer up).
+	if err := r.loop(ctx); err != nil {
 		return fail(err)
 	}
-	out, err := a.supervise(ctx)
-	rep.End = cfg.Clock.Now()
-	r.conclude(out, a)
-	return rep, err
+	return rep, nil
 }
 
 // run is one supervised run: what outlives any one child. It owns the
@@ -68,10 +65,14 @@ type run struct {
 	parser *markers.Parser
 	reaper *Reaper
 
-	resume     string   // PRISM_RESUME of the first attempt
-	runDir     string   // created by newRun, removed by cleanup when empty of checkpoints
-	ownCkptDir bool     // the checkpoint folder is inside the run folder
-	madeDirs   []string // the folders prism-run made for the checkpoint folder, top first
+	resume     string              // PRISM_RESUME of the first attempt
+	ledger     ledger              // the job's acknowledged checkpoints
+	budget     *budget             // failures, backoff
+	store      *stateStore         // the state folder, held (nil: no state kept)
+	history    []telemetry.Attempt // the job's attempts, earlier invocations' first
+	runDir     string              // created by newRun, removed by cleanup when empty of checkpoints
+	ownCkptDir bool                // the checkpoint folder is inside the run folder
+	madeDirs   []string            // the folders prism-run made for the checkpoint folder, top first
 	control    *controlFile
 
 	paused       time.Duration // time the job spent stopped by job control (see observe)
@@ -147,7 +148,11 @@ func (r *run) prepareFolders() error {
 		return fmt.Errorf("%w: checkpoint folder: %w", ErrSetup, err)
 	}
 	r.rep.CheckpointDir = ck
-	if r.resume, err = resolveResume(r.cfg.Resume, ck); err != nil {
+	r.ledger.dir = ck
+	if err := r.openState(); err != nil {
+		return err
+	}
+	if r.resume, err = r.resolveResume(); err != nil {
 		return err
 	}
 	if r.resume != "" {
@@ -164,6 +169,7 @@ func (r *run) prepareFolders() error {
 // ever started), the control file, and the run folder unless the child
 // left checkpoints in it.
 func (r *run) cleanup() {
+	r.store.close()
 	if r.reaper != nil {
 		r.reaper.Close()
 	}
@@ -175,7 +181,7 @@ func (r *run) cleanup() {
 		return
 	}
 	if r.ownCkptDir {
-		if entries, err := os.ReadDir(r.rep.CheckpointDir); err == nil && len(entries) > 0 {
+		if entries, err := os.ReadDir(r.rep.CheckpointDir); err == nil && slices.ContainsFunc(entries, notState) {
 			r.log.Info().Str("dir", r.runDir).Msg("checkpoints kept")
 			return
 		}
@@ -211,6 +217,9 @@ func (r *run) observe(o policies.Observation) []policies.Decision {
 	ds := r.engine.Observe(o)
 	for i := range ds {
 		ds[i].Time = ds[i].Time.Add(r.paused)
+		if !ds[i].Since.IsZero() {
+			ds[i].Since = ds[i].Since.Add(r.paused)
+		}
 	}
 	return ds
 }

@@ -548,59 +548,6 @@ func TestCheckpointDirGiven(t *testing.T) {
 	}
 }
 
-func TestResolveResume(t *testing.T) {
-	dir := t.TempDir()
-	if got, err := resolveResume(ResumeLatest, dir); err != nil || got != "" {
-		t.Fatalf("empty folder: %q, %v; want a fresh start", got, err)
-	}
-	old := time.Now().Add(-time.Hour)
-	for name, mtime := range map[string]time.Time{"a.ck": old, "b.ck": old.Add(time.Minute), ".c.ck.tmp": time.Now()} {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got, err := resolveResume(ResumeLatest, dir); err != nil || got != filepath.Join(dir, "b.ck") {
-		t.Errorf("latest = %q, %v; want b.ck (newest, not the temporary file)", got, err)
-	}
-	// A sharded checkpoint is a folder: the newest one counts, one being
-	// written (a dot name) does not.
-	for name, mtime := range map[string]time.Time{"step2": old.Add(2 * time.Minute), ".step3.tmp": time.Now()} {
-		p := filepath.Join(dir, name)
-		if err := os.Mkdir(p, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got, err := resolveResume(ResumeLatest, dir); err != nil || got != filepath.Join(dir, "step2") {
-		t.Errorf("latest = %q, %v; want the sharded step2", got, err)
-	}
-	if got, err := resolveResume(filepath.Join(dir, "a.ck"), dir); err != nil || got != filepath.Join(dir, "a.ck") {
-		t.Errorf("explicit = %q, %v", got, err)
-	}
-	if _, err := resolveResume(filepath.Join(dir, "missing"), dir); !errors.Is(err, ErrConfig) {
-		t.Errorf("missing checkpoint: %v, want ErrConfig", err)
-	}
-}
-
-func TestResumeReachesTheChild(t *testing.T) {
-	ck := t.TempDir()
-	if err := os.WriteFile(filepath.Join(ck, "state.json"), []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, "env", EnvResume)
-	h.cfg.CheckpointDir, h.cfg.Resume = ck, ResumeLatest
-	h.run(t)
-	if want := "PRISM_RESUME=" + filepath.Join(ck, "state.json") + "\n"; h.stdout.String() != want {
-		t.Errorf("child saw %q, want %q", h.stdout, want)
-	}
-}
-
 func rl(t *testing.T, name string, v uint64) limits.Rlimit {
 	t.Helper()
 	r, err := limits.NewRlimit(name, v)

@@ -19,11 +19,14 @@ const (
 	ReasonPolicy   Reason = "policy"   // a policy stopped the child
 	ReasonError    Reason = "error"    // prism-run failed, or could not start the child
 	ReasonOOM      Reason = "oom"      // the kernel OOM-killed the child in its cgroup (exit 137)
+	// ReasonNotReproducible: --verify-repro ran the command again with
+	// the same seed and its result markers differed (exit 65).
+	ReasonNotReproducible Reason = "not-reproducible"
 )
 
 // Reasons lists every Reason.
 func Reasons() []Reason {
-	return []Reason{ReasonExited, ReasonSignaled, ReasonPolicy, ReasonError, ReasonOOM}
+	return []Reason{ReasonExited, ReasonSignaled, ReasonPolicy, ReasonError, ReasonOOM, ReasonNotReproducible}
 }
 
 // Report is the JSON run report (--report): what the command line asked
@@ -38,6 +41,12 @@ type Report struct {
 	Seed     uint64   `json:"seed"`
 	// Attempts counts the children started (1 without restarts).
 	Attempts int `json:"attempts"`
+	// AttemptLog is every attempt of the job, those of earlier
+	// invocations on the same state included, oldest first.
+	AttemptLog []Attempt `json:"attempt_log,omitempty"`
+	// Recovery is what restarts, failover and retention did (absent
+	// when the run had one attempt and deleted nothing).
+	Recovery *Recovery `json:"recovery,omitempty"`
 	// Enforced is the plan the run was held to, item by item, exactly as
 	// --dry-run prints it (absent when no child started).
 	Enforced []Enforced `json:"enforced,omitempty"`
@@ -146,6 +155,61 @@ type Checkpoint struct {
 	// Rule is the rule whose request this acknowledged ("" when the child
 	// checkpointed unasked).
 	Rule string `json:"rule,omitempty"`
+	// Attempt is the PRISM_RESTART_COUNT of the child that wrote it.
+	Attempt int `json:"attempt"`
+	// Abandoned: a rollback went back past it (it holds the bad state):
+	// never resumed from, the first to go at retention.
+	Abandoned bool `json:"abandoned,omitempty"`
+	// Deleted: retention removed it.
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// Attempt is one child of a job: a start of the command (or of the
+// fallback, or of the reproducibility check) and how it ended.
+type Attempt struct {
+	N     int    `json:"n"`      // its PRISM_RESTART_COUNT
+	RunID string `json:"run_id"` // the invocation that started it
+	// Role is "" for the command, "fallback" for the failover command,
+	// "verify" for --verify-repro's second run.
+	Role    string    `json:"role,omitempty"`
+	Command []string  `json:"command,omitempty"` // when not the run's command
+	PID     int       `json:"pid,omitempty"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Exit    int       `json:"exit"`
+	Reason  Reason    `json:"reason"`
+	Signal  string    `json:"signal,omitempty"`
+	Rule    string    `json:"rule,omitempty"` // the rule that ended it
+	// Resume is the checkpoint it was given (PRISM_RESUME).
+	Resume string `json:"resume,omitempty"`
+	// BackoffSeconds is how long prism-run waited before starting it.
+	BackoffSeconds float64 `json:"backoff_s,omitempty"`
+	// Counted: its end used the failure budget; Preempted: it was
+	// stopped with its work saved, which does not.
+	Counted   bool `json:"counted,omitempty"`
+	Preempted bool `json:"preempted,omitempty"`
+	// Next is what followed its end: why the next attempt started, or
+	// why the run ended.
+	Next string `json:"next,omitempty"`
+}
+
+// Recovery is what the run's recovery did.
+type Recovery struct {
+	Restarts int `json:"restarts"` // attempts started after the first (this invocation)
+	// Failures counts the ends that used the failure budget, over the
+	// whole job (earlier invocations included).
+	Failures    int `json:"failures"`
+	Preemptions int `json:"preemptions"`
+	// Verdict is set when recovery ended the run: "restarts exhausted:
+	// ...", "crash loop: ...", "not reproducible: ...".
+	Verdict  string `json:"verdict,omitempty"`
+	Failover bool   `json:"failover,omitempty"` // the fallback command ran
+	// StateFile is the state a next invocation resumes from.
+	StateFile string `json:"state_file,omitempty"`
+	// Deleted are the checkpoints retention removed (keep); Refused those
+	// it would not (outside the checkpoint folder).
+	Deleted []string `json:"deleted,omitempty"`
+	Refused []string `json:"refused,omitempty"`
 }
 
 // MarkerStat is what was seen of one marker name.

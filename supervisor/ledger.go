@@ -1,0 +1,141 @@
+package supervisor
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prism-run/prism-run/telemetry"
+)
+
+// ledger is the job's acknowledged checkpoints, oldest first: a
+// checkpoint the child acknowledged (it printed `checkpoint="PATH"`,
+// which by the protocol means the checkpoint is whole). Only these are
+// ever resumed from, never "the newest file in the folder" (a
+// half-written .tmp, a log file).
+type ledger struct {
+	dir string // the checkpoint folder (absolute): retention deletes only its entries
+	cps []telemetry.Checkpoint
+}
+
+// add records an acknowledgement. A path acknowledged again (a child that
+// overwrites one file) moves to the newest place.
+func (l *ledger) add(c telemetry.Checkpoint) {
+	for i := range l.cps {
+		if l.cps[i].Path == c.Path {
+			l.cps = append(l.cps[:i], l.cps[i+1:]...)
+			break
+		}
+	}
+	l.cps = append(l.cps, c)
+	if len(l.cps) > maxLedger {
+		l.cps = l.cps[1:]
+	}
+}
+
+// usable reports whether c may be handed to a child: acknowledged, not
+// abandoned or deleted, and still there.
+func usable(c telemetry.Checkpoint) bool {
+	if c.Abandoned || c.Deleted {
+		return false
+	}
+	_, err := os.Stat(c.Path)
+	return err == nil
+}
+
+// newest is the newest usable checkpoint ("" when none).
+func (l *ledger) newest() string {
+	return l.before(time.Time{})
+}
+
+// before is the newest usable checkpoint acknowledged before t (any
+// time when t is zero), "" when none.
+func (l *ledger) before(t time.Time) string {
+	for i := len(l.cps) - 1; i >= 0; i-- {
+		c := l.cps[i]
+		if (t.IsZero() || c.Time.Before(t)) && usable(c) {
+			return c.Path
+		}
+	}
+	return ""
+}
+
+// abandonAfter marks the checkpoints acknowledged at or after t as
+// abandoned: a rollback went back before them.
+func (l *ledger) abandonAfter(t time.Time) {
+	for i := range l.cps {
+		if !l.cps[i].Time.Before(t) {
+			l.cps[i].Abandoned = true
+		}
+	}
+}
+
+// prune deletes the acknowledged checkpoints retention no longer keeps:
+// all but the newest keep usable ones, except the newest acknowledged
+// before each time in protect (a rollback that may still come needs it).
+// Only what the child acknowledged is deleted, and only an entry of the
+// checkpoint folder itself, through an os.Root of that folder (a path
+// the child names elsewhere, or a symlink swapped in, is not followed out
+// of it). It returns what it deleted and what it refused to.
+func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string) {
+	if keep <= 0 {
+		return nil, nil
+	}
+	kept := map[string]bool{}
+	n := 0
+	for i := len(l.cps) - 1; i >= 0 && n < keep; i-- {
+		if c := l.cps[i]; !c.Abandoned && !c.Deleted {
+			kept[c.Path] = true
+			n++
+		}
+	}
+	for _, t := range protect {
+		if p := l.before(t); p != "" {
+			kept[p] = true
+		}
+	}
+	var root *os.Root
+	defer func() {
+		if root != nil {
+			_ = root.Close()
+		}
+	}()
+	for i := range l.cps {
+		c := &l.cps[i]
+		if c.Deleted || kept[c.Path] {
+			continue
+		}
+		name, ok := entryOf(l.dir, c.Path)
+		if !ok {
+			refused = append(refused, c.Path)
+			c.Deleted = true // never tried again; never resumed from either
+			continue
+		}
+		if root == nil {
+			var err error
+			if root, err = os.OpenRoot(l.dir); err != nil {
+				return deleted, append(refused, c.Path)
+			}
+		}
+		if err := root.RemoveAll(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			refused = append(refused, c.Path)
+			continue
+		}
+		c.Deleted = true
+		deleted = append(deleted, c.Path)
+	}
+	return deleted, refused
+}
+
+// entryOf is path's name in dir when path is an entry of dir itself (not
+// dir, not deeper, not a dot name).
+func entryOf(dir, path string) (string, bool) {
+	rel, err := filepath.Rel(dir, filepath.Clean(path))
+	if err != nil || rel == "." || strings.ContainsRune(rel, filepath.Separator) || strings.HasPrefix(rel, ".") {
+		return "", false
+	}
+	return rel, true
+}

@@ -1,0 +1,414 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/telemetry"
+)
+
+// loop runs the attempts: the first, then as long as recovery asks for
+// one, a restart (from a checkpoint), a rollback, a rerun, or the
+// fallback; then, with VerifyRepro, the second run that checks the
+// result. It returns an error only when an attempt could not start.
+func (r *run) loop(ctx context.Context) error {
+	spec := attemptSpec{argv: r.cfg.Command, resume: r.resume}
+	for {
+		a, err := r.startAttempt(spec)
+		if err != nil {
+			r.syncState()
+			return err
+		}
+		r.syncState()
+		out, err := a.supervise(ctx)
+		end := r.ended(a, out)
+		s := r.budget.decide(end, r.cfg.Clock.Now())
+		r.afterAttempt(a, out, end, s)
+		if s.kind == stepEnd || err != nil {
+			r.rep.End = r.cfg.Clock.Now()
+			r.conclude(out, a)
+			if s.verdict != "" {
+				r.rep.Message += "; " + s.verdict
+			}
+			if err == nil && r.cfg.VerifyRepro && spec.role == "" && out.Reason == telemetry.ReasonExited && out.Code == 0 {
+				return r.verify(ctx, a)
+			}
+			r.syncState()
+			return err
+		}
+		if !r.wait(ctx, s.delay) {
+			r.rep.End = r.cfg.Clock.Now()
+			r.conclude(out, a)
+			r.rep.Message += "; no restart: stopped during the backoff"
+			r.syncState()
+			return nil
+		}
+		spec = r.next(s)
+		r.engine.NewAttempt(r.cfg.Clock.Now().Add(-r.paused))
+	}
+}
+
+// ended judges how an attempt ended, for recovery.
+func (r *run) ended(a *attempt, out Outcome) ended {
+	e := ended{outcome: out, ran: r.cfg.Clock.Since(a.started), failover: a.role == "fallback"}
+	m := a.stop
+	e.outside = m.cancelled() || m.outside || (m.stop != nil && m.stop.by == byOutside)
+	if out.Reason == telemetry.ReasonPolicy {
+		d := m.stop.decision
+		e.decision = &d
+		// A checkpoint-stop for a restart that the child acknowledged with
+		// a new checkpoint: the work is saved, as a preempted job's is.
+		e.preempted = out.Acked && d.Action.CheckpointsFirst() && a.acked != "" && a.acked != a.resume
+	}
+	// Someone outside prism-run SIGTERMed the child after it had saved
+	// its work: a preemption (a node drained, an operator), not a bug.
+	if out.Reason == telemetry.ReasonSignaled && out.Signal == unix.SIGTERM && a.acked != "" && !m.killed {
+		e.preempted = true
+	}
+	return e
+}
+
+// afterAttempt records an attempt's end in the report and the state.
+func (r *run) afterAttempt(a *attempt, out Outcome, e ended, s step) {
+	next := "end"
+	switch {
+	case s.kind == stepRestart:
+		next = "restart: " + s.why
+	case s.kind == stepFailover:
+		next = "failover: " + s.why
+	case s.verdict != "":
+		next = "end: " + s.verdict
+	}
+	if s.verdict != "" && s.kind == stepFailover {
+		next = "failover: " + s.verdict
+	}
+	att := r.endHistory(a, out, next)
+	att.Counted, att.Preempted = s.counted, e.preempted && !s.counted
+	rec := r.recovery()
+	if s.counted {
+		rec.Failures = len(r.budget.failures)
+	}
+	if att.Preempted {
+		rec.Preemptions++
+	}
+	if s.verdict != "" {
+		rec.Verdict = s.verdict
+	}
+	ev := r.log.Info()
+	if s.kind != stepEnd {
+		ev = r.log.Warn()
+	}
+	ev.Int("attempt", a.n).Int("exit_code", att.Exit).Bool("counted", s.counted).Msg(next)
+	r.syncState()
+}
+
+// endHistory closes the attempt's entry in the history and returns it.
+func (r *run) endHistory(a *attempt, out Outcome, next string) *telemetry.Attempt {
+	att := &r.history[a.n]
+	att.End, att.Exit, att.Reason, att.Next = r.cfg.Clock.Now(), ExitCode(out), out.Reason, next
+	if out.Signal != 0 {
+		att.Signal = unix.SignalName(out.Signal)
+	}
+	if out.Reason == telemetry.ReasonPolicy {
+		att.Rule = a.stop.stop.decision.Rule
+	}
+	return att
+}
+
+// recovery is the report's recovery section, made on first use.
+func (r *run) recovery() *telemetry.Recovery {
+	if r.rep.Recovery == nil {
+		r.rep.Recovery = &telemetry.Recovery{}
+	}
+	return r.rep.Recovery
+}
+
+// wait is the backoff before a restart, on the run's clock. A
+// terminating signal or the caller's cancellation ends the run instead;
+// SIGUSR1 has no child to ask and is logged.
+func (r *run) wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	r.log.Info().Stringer("backoff", d.Round(time.Millisecond)).Msg("waiting before the restart")
+	t := r.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C():
+			return true
+		case <-ctx.Done():
+			return false
+		case sig := <-r.cfg.Signals:
+			us, ok := sig.(unix.Signal)
+			if ok && terminating(us) {
+				r.log.Info().Str("signal", unix.SignalName(us)).Msg("no restart: signal received during the backoff")
+				r.rep.Forwarded = append(r.rep.Forwarded, unix.SignalName(us))
+				return false
+			}
+			r.log.Info().Str("signal", sig.String()).Msg("signal received between attempts: no child to pass it to")
+		}
+	}
+}
+
+// next is the spec of the attempt a step asks for.
+func (r *run) next(s step) attemptSpec {
+	spec := attemptSpec{argv: r.cfg.Command, backoff: s.delay}
+	switch {
+	case s.kind == stepFailover:
+		spec.argv, spec.role = r.cfg.Recovery.Fallback, "fallback"
+		spec.resume = r.ledger.newest()
+		r.recovery().Failover = true
+	case s.from == fromNewest:
+		spec.resume = r.ledger.newest()
+	case s.from == fromBefore:
+		spec.resume = r.ledger.before(s.since)
+		r.ledger.abandonAfter(s.since)
+		if spec.resume == "" {
+			r.log.Warn().Time("since", s.since).Msg("rollback: no checkpoint was acknowledged before the violation began: starting from the beginning")
+		}
+	}
+	r.recovery().Restarts++
+	return spec
+}
+
+// acknowledge records a checkpoint the child announced at time at
+// (answering rule's request, "" unasked): the ledger, the report, the
+// state, and retention. It returns the checkpoint's absolute path.
+func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) string {
+	if !filepath.IsAbs(path) {
+		base := r.cfg.Dir
+		if base == "" {
+			base, _ = os.Getwd()
+		}
+		path = filepath.Join(base, path)
+	}
+	path = filepath.Clean(path)
+	c := telemetry.Checkpoint{Path: path, Time: at, Rule: rule, Attempt: a.n}
+	r.ledger.add(c)
+	r.rep.Checkpoints = append(r.rep.Checkpoints, c)
+	if len(r.rep.Checkpoints) > maxLedger {
+		r.rep.Checkpoints = r.rep.Checkpoints[1:]
+	}
+	if keep := r.cfg.Recovery.Keep; keep > 0 {
+		deleted, refused := r.ledger.prune(keep, r.engine.Holding(policies.ActionRollback))
+		for _, p := range deleted {
+			r.log.Info().Str("path", p).Int("keep", keep).Msg("retention: deleted an older acknowledged checkpoint")
+		}
+		for _, p := range refused {
+			r.log.Warn().Str("path", p).Str("dir", r.ledger.dir).Msg("retention: not deleting a checkpoint outside the checkpoint folder")
+		}
+		if len(deleted)+len(refused) > 0 {
+			rec := r.recovery()
+			rec.Deleted = append(rec.Deleted, deleted...)
+			rec.Refused = append(rec.Refused, refused...)
+			r.markDeleted(deleted)
+		}
+	}
+	r.syncState()
+	return path
+}
+
+// markDeleted marks the report's checkpoints that retention removed.
+func (r *run) markDeleted(paths []string) {
+	for i := range r.rep.Checkpoints {
+		if slices.Contains(paths, r.rep.Checkpoints[i].Path) {
+			r.rep.Checkpoints[i].Deleted = true
+		}
+	}
+}
+
+// openState takes the state folder (Config.StateDir, or a dot folder in
+// a checkpoint folder the caller named) and carries on from its state:
+// the acknowledged checkpoints, the failures, the attempts, the seed.
+// Without either folder the state lives in memory only.
+func (r *run) openState() error {
+	dir := r.cfg.StateDir
+	if dir == "" && !r.ownCkptDir {
+		dir = filepath.Join(r.ledger.dir, StateFolderName)
+	}
+	var failures []time.Time
+	defer func() { r.budget = newBudget(r.cfg.Recovery, failures) }()
+	if dir == "" {
+		return nil
+	}
+	store, st, err := openState(dir)
+	if err != nil {
+		return err
+	}
+	r.store = store
+	r.recovery().StateFile = store.path()
+	if st == nil {
+		return nil
+	}
+	r.ledger.cps, failures, r.history = st.Checkpoints, st.Failures, st.Attempts
+	r.recovery().Failures, r.recovery().Preemptions = len(st.Failures), st.Preemptions
+	r.log.Info().Str("state", store.path()).Int("attempts", len(st.Attempts)).Int("failures", len(st.Failures)).
+		Int("checkpoints", len(st.Checkpoints)).Msg("carrying on from the state of an earlier invocation")
+	switch {
+	case !r.cfg.SeedSet:
+		r.cfg.Seed, r.rep.Seed = st.Seed, st.Seed
+	case r.cfg.Seed != st.Seed:
+		r.log.Warn().Uint64("seed", r.cfg.Seed).Uint64("state_seed", st.Seed).Msg("--seed differs from the seed of the state: the resumed job is not the one that was checkpointed")
+	}
+	if !slices.Equal(st.Command, r.cfg.Command) {
+		r.log.Warn().Strs("state_command", st.Command).Msg("the state was written for another command")
+	}
+	return nil
+}
+
+// syncState writes the state when a state folder is held. A write that
+// fails is a warning: the run goes on, and the next write may succeed.
+func (r *run) syncState() {
+	if r.store == nil {
+		return
+	}
+	st := &State{Command: r.cfg.Command, Seed: r.cfg.Seed, Checkpoints: r.ledger.cps, Attempts: r.history,
+		Failures: r.budget.failures, Updated: r.cfg.Clock.Now()}
+	if rec := r.rep.Recovery; rec != nil {
+		st.Preemptions = rec.Preemptions
+	}
+	r.rep.AttemptLog = r.history
+	if err := r.store.write(st); err != nil {
+		r.log.Warn().Err(err).Msg("cannot write the state")
+	}
+}
+
+// resolveResume is the first attempt's PRISM_RESUME: a path as given, or
+// for ResumeLatest the newest acknowledged checkpoint of the state.
+func (r *run) resolveResume() (string, error) {
+	switch r.cfg.Resume {
+	case "":
+		return "", nil
+	case ResumeLatest:
+		if p := r.ledger.newest(); p != "" {
+			return p, nil
+		}
+		msg := "--resume latest: no acknowledged checkpoint yet: starting from the beginning"
+		if r.store == nil {
+			msg += " (no state folder: only the checkpoints acknowledged to this run count)"
+		}
+		ev := r.log.Info()
+		if names := unacknowledged(r.ledger.dir); len(names) > 0 {
+			ev = r.log.Warn().Strs("not_resumed", names)
+			msg += "; the files in the checkpoint folder were never acknowledged to a prism-run on this state, so none is taken for a whole checkpoint"
+		}
+		ev.Msg(msg)
+		return "", nil
+	}
+	if _, err := os.Stat(r.cfg.Resume); err != nil {
+		return "", fmt.Errorf("%w: resume: %w", ErrConfig, err)
+	}
+	return filepath.Abs(r.cfg.Resume)
+}
+
+// unacknowledged names the first few entries of dir (not dot names).
+func unacknowledged(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if notState(e) && len(out) < 5 {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// notState: an entry of a checkpoint folder that is not prism-run's own
+// (its state folder, a dot name).
+func notState(e fs.DirEntry) bool { return !strings.HasPrefix(e.Name(), ".") }
+
+// maxLedger bounds the checkpoints the ledger, the state and the report
+// keep: a week-long job that checkpoints every minute must not grow
+// them without end (the oldest go first).
+const maxLedger = 1000
+
+// isResult: result markers, compared by --verify-repro.
+func isResult(name string) bool { return name == "result" || strings.HasPrefix(name, "result_") }
+
+func resultText(o policies.Observation) string {
+	if o.Text != "" {
+		return strconv.Quote(o.Text)
+	}
+	return strconv.FormatFloat(o.Value, 'g', -1, 64)
+}
+
+// errNotReproducible is --verify-repro's failure.
+var errNotReproducible = errors.New("not reproducible")
+
+// verify is --verify-repro: the command once more, from the beginning
+// with the same seed, supervised like any attempt, and its result
+// markers compared with those of the run's last attempt (first).
+func (r *run) verify(ctx context.Context, first *attempt) error {
+	r.log.Info().Uint64("seed", r.cfg.Seed).Msg("--verify-repro: running the command again from the beginning with the same seed")
+	r.engine.NewAttempt(r.cfg.Clock.Now().Add(-r.paused))
+	a, err := r.startAttempt(attemptSpec{argv: r.cfg.Command, role: "verify"})
+	if err != nil {
+		r.syncState()
+		return err
+	}
+	out, err := a.supervise(ctx)
+	r.endHistory(a, out, "end")
+	r.rep.End = r.cfg.Clock.Now()
+	defer r.syncState()
+	if err != nil {
+		return err
+	}
+	why := differences(first.results, a.results)
+	switch {
+	case out.Reason != telemetry.ReasonExited || out.Code != 0:
+		why = "the second run " + describeEnd(out)
+		if out.Reason == telemetry.ReasonPolicy {
+			why = "the second run was stopped by rule " + a.stop.stop.decision.Rule
+		}
+	case len(first.results) == 0:
+		why = "no result marker to compare: the command printed no `PRISM result=...` (or result_NAME=...)"
+	}
+	if why == "" {
+		r.log.Info().Int("results", len(first.results)).Msg("reproduced: the second run's results are the same")
+		r.rep.Message += fmt.Sprintf("; reproduced with seed %d (%d result(s) equal)", r.cfg.Seed, len(first.results))
+		return nil
+	}
+	d := policies.Decision{Time: r.cfg.Clock.Now(), Rule: "verify-repro", Kind: "reproducibility",
+		Severity: policies.SeverityHigh, Action: policies.ActionStop, Reason: why}
+	r.rep.AddDecision(d)
+	r.log.Error().Str("rule", d.Rule).Uint64("seed", r.cfg.Seed).Msg("not reproducible: " + why)
+	o := Outcome{Reason: telemetry.ReasonNotReproducible}
+	r.rep.Reason, r.rep.Exit, r.rep.Rule, r.rep.Signal = o.Reason, ExitCode(o), d.Rule, ""
+	r.rep.Message = fmt.Sprintf("not reproducible with seed %d: %s", r.cfg.Seed, why)
+	r.recovery().Verdict = "not reproducible: " + why
+	return nil
+}
+
+// differences says how two runs' results differ ("" when they do not).
+func differences(want, got map[string]string) string {
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if g, ok := got[k]; !ok {
+			diffs = append(diffs, k+"="+want[k]+" then missing")
+		} else if g != want[k] {
+			diffs = append(diffs, k+"="+want[k]+" then "+g)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, k+" missing then "+got[k])
+		}
+	}
+	return strings.Join(diffs, ", ")
+}
