@@ -61,6 +61,7 @@ type attemptSpec struct {
 	argv    []string // the command to start (the run's, or the fallback)
 	role    string   // "" | "fallback" | "verify" (telemetry.Attempt.Role)
 	resume  string   // PRISM_RESUME ("" = start fresh)
+	ckDir   string   // PRISM_CHECKPOINT_DIR when not the run's
 	backoff time.Duration
 }
 

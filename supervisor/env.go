@@ -61,6 +61,9 @@ func (a *attempt) childEnv() []string {
 	if a.resume != "" {
 		ours[EnvResume] = a.resume
 	}
+	if a.ckDir != "" {
+		ours[EnvCheckpointDir] = a.ckDir
+	}
 	env := make([]string, 0, len(base)+len(ours))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")

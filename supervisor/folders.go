@@ -115,9 +115,9 @@ func kernelFS(t int64) string {
 // folder that exists and it could not write in (prism-run leaves one the
 // caller named as it is). The run checks again as it makes them. Errors
 // wrap ErrConfig (exit 125).
-func CheckFolders(ckDir, resume string, uid, gid *int, groups []int) error {
-	if resume == ResumeLatest && ckDir == "" {
-		return fmt.Errorf("%w: --resume latest needs --checkpoint-dir: the default checkpoint folder is new for each run, so it never holds one", ErrConfig)
+func CheckFolders(ckDir, stateDir, resume string, uid, gid *int, groups []int) error {
+	if resume == ResumeLatest && ckDir == "" && stateDir == "" {
+		return fmt.Errorf("%w: --resume latest needs --checkpoint-dir (or --state-dir): the latest checkpoint is the newest one the child acknowledged, kept in the state of a folder that outlives the run; the default checkpoint folder is new for each run", ErrConfig)
 	}
 	if resume != "" && resume != ResumeLatest {
 		if _, err := os.Stat(resume); err != nil {

@@ -188,6 +188,9 @@ func (r *run) next(s step) attemptSpec {
 // (answering rule's request, "" unasked): the ledger, the report, the
 // state, and retention. It returns the checkpoint's absolute path.
 func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) string {
+	if a.role == "verify" {
+		return path // the reproducibility check's own, never resumed from
+	}
 	if !filepath.IsAbs(path) {
 		base := r.cfg.Dir
 		if base == "" {
@@ -272,6 +275,7 @@ func (r *run) openState() error {
 // syncState writes the state when a state folder is held. A write that
 // fails is a warning: the run goes on, and the next write may succeed.
 func (r *run) syncState() {
+	r.rep.AttemptLog = r.history
 	if r.store == nil {
 		return
 	}
@@ -280,7 +284,6 @@ func (r *run) syncState() {
 	if rec := r.rep.Recovery; rec != nil {
 		st.Preemptions = rec.Preemptions
 	}
-	r.rep.AttemptLog = r.history
 	if err := r.store.write(st); err != nil {
 		r.log.Warn().Err(err).Msg("cannot write the state")
 	}
@@ -357,7 +360,17 @@ var errNotReproducible = errors.New("not reproducible")
 func (r *run) verify(ctx context.Context, first *attempt) error {
 	r.log.Info().Uint64("seed", r.cfg.Seed).Msg("--verify-repro: running the command again from the beginning with the same seed")
 	r.engine.NewAttempt(r.cfg.Clock.Now().Add(-r.paused))
-	a, err := r.startAttempt(attemptSpec{argv: r.cfg.Command, role: "verify"})
+	// Its own checkpoint folder: the second run must neither overwrite the
+	// job's checkpoints nor become the one a later --resume latest takes.
+	ck := filepath.Join(r.runDir, "verify-checkpoints")
+	if err := os.Mkdir(ck, 0o700); err != nil {
+		return fmt.Errorf("%w: --verify-repro: %w", ErrSetup, err)
+	}
+	r.madeDirs = append(r.madeDirs, ck) // a --user child's, as the checkpoint folder is
+	if err := r.giveFolders(ck); err != nil {
+		return err
+	}
+	a, err := r.startAttempt(attemptSpec{argv: r.cfg.Command, role: "verify", ckDir: ck})
 	if err != nil {
 		r.syncState()
 		return err

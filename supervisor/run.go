@@ -72,7 +72,7 @@ type run struct {
 	history    []telemetry.Attempt // the job's attempts, earlier invocations' first
 	runDir     string              // created by newRun, removed by cleanup when empty of checkpoints
 	ownCkptDir bool                // the checkpoint folder is inside the run folder
-	madeDirs   []string            // the folders prism-run made for the checkpoint folder, top first
+	madeDirs   []string            // the folders prism-run made for the child's checkpoints, top first
 	control    *controlFile
 
 	paused       time.Duration // time the job spent stopped by job control (see observe)
@@ -251,6 +251,9 @@ func (r *run) conclude(o Outcome, a *attempt) {
 			a.pid, c.MemoryLimit, c.MemoryPeak)
 	case telemetry.ReasonSignaled:
 		rep.Message = "killed by " + rep.Signal
+	}
+	if n := r.attempts - 1; n > 0 {
+		rep.Message += fmt.Sprintf(" (attempt %d of the job, after %d restart(s) in this run)", a.n, n)
 	}
 	r.sayIdleAndMalformed()
 	r.log.Info().Int("exit_code", rep.Exit).Str("reason", string(rep.Reason)).Msg(rep.Message)

@@ -56,7 +56,8 @@ Examples:
 // options are the parsed flags of one run.
 type options struct {
 	checkpointDir, runID, markerPrefix, report, resume string
-	mission                                            string
+	mission, stateDir, restart                         string
+	verifyRepro                                        bool
 	policies                                           []string
 	seed                                               uint64
 	seedSet, hideMarkers, strict, dryRun, foreground   bool
@@ -232,6 +233,10 @@ func (o *options) policyFlags() []cli.Flag {
 			Usage: "how often the probes sample, `DUR` (at least 10ms)"},
 		&cli.StringFlag{Name: "marker-prefix", EnvVars: envVars("marker-prefix"), Value: "PRISM", Destination: &o.markerPrefix,
 			Usage: "`WORD` that starts a marker line"},
+		&cli.StringFlag{Name: "restart", EnvVars: envVars("restart"), Destination: &o.restart, DefaultText: "never",
+			Usage: "`MODE`: start the child again when it ends on its own: never | on-failure (a non-zero exit, a crash, an OOM kill) | always (an exit 0 too), from its newest acknowledged checkpoint, with backoff ([recovery] restart)"},
+		&cli.StringFlag{Name: "max-restarts", EnvVars: envVars("max-restarts"), DefaultText: "3",
+			Usage: "how many failures the job may restart after, `N` in all, across invocations on one state (preemption-like stops do not count) ([recovery] max_restarts)"},
 	}
 }
 
@@ -264,11 +269,15 @@ func (o *options) runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "checkpoint-dir", EnvVars: envVars("checkpoint-dir"), Destination: &o.checkpointDir,
 			DefaultText: "a per-run folder under $TMPDIR, kept if it holds any", Usage: "`DIR` the child writes checkpoints to"},
 		&cli.StringFlag{Name: "resume", EnvVars: envVars("resume"), Destination: &o.resume,
-			Usage: "checkpoint `PATH` (a file, or a folder: a sharded checkpoint) the child resumes from (PRISM_RESUME); 'latest' = the newest file or folder in --checkpoint-dir, if any"},
+			Usage: "checkpoint `PATH` (a file, or a folder: a sharded checkpoint) the child resumes from (PRISM_RESUME); 'latest' = the newest checkpoint the child acknowledged, from the state (none yet: start from the beginning)"},
+		&cli.StringFlag{Name: "state-dir", EnvVars: envVars("state-dir"), Destination: &o.stateDir,
+			DefaultText: "--checkpoint-dir/.prism-run when --checkpoint-dir is given", Usage: "`DIR` holding the job's state across invocations: acknowledged checkpoints, seed, attempts, failures (one prism-run at a time)"},
 		&cli.StringFlag{Name: "run-id", EnvVars: envVars("run-id"), Destination: &o.runID,
 			DefaultText: "time and random", Usage: "`ID` of this run"},
 		&cli.Uint64Flag{Name: "seed", EnvVars: envVars("seed"), Destination: &o.seed,
-			DefaultText: "random", Usage: "`N` given to the child as PRISM_SEED and recorded in the report"},
+			DefaultText: "the state's, else random", Usage: "`N` given to the child as PRISM_SEED, recorded in the report and the state"},
+		&cli.BoolFlag{Name: "verify-repro", EnvVars: envVars("verify-repro"), Destination: &o.verifyRepro,
+			Usage: "after an exit 0, run the command again from the beginning with the same seed and compare its result markers (PRISM result=...); a difference exits 65"},
 		&cli.BoolFlag{Name: "unbuffered", EnvVars: envVars("unbuffered"), Value: true, Destination: &o.unbuffered,
 			Usage: "give the child PYTHONUNBUFFERED=1 unless it is set, so a Python program's markers arrive when printed (--unbuffered=false: leave it)"},
 		&cli.BoolFlag{Name: "preserve-status", EnvVars: envVars("preserve-status"), Destination: &o.preserveStatus,
@@ -334,6 +343,9 @@ func resolvePolicy(c *cli.Context, o options) (*policies.Resolved, error) {
 	}
 	if c.IsSet("strict") {
 		flags.Strict = &o.strict
+	}
+	if err := recoveryFlags(c, o, &flags.Recovery); err != nil {
+		return nil, err
 	}
 	return policies.ResolveLayers(append(layerNames(o.mission, o.policies), "flags"), append(layers, flags))
 }
@@ -533,6 +545,26 @@ func notASubcommand(cmd []string) error {
 		if policies.EditDistance(cmd[0], sub) <= 2 {
 			return fmt.Errorf("%w: %q is neither a subcommand nor a program on PATH; did you mean `prism-run %s`? (to run a program, put it after --)", errUsage, cmd[0], sub)
 		}
+	}
+	return nil
+}
+
+// recoveryFlags reads --restart and --max-restarts, shortcuts for
+// [recovery] restart and max_restarts (as systemd's Restart= and
+// StartLimitBurst= are for a unit).
+func recoveryFlags(c *cli.Context, o options, r *policies.Recovery) error {
+	if c.IsSet("restart") {
+		if !slices.Contains(policies.RestartModes(), o.restart) {
+			return fmt.Errorf("%w: --restart %q: want %s", errUsage, o.restart, strings.Join(policies.RestartModes(), " | "))
+		}
+		r.Restart = &o.restart
+	}
+	if c.IsSet("max-restarts") {
+		n, err := strconv.ParseInt(c.String("max-restarts"), 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: --max-restarts %q: want a whole number, 0 or more", errUsage, c.String("max-restarts"))
+		}
+		r.MaxRestarts = &n
 	}
 	return nil
 }

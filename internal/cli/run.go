@@ -69,7 +69,7 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	}
 	host := plan.ReadHost()
 	p, err := plan.New(pol, plan.Request{User: o.user, GPUs: o.gpus, Env: o.env, Unbuffered: o.unbuffered,
-		CheckpointDir: o.checkpointDir, Resume: o.resume}, host)
+		CheckpointDir: o.checkpointDir, StateDir: o.stateDir, Resume: o.resume}, host)
 	if err != nil {
 		return r.fail(err, nil)
 	}
@@ -119,8 +119,8 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 
 	cfg := p.Config(setup)
 	cfg.Command, cfg.Stdin, cfg.Stdout, cfg.Stderr = r.command, r.stdio.Stdin, r.stdio.Stdout, shared.Child()
-	cfg.RunID, cfg.Mission, cfg.Seed = o.runID, o.mission, o.seed
-	cfg.CheckpointDir, cfg.Resume = o.checkpointDir, o.resume
+	cfg.RunID, cfg.Mission, cfg.Seed, cfg.SeedSet = o.runID, o.mission, o.seed, o.seedSet
+	cfg.CheckpointDir, cfg.StateDir, cfg.Resume, cfg.VerifyRepro = o.checkpointDir, o.stateDir, o.resume, o.verifyRepro
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
 	rep, err := supervisor.Run(c.Context, cfg)

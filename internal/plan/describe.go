@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -65,7 +66,43 @@ func (p *Plan) Enforced() []telemetry.Enforced {
 	add("timing", "kill_after", p.KillAfter.String())
 	add("timing", "checkpoint_timeout", p.CheckpointTimeout.String())
 	add("timing", "sample_interval", p.SampleInterval.String())
+	recovers := slices.ContainsFunc(p.Policy.Rules, func(r policies.Rule) bool {
+		m := r.Meta()
+		return m.Action.Recovers() || m.Escalate.Recovers()
+	})
+	for _, kv := range recoveryItems(p.Policy.Recovery, recovers) {
+		add("recovery", kv[0], kv[1])
+	}
 	return out
+}
+
+// recoveryItems says what follows a child's end, when anything can: a
+// restart mode other than never, a strategy other than checkpoint-stop,
+// a rule's recovery action, a fallback, or retention.
+func recoveryItems(r policies.RecoveryPlan, recovers bool) [][2]string {
+	items := [][2]string{}
+	if r.Restart != policies.RestartNever {
+		items = append(items, [2]string{"restart", string(r.Restart)})
+	}
+	if r.Strategy != policies.ActionCheckpointStop {
+		items = append(items, [2]string{"strategy", string(r.Strategy) + " (what a high rule without an action does)"})
+	}
+	if len(r.Fallback) > 0 {
+		items = append(items, [2]string{"fallback", strings.Join(quoteArgs(r.Fallback), " ")})
+	}
+	if r.Keep > 0 {
+		items = append(items, [2]string{"keep", strconv.Itoa(r.Keep) + " acknowledged checkpoints"})
+	}
+	if len(items) == 0 && !recovers {
+		return nil
+	}
+	perHour := "no hourly bound"
+	if r.MaxRestartsPerHour > 0 {
+		perHour = strconv.Itoa(r.MaxRestartsPerHour) + " per hour"
+	}
+	return append(items,
+		[2]string{"budget", fmt.Sprintf("%d failures in all, %s (preemption-like stops free)", r.MaxRestarts, perHour)},
+		[2]string{"backoff", fmt.Sprintf("%s doubling to %s, jitter %g, reset after %s healthy", r.BackoffInitial, r.BackoffMax, r.Jitter, r.HealthyAfter)})
 }
 
 func (p *Plan) hasGap(setting string) bool {

@@ -46,9 +46,10 @@ type Request struct {
 	Env  []string // --env: "K=V" sets K for the child, "K" passes prism-run's K through a clean environment
 	// Unbuffered gives the child PYTHONUNBUFFERED=1 unless it is set.
 	Unbuffered bool
-	// CheckpointDir and Resume are --checkpoint-dir and --resume,
-	// checked before the start (supervisor.CheckFolders).
-	CheckpointDir, Resume string
+	// CheckpointDir, StateDir and Resume are --checkpoint-dir,
+	// --state-dir and --resume, checked before the start
+	// (supervisor.CheckFolders).
+	CheckpointDir, StateDir, Resume string
 }
 
 // Host is what a plan knows of this machine: who runs prism-run and how
@@ -156,7 +157,7 @@ func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
 	if err := checkEnv(req.Env); err != nil {
 		return nil, err
 	}
-	if err := supervisor.CheckFolders(req.CheckpointDir, req.Resume, p.UID, p.GID, p.Groups); err != nil {
+	if err := supervisor.CheckFolders(req.CheckpointDir, req.StateDir, req.Resume, p.UID, p.GID, p.Groups); err != nil {
 		return nil, err
 	}
 	// The user's HOME, USER and LOGNAME first, so an --env of them wins.

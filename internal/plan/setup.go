@@ -249,6 +249,7 @@ func (p *Plan) Config(s *Setup) supervisor.Config {
 		IsolateNet:        p.IsolateNet && !p.hasGap("isolation.isolate_net"),
 		KeepEnv:           p.KeepEnv,
 		DefaultEnv:        p.DefaultEnv,
+		Recovery:          pol.Recovery,
 	}
 	if !p.hasGap(settingUser) {
 		cfg.UID, cfg.GID, cfg.Groups = p.UID, p.GID, p.Groups
