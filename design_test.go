@@ -100,6 +100,7 @@ func exitRows() map[string]exitRow {
 			return failed(o) && !errors.Is(o.Err, supervisor.ErrNotFound) && !errors.Is(o.Err, supervisor.ErrCannotRun)
 		}, fixed(125)},
 		"126": {func(o supervisor.Outcome) bool { return failed(o) && errors.Is(o.Err, supervisor.ErrCannotRun) }, fixed(126)},
+		"65":  {func(o supervisor.Outcome) bool { return o.Reason == telemetry.ReasonNotReproducible }, fixed(65)},
 		"127": {func(o supervisor.Outcome) bool { return failed(o) && errors.Is(o.Err, supervisor.ErrNotFound) }, fixed(127)},
 		"128+N": {func(o supervisor.Outcome) bool {
 			return o.Reason == telemetry.ReasonSignaled || o.Reason == telemetry.ReasonOOM

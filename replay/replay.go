@@ -84,7 +84,7 @@ func Run(r io.Reader, w io.Writer, opt Options) (Summary, error) {
 			break
 		}
 		// --keep-going: an acknowledgement counts as findAck counts it.
-		if e := rp.sum.EndedBy; e != nil && e.Action == policies.ActionCheckpointStop && !rp.sum.Acked && !rp.late(at) {
+		if e := rp.sum.EndedBy; e != nil && e.Action.CheckpointsFirst() && !rp.sum.Acked && !rp.late(at) {
 			rp.sum.Acked = acknowledges(obs)
 		}
 		ended, ferr := rp.feed(at, obs, stamped)
@@ -140,7 +140,7 @@ func (rp *replayer) notes() {
 // as in Run (timestamp, t=, or one Tick each).
 func (rp *replayer) findAck() {
 	end := rp.sum.EndedBy
-	if end.Action != policies.ActionCheckpointStop || rp.sum.Acked {
+	if !end.Action.CheckpointsFirst() || rp.sum.Acked {
 		return
 	}
 	for {

@@ -184,8 +184,10 @@ func (a *attempt) execute(d policies.Decision) {
 	case policies.ActionDegrade:
 		sig := signalFor(d, a.r.cfg.DegradeSignal)
 		a.sendProtocol(ControlLine{Action: "degrade", Signal: unix.SignalName(sig), Rule: d.Rule, What: d.What, Reason: d.Reason}, sig)
-	case policies.ActionCheckpointStop, policies.ActionStop, policies.ActionKill:
-		a.stop.beginStop(d, byPolicy)
+	default:
+		if d.Action.Ends() { // stop, kill, checkpoint-stop, and the recovery actions (the run acts after the end)
+			a.stop.beginStop(d, byPolicy)
+		}
 	}
 }
 

@@ -55,7 +55,7 @@ func TestBudgetBackoffAndReset(t *testing.T) {
 }
 
 func TestBudgetJitterStaysInBounds(t *testing.T) {
-	b := newBudget(plan(func(p *policies.RecoveryPlan) { p.MaxRestarts, p.Jitter, p.BackoffMax = 1000, 0.5, 30 * time.Second }), nil)
+	b := newBudget(plan(func(p *policies.RecoveryPlan) { p.MaxRestarts, p.Jitter, p.BackoffMax = 1000, 0.5, 30*time.Second }), nil)
 	for i := range 200 {
 		s := b.decide(crash(1, 0), r0.Add(time.Duration(i)*time.Hour))
 		interval := min(10*time.Second<<min(i, 10), 30*time.Second)

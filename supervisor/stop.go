@@ -138,12 +138,12 @@ func (m *stopMachine) beginStop(d policies.Decision, by stopper) {
 		return
 	}
 	m.stop = &stopState{decision: d, by: by}
-	switch d.Action {
-	case policies.ActionKill:
+	switch {
+	case d.Action == policies.ActionKill:
 		m.killNow("rule " + d.Rule + ": " + d.Reason)
-	case policies.ActionCheckpointStop:
+	case d.Action.CheckpointsFirst(): // checkpoint-stop, restart
 		m.requestCheckpoint(d, true)
-	default:
+	default: // stop, and rollback, failover, rerun-seed: no checkpoint of the bad state
 		m.terminate()
 	}
 }
