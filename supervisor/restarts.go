@@ -217,18 +217,23 @@ func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) st
 			rec := r.recovery()
 			rec.Deleted = append(rec.Deleted, deleted...)
 			rec.Refused = append(rec.Refused, refused...)
-			r.markDeleted(deleted)
 		}
 	}
 	r.syncState()
 	return path
 }
 
-// markDeleted marks the report's checkpoints that retention removed.
-func (r *run) markDeleted(paths []string) {
+// refreshCheckpoints copies what the ledger learnt since (abandoned by
+// a rollback, deleted by retention) onto the report's checkpoints.
+func (r *run) refreshCheckpoints() {
+	now := map[string]telemetry.Checkpoint{}
+	for _, c := range r.ledger.cps {
+		now[c.Path] = c
+	}
 	for i := range r.rep.Checkpoints {
-		if slices.Contains(paths, r.rep.Checkpoints[i].Path) {
-			r.rep.Checkpoints[i].Deleted = true
+		c := &r.rep.Checkpoints[i]
+		if l, ok := now[c.Path]; ok && l.Time.Equal(c.Time) {
+			c.Abandoned, c.Deleted = l.Abandoned, l.Deleted
 		}
 	}
 }
@@ -276,6 +281,7 @@ func (r *run) openState() error {
 // fails is a warning: the run goes on, and the next write may succeed.
 func (r *run) syncState() {
 	r.rep.AttemptLog = r.history
+	r.refreshCheckpoints()
 	if r.store == nil {
 		return
 	}

@@ -3,6 +3,7 @@ package colorer
 import (
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 
@@ -101,6 +102,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			st.RNG, _ = pcg.MarshalBinary()
 			if _, err := proto.SaveCheckpoint(fmt.Sprintf("colorer-%d.json", st.Iter), &st); err != nil {
 				fmt.Fprintln(stderr, "colorer: checkpoint:", err)
+			} else {
+				mis.Checkpointed(int(st.Iter))
 			}
 		}
 		if whats, ok := proto.DegradeRequested(); ok {
@@ -121,7 +124,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "colorer: internal error: best colouring has conflicts")
 		return 1
 	}
-	proto.Marker("iter", st.Iter, "colors", st.BestK, "converged", true, "result", fmt.Sprintf("colors=%d seed=%d", st.BestK, st.Seed))
+	proto.Marker("iter", st.Iter, "colors", st.BestK, "converged", true, "result", fmt.Sprintf("colors=%d seed=%d", st.BestK, st.Seed),
+		"result_coloring", coloringHash(st.Best))
 	proto.Printf("best: %d colours after %d steps\n", st.BestK, st.Iter)
 	return 0
 }
@@ -137,4 +141,15 @@ func reduce(color []int, k int, rng *rand.Rand) []int {
 		out[v] = c
 	}
 	return out
+}
+
+// coloringHash names a colouring exactly (FNV-1a over its colours), so
+// that two runs can be seen to reach the same one, not just as many
+// colours.
+func coloringHash(c []int) string {
+	h := fnv.New64a()
+	for _, v := range c {
+		_, _ = fmt.Fprintf(h, "%d,", v)
+	}
+	return fmt.Sprintf("%016x", h.Sum64())
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -17,6 +18,12 @@ type Misbehave struct {
 	HangAfter  int           // stop making progress (and printing) after this many steps; 0 = never
 	Spawn      int           // start this many child processes that sleep (prism-run must kill them)
 	SlowStart  time.Duration // do nothing for this long before the first step
+	// KillAfterCheckpoint: SIGKILL itself this many steps after its
+	// first checkpoint, in the first attempt only (PRISM_RESTART_COUNT
+	// unset or 0): a crash mid-run that a restart recovers from.
+	KillAfterCheckpoint int
+
+	killAt int // the step to die at (0: none)
 
 	leak     [][]byte
 	lastLeak time.Time
@@ -30,6 +37,15 @@ func (m *Misbehave) Register(fs *flag.FlagSet) {
 	fs.IntVar(&m.HangAfter, "hang-after", 0, "misbehave: hang after this many steps (0 = never)")
 	fs.IntVar(&m.Spawn, "spawn", 0, "misbehave: start this many sleeping child processes")
 	fs.DurationVar(&m.SlowStart, "slow-start", 0, "misbehave: wait this long before the first step")
+	fs.IntVar(&m.KillAfterCheckpoint, "kill-after-checkpoint", 0, "misbehave: SIGKILL itself this many steps after its first checkpoint, in the first attempt only (0 = never)")
+}
+
+// Checkpointed is called after a checkpoint was written at step.
+func (m *Misbehave) Checkpointed(step int) {
+	first := os.Getenv("PRISM_RESTART_COUNT") == "" || os.Getenv("PRISM_RESTART_COUNT") == "0"
+	if m.KillAfterCheckpoint > 0 && m.killAt == 0 && first {
+		m.killAt = step + m.KillAfterCheckpoint
+	}
 }
 
 // Begin starts the children and the slow start.
@@ -59,6 +75,10 @@ func (m *Misbehave) Step(step int) {
 			m.leak = append(m.leak, b)
 			m.lastLeak = time.Now()
 		}
+	}
+	if m.killAt > 0 && step >= m.killAt {
+		fmt.Fprintln(os.Stderr, "misbehave: killing itself")
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
 	if m.HangAfter > 0 && step >= m.HangAfter {
 		fmt.Fprintln(os.Stderr, "misbehave: hanging")
