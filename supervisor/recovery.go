@@ -141,8 +141,8 @@ func (b *budget) wanted(e ended) (step, bool) {
 			return step{kind: stepRestart, from: fromNewest, why: "exited with code 0 (restart = always)"}, true
 		}
 		return step{}, false
-	case b.plan.Restart == policies.RestartNever:
-		return step{}, false
+	case b.plan.Restart != policies.RestartOnFailure && b.plan.Restart != policies.RestartAlways:
+		return step{}, false // never, or a library caller's zero plan
 	case e.preempted:
 		return step{kind: stepRestart, from: fromNewest, why: "preempted: " + describeEnd(o) + " after an acknowledged checkpoint"}, true
 	}

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -356,9 +355,6 @@ func resultText(o policies.Observation) string {
 	}
 	return strconv.FormatFloat(o.Value, 'g', -1, 64)
 }
-
-// errNotReproducible is --verify-repro's failure.
-var errNotReproducible = errors.New("not reproducible")
 
 // verify is --verify-repro: the command once more, from the beginning
 // with the same seed, supervised like any attempt, and its result
