@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	testclock "k8s.io/utils/clock/testing"
 
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/telemetry"
@@ -293,5 +294,45 @@ func TestStateLockAndRoundTrip(t *testing.T) {
 	}
 	if _, err := s2.read(); !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "move it away") {
 		t.Errorf("a corrupt state: %v", err)
+	}
+}
+
+// The backoff waits on the run's clock (timers included): on a fake clock
+// no second child starts until the clock has moved past the delay, and
+// then it does, from the checkpoint the first one acknowledged.
+func TestBackoffWaitsOnTheRunsClock(t *testing.T) {
+	clk := testclock.NewFakeClock(time.Now())
+	ck := t.TempDir()
+	h := newHarness(t)
+	h.cfg.Command = []string{"sh", "-c", `if [ "$PRISM_RESTART_COUNT" = 1 ]; then echo "resume=$PRISM_RESUME"; exit 0; fi
+echo x > "$PRISM_CHECKPOINT_DIR/ck"; echo "PRISM checkpoint=\"$PRISM_CHECKPOINT_DIR/ck\""; exit 3`}
+	h.cfg.CheckpointDir, h.cfg.Clock = ck, clk
+	h.cfg.Recovery = plan(func(p *policies.RecoveryPlan) { p.BackoffInitial = 10 * time.Minute; p.BackoffMax = time.Hour })
+	done := make(chan *telemetry.Report, 1)
+	go func() { done <- h.run(t) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(h.logs.String(), "waiting before the restart") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no backoff began:\n%s", h.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	clk.Step(9 * time.Minute) // within the 10 min
+	time.Sleep(300 * time.Millisecond)
+	if n := strings.Count(h.logs.String(), "child started"); n != 1 {
+		t.Fatalf("%d children started before the backoff ran out", n)
+	}
+	clk.Step(2 * time.Minute)
+	var rep *telemetry.Report
+	select {
+	case rep = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no restart after the backoff:\n%s", h.logs)
+	}
+	if want := "resume=" + filepath.Join(ck, "ck") + "\n"; rep.Exit != 0 || rep.Attempts != 2 || h.stdout.String() != "PRISM checkpoint=\""+filepath.Join(ck, "ck")+"\"\n"+want {
+		t.Errorf("exit %d, %d attempts, stdout %q", rep.Exit, rep.Attempts, h.stdout)
+	}
+	if got := rep.AttemptLog[1].BackoffSeconds; got != 600 {
+		t.Errorf("backoff recorded as %gs, want 600", got)
 	}
 }
