@@ -81,14 +81,21 @@ func newBudget(plan policies.RecoveryPlan, failures []time.Time) *budget {
 	return &budget{plan: plan, failures: failures, backoff: b}
 }
 
-// decide says what follows an attempt that ended as e, at now.
+// decide says what follows an attempt that ended as e, at now. A failure
+// is recorded whether or not it is restarted: the budget is the job's,
+// and a next invocation on the same state carries it on.
 func (b *budget) decide(e ended, now time.Time) step {
 	if e.outside || e.failover {
 		return step{kind: stepEnd}
 	}
+	failed := failure(e)
+	if failed {
+		b.failures = append(b.failures, now)
+	}
 	s, ok := b.wanted(e)
+	s.counted = failed
 	if !ok {
-		return step{kind: stepEnd}
+		return step{kind: stepEnd, counted: failed}
 	}
 	if s.kind == stepFailover {
 		return s
@@ -97,10 +104,9 @@ func (b *budget) decide(e ended, now time.Time) step {
 		// Kubernetes resets its backoff after 10 minutes of running.
 		b.backoff.Reset()
 	}
-	if s.counted {
-		b.failures = append(b.failures, now)
+	if failed {
 		if v := b.exhausted(now); v != "" {
-			s = step{kind: stepEnd, verdict: v, why: s.why}
+			s = step{kind: stepEnd, counted: true, verdict: v, why: s.why}
 			if len(b.plan.Fallback) > 0 {
 				s.kind = stepFailover
 			}
@@ -109,6 +115,29 @@ func (b *budget) decide(e ended, now time.Time) step {
 	}
 	s.delay = b.next()
 	return s
+}
+
+// failure says whether an end uses the failure budget: a crash, an OOM
+// kill, a signal, a policy's stop or kill. An exit 0 does not, nor a
+// stop whose checkpoint the child acknowledged (checkpoint-stop's 75, a
+// restart with a new checkpoint: the work is saved, as a preempted job's
+// is), nor a rule that names exit code 0 (the LLM mission's "stop and
+// return the current answer").
+func failure(e ended) bool {
+	if e.preempted {
+		return false
+	}
+	if d := e.decision; d != nil {
+		switch {
+		case d.ExitCode != nil && *d.ExitCode == 0:
+			return false
+		case d.Action == policies.ActionCheckpointStop && e.outcome.Acked:
+			return false
+		}
+		return true
+	}
+	o := e.outcome
+	return !(o.Reason == telemetry.ReasonExited && o.Code == 0) && o.Reason != telemetry.ReasonError
 }
 
 // wanted is the restart (or failover) an attempt's end asks for, before
@@ -122,11 +151,11 @@ func (b *budget) wanted(e ended) (step, bool) {
 		why := fmt.Sprintf("rule %s (%s): %s", d.Rule, d.Action, d.Reason)
 		switch d.Action {
 		case policies.ActionRestart:
-			return step{kind: stepRestart, from: fromNewest, counted: !e.preempted, why: why}, true
+			return step{kind: stepRestart, from: fromNewest, why: why}, true
 		case policies.ActionRollback:
-			return step{kind: stepRestart, from: fromBefore, since: d.Since, counted: true, why: why}, true
+			return step{kind: stepRestart, from: fromBefore, since: d.Since, why: why}, true
 		case policies.ActionRerunSeed:
-			return step{kind: stepRestart, from: fromScratch, counted: true, why: why}, true
+			return step{kind: stepRestart, from: fromScratch, why: why}, true
 		case policies.ActionFailover:
 			return step{kind: stepFailover, why: why}, true
 		}
@@ -146,7 +175,7 @@ func (b *budget) wanted(e ended) (step, bool) {
 	case e.preempted:
 		return step{kind: stepRestart, from: fromNewest, why: "preempted: " + describeEnd(o) + " after an acknowledged checkpoint"}, true
 	}
-	return step{kind: stepRestart, from: fromNewest, counted: true, why: describeEnd(o)}, true
+	return step{kind: stepRestart, from: fromNewest, why: describeEnd(o)}, true
 }
 
 // exhausted says why the budget is used up at now ("" while it is not).

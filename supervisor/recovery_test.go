@@ -126,7 +126,7 @@ func TestWhatFollowsAnEnd(t *testing.T) {
 	}{
 		{"exit 0 ends", policies.RestartOnFailure, nil, crash(0, 0), stepEnd, 0, false},
 		{"exit 0 always restarts, free", policies.RestartAlways, nil, crash(0, 0), stepRestart, fromNewest, false},
-		{"crash, never", policies.RestartNever, nil, crash(3, 0), stepEnd, 0, false},
+		{"crash, never: ends, recorded for the job", policies.RestartNever, nil, crash(3, 0), stepEnd, 0, true},
 		{"crash, on-failure", policies.RestartOnFailure, nil, crash(3, 0), stepRestart, fromNewest, true},
 		{"oom", policies.RestartOnFailure, nil, ended{outcome: Outcome{Reason: telemetry.ReasonOOM, Signal: unix.SIGKILL}}, stepRestart, fromNewest, true},
 		{"outside SIGTERM after a checkpoint", policies.RestartOnFailure, nil, ended{outcome: Outcome{Reason: telemetry.ReasonSignaled, Signal: unix.SIGTERM}, preempted: true}, stepRestart, fromNewest, false},
@@ -135,9 +135,10 @@ func TestWhatFollowsAnEnd(t *testing.T) {
 		{"restart not acknowledged", policies.RestartNever, nil, ended{outcome: policy, decision: stop(policies.ActionRestart, "max")}, stepRestart, fromNewest, true},
 		{"rollback", policies.RestartNever, nil, ended{outcome: policy, decision: stop(policies.ActionRollback, "monotonic")}, stepRestart, fromBefore, true},
 		{"rerun-seed", policies.RestartNever, nil, ended{outcome: policy, decision: stop(policies.ActionRerunSeed, "max")}, stepRestart, fromScratch, true},
-		{"failover", policies.RestartNever, []string{"b"}, ended{outcome: policy, decision: stop(policies.ActionFailover, "max")}, stepFailover, 0, false},
-		{"GPU health fails over", policies.RestartOnFailure, []string{"b"}, ended{outcome: policy, decision: stop(policies.ActionKill, policies.KindHealth)}, stepFailover, 0, false},
-		{"a policy stop ends", policies.RestartAlways, nil, ended{outcome: policy, decision: stop(policies.ActionStop, "max")}, stepEnd, 0, false},
+		{"GPU health fails over", policies.RestartOnFailure, []string{"b"}, ended{outcome: policy, decision: stop(policies.ActionKill, policies.KindHealth)}, stepFailover, 0, true},
+		{"a policy stop ends, a failure", policies.RestartAlways, nil, ended{outcome: policy, decision: stop(policies.ActionStop, "max")}, stepEnd, 0, true},
+		{"an acknowledged checkpoint-stop ends, no failure", policies.RestartAlways, nil, ended{outcome: Outcome{Reason: telemetry.ReasonPolicy, Acked: true}, decision: stop(policies.ActionCheckpointStop, "deadline")}, stepEnd, 0, false},
+		{"a failover rule", policies.RestartNever, []string{"b"}, ended{outcome: policy, decision: stop(policies.ActionFailover, "max")}, stepFailover, 0, true},
 		{"the fallback's end ends", policies.RestartAlways, []string{"b"}, ended{outcome: Outcome{Reason: telemetry.ReasonExited, Code: 1}, failover: true}, stepEnd, 0, false},
 	}
 	for _, tt := range tests {

@@ -270,6 +270,10 @@ func (r *run) openState() error {
 	case r.cfg.Seed != st.Seed:
 		r.log.Warn().Uint64("seed", r.cfg.Seed).Uint64("state_seed", st.Seed).Msg("--seed differs from the seed of the state: the resumed job is not the one that was checkpointed")
 	}
+	if p := r.cfg.Recovery; len(st.Failures) >= p.MaxRestarts && (p.Restart == policies.RestartOnFailure || p.Restart == policies.RestartAlways) {
+		r.log.Warn().Int("failures", len(st.Failures)).Int("max_restarts", p.MaxRestarts).Str("state", store.path()).
+			Msg("the job's failure budget is used up by earlier invocations: a failure in this run will not be restarted (raise --max-restarts, or start a new state)")
+	}
 	if !slices.Equal(st.Command, r.cfg.Command) {
 		r.log.Warn().Strs("state_command", st.Command).Msg("the state was written for another command")
 	}
