@@ -296,3 +296,22 @@ func (e *Engine) Holding(a Action) []time.Time {
 	}
 	return out
 }
+
+// runScoped is a rule whose state belongs to the whole run (a budget's
+// total, a ratio's window): only a new run starts it afresh.
+type runScoped interface{ restart(start time.Time) }
+
+// NewRun starts the engine over for a new run at now, on the same rules:
+// the run's start (deadlines count from it), every rule's state, and
+// "once" rules may fire again. --verify-repro's second run is judged as
+// the first was, not on the first's clock or totals.
+func (e *Engine) NewRun(now time.Time) {
+	e.start = now
+	for _, a := range e.rules {
+		a.everFired, a.lastFire = false, time.Time{}
+		if r, ok := a.rule.(runScoped); ok {
+			r.restart(now)
+		}
+	}
+	e.NewAttempt(now)
+}

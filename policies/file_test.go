@@ -118,6 +118,8 @@ func TestParseErrors(t *testing.T) {
 		{"sampling too fast", "[sampling]\ninterval = \"1ms\"\n", "p.toml:2: sampling.interval: must be at least 10ms"},
 		{"bad repeat", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\nrepeat = \"sometimes\"\n", "p.toml:5: rule[0].repeat:"},
 		{"exit code range", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\nexit_code = 300\n", "p.toml:5: rule[0].exit_code: must be 0..255"},
+		{"for on a momentary kind", "[[rule]]\nname = \"e\"\nkind = \"monotonic\"\nmetric = \"entropy\"\nfor = \"1s\"\n", "p.toml:5: rule[0].for: does not apply to a monotonic rule: it holds only on the observation"},
+		{"escalate on a momentary kind", "[[rule]]\nname = \"g\"\nkind = \"health\"\naction = \"checkpoint\"\nescalate = \"kill\"\nescalate_after = \"1m\"\n", "p.toml:5: rule[0].escalate: does not apply to a health rule"},
 		{"escalate alone", "[[rule]]\nname = \"a\"\nkind = \"deadline\"\nafter = \"1h\"\nescalate = \"kill\"\n", "p.toml:5: rule[0].escalate: needs escalate_after"},
 		{"unknown strategy", "[recovery]\nstrategy = \"pray\"\n", "p.toml:2: recovery.strategy: unknown strategy \"pray\" (checkpoint-stop | restart | rollback | failover)"},
 		{"unknown restart mode", "[recovery]\nrestart = \"sometimes\"\n", "p.toml:2: recovery.restart: unknown restart mode"},

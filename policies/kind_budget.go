@@ -66,3 +66,6 @@ func (r *Budget) Eval(_ time.Time, o Observation) Verdict {
 func (r *Budget) Reason() string {
 	return fmt.Sprintf("%s spent %s of a budget of %s", r.Metric, fmtv(r.spent), fmtv(r.Budget))
 }
+
+// restart: a new run (--verify-repro's second) spends from nothing.
+func (r *Budget) restart(time.Time) { r.spent, r.c = 0, carried{} }

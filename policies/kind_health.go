@@ -10,7 +10,7 @@ import (
 const KindHealth = "health"
 
 func healthKind() Kind {
-	return Kind{Name: KindHealth, Severity: SeverityMedium,
+	return Kind{Name: KindHealth, Severity: SeverityMedium, Momentary: true,
 		Doc:    "GPU health event (critical Xid, ECC, a lost GPU)",
 		Fields: []Field{{"events", "event prefixes such as [\"xid:79\", \"ecc\"] (default: every event)"}},
 		build: func(r *RuleSpec, m Meta, c ruleCheck) (Rule, error) {

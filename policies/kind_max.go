@@ -55,3 +55,5 @@ func (r *Max) Eval(_ time.Time, o Observation) Verdict {
 func (r *Max) Reason() string {
 	return fmt.Sprintf("%s = %s, above the maximum %s", r.Metric, fmtv(r.value), fmtv(r.Max))
 }
+
+func (r *Max) rearm(time.Time) { r.c, r.value = carried{}, 0 }

@@ -11,7 +11,7 @@ import (
 const KindMonotonic = "monotonic"
 
 func monotonicKind() Kind {
-	return Kind{Name: KindMonotonic, Severity: SeverityMedium,
+	return Kind{Name: KindMonotonic, Severity: SeverityMedium, Momentary: true,
 		Doc: "metric must not decrease (or increase) beyond a tolerance",
 		Fields: []Field{
 			{"tolerance", "how far it may move the wrong way (default 0)"},

@@ -117,3 +117,6 @@ func (r *Ratio) Eval(_ time.Time, o Observation) Verdict {
 func (r *Ratio) Reason() string {
 	return fmt.Sprintf("%s within bounds %.4f%% of the last %s, below %.4f%%", r.Metric, 100*r.frac, r.Over, 100*r.AtLeast)
 }
+
+// restart: a new run is judged on its own samples.
+func (r *Ratio) restart(time.Time) { r.first, r.changes, r.frac, r.holds = time.Time{}, nil, 0, false }

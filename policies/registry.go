@@ -20,6 +20,10 @@ type Kind struct {
 	Fields []Field
 	// Severity is the default severity (medium unless the kind says).
 	Severity Severity
+	// Momentary: a rule of the kind holds only on the observation that
+	// shows the violation (a step against the trend, a health event),
+	// never for a stretch of time, so `for` and `escalate` cannot apply.
+	Momentary bool
 	build    func(r *RuleSpec, m Meta, c ruleCheck) (Rule, error)
 }
 
@@ -131,6 +135,12 @@ func (r *RuleSpec) build(f string) (Rule, error) {
 	m, err := r.meta(f, kind)
 	if err != nil {
 		return nil, err
+	}
+	if kind.Momentary && r.For != nil {
+		return nil, fieldErr(f+".for", "does not apply to a %s rule: it holds only on the observation that shows the violation, never for a stretch of time (a threshold rule on the metric holds for as long as it is out of bounds)", kind.Name)
+	}
+	if kind.Momentary && r.Escalate != nil {
+		return nil, fieldErr(f+".escalate", "does not apply to a %s rule: it holds only on the observation that shows the violation, so it never still holds later", kind.Name)
 	}
 	rule, err := kind.build(r, m, ruleCheck{f: f, kind: kind.Name})
 	if err != nil {

@@ -28,6 +28,7 @@ type attempt struct {
 	r *run
 	attemptSpec
 	n       int // its index in the job, 0 for the first (PRISM_RESTART_COUNT)
+	idx     int // its entry in run.history
 	started time.Time
 	cmd     *exec.Cmd
 	child   *Child
@@ -73,7 +74,7 @@ type batch struct {
 
 // startAttempt starts the run's next child.
 func (r *run) startAttempt(spec attemptSpec) (*attempt, error) {
-	a := &attempt{r: r, attemptSpec: spec, n: len(r.history), started: r.cfg.Clock.Now(),
+	a := &attempt{r: r, attemptSpec: spec, n: r.firstN + len(r.history), idx: len(r.history), started: r.cfg.Clock.Now(),
 		warnedNoHandler: map[syscall.Signal]bool{}, results: map[string]string{}}
 	r.attempts++
 	r.rep.Attempts = r.attempts
@@ -86,11 +87,11 @@ func (r *run) startAttempt(spec attemptSpec) (*attempt, error) {
 	a.stop = newStopMachine(r.cfg.Clock, r.cfg.CheckpointTimeout, r.cfg.KillAfter, a, r.log)
 	if err := a.start(); err != nil {
 		a.closePipes()
-		r.history[a.n].End, r.history[a.n].Reason = r.cfg.Clock.Now(), telemetry.ReasonError
-		r.history[a.n].Exit, r.history[a.n].Next = ExitCode(Failed(err)), "could not start: "+err.Error()
+		h := &r.history[a.idx]
+		h.End, h.Reason, h.Exit, h.Next = r.cfg.Clock.Now(), telemetry.ReasonError, ExitCode(Failed(err)), "could not start: "+err.Error()
 		return nil, err
 	}
-	r.history[a.n].PID = a.pid
+	r.history[a.idx].PID = a.pid
 	return a, nil
 }
 

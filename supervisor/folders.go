@@ -113,11 +113,15 @@ func kernelFS(t int64) string {
 // gid non-nil, with its supplementary groups), a folder on the way it
 // could not pass through ($TMPDIR for the run folder), or a checkpoint
 // folder that exists and it could not write in (prism-run leaves one the
-// caller named as it is). The run checks again as it makes them. Errors
-// wrap ErrConfig (exit 125).
+// caller named as it is); and the state folder (CheckState). The run
+// checks again as it makes them. Errors wrap ErrConfig or ErrSetup (exit
+// 125).
 func CheckFolders(ckDir, stateDir, resume string, uid, gid *int, groups []int) error {
-	if resume == ResumeLatest && ckDir == "" && stateDir == "" {
-		return fmt.Errorf("%w: --resume latest needs --checkpoint-dir (or --state-dir): the latest checkpoint is the newest one the child acknowledged, kept in the state of a folder that outlives the run; the default checkpoint folder is new for each run", ErrConfig)
+	if resume == ResumeLatest && ckDir == "" {
+		return fmt.Errorf("%w: --resume latest needs --checkpoint-dir: the latest checkpoint is the newest one the child acknowledged, kept in the state of a folder that outlives the run; the default checkpoint folder is new for each run", ErrConfig)
+	}
+	if err := CheckState(ckDir, stateDir); err != nil {
+		return err
 	}
 	if resume != "" && resume != ResumeLatest {
 		if _, err := os.Stat(resume); err != nil {

@@ -18,6 +18,9 @@ import (
 // half-written .tmp, a log file).
 type ledger struct {
 	dir string // the checkpoint folder (absolute): retention deletes only its entries
+	// own are prism-run's own paths (the state folder): never deleted,
+	// nor anything that holds them.
+	own []string
 	cps []telemetry.Checkpoint
 }
 
@@ -63,8 +66,9 @@ func (l *ledger) before(t time.Time) string {
 	return ""
 }
 
-// abandonAfter marks the checkpoints acknowledged at or after t as
-// abandoned: a rollback went back before them.
+// abandonAfter marks the checkpoints acknowledged at or after t (all, for
+// the zero time) as abandoned: a rollback went back before them, or a
+// rerun started over.
 func (l *ledger) abandonAfter(t time.Time) {
 	for i := range l.cps {
 		if !l.cps[i].Time.Before(t) {
@@ -77,9 +81,10 @@ func (l *ledger) abandonAfter(t time.Time) {
 // all but the newest keep usable ones, except the newest acknowledged
 // before each time in protect (a rollback that may still come needs it).
 // Only what the child acknowledged is deleted, and only an entry of the
-// checkpoint folder itself, through an os.Root of that folder (a path
-// the child names elsewhere, or a symlink swapped in, is not followed out
-// of it). It returns what it deleted and what it refused to.
+// checkpoint folder itself that holds none of prism-run's own files,
+// through an os.Root of that folder (a path the child names elsewhere, or
+// a symlink swapped in, is not followed out of it). It returns what it
+// deleted and what it will never delete (each named once).
 func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string) {
 	if keep <= 0 {
 		return nil, nil
@@ -87,7 +92,7 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 	kept := map[string]bool{}
 	n := 0
 	for i := len(l.cps) - 1; i >= 0 && n < keep; i-- {
-		if c := l.cps[i]; !c.Abandoned && !c.Deleted {
+		if c := l.cps[i]; usable(c) {
 			kept[c.Path] = true
 			n++
 		}
@@ -105,29 +110,47 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 	}()
 	for i := range l.cps {
 		c := &l.cps[i]
-		if c.Deleted || kept[c.Path] {
+		if c.Deleted || c.Kept || kept[c.Path] {
 			continue
 		}
 		name, ok := entryOf(l.dir, c.Path)
-		if !ok {
+		if !ok || l.holdsOwn(c.Path) {
+			c.Kept = true // never tried again; still resumable while it is there
 			refused = append(refused, c.Path)
-			c.Deleted = true // never tried again; never resumed from either
 			continue
 		}
 		if root == nil {
 			var err error
 			if root, err = os.OpenRoot(l.dir); err != nil {
-				return deleted, append(refused, c.Path)
+				return deleted, refused
 			}
 		}
-		if err := root.RemoveAll(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			refused = append(refused, c.Path)
+		if _, err := root.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+			c.Deleted = true // gone already: nothing to delete
 			continue
+		}
+		if err := root.RemoveAll(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			continue // tried again at the next acknowledgement
 		}
 		c.Deleted = true
 		deleted = append(deleted, c.Path)
 	}
 	return deleted, refused
+}
+
+// holdsOwn reports whether path is one of prism-run's own paths or a
+// folder above one.
+func (l *ledger) holdsOwn(path string) bool {
+	within := func(a, b string) bool { // a is b or below it
+		rel, err := filepath.Rel(b, a)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+	}
+	for _, own := range l.own {
+		if within(own, path) || within(path, own) {
+			return true
+		}
+	}
+	return false
 }
 
 // entryOf is path's name in dir when path is an entry of dir itself (not

@@ -143,16 +143,26 @@ func (a *attempt) record(o policies.Observation) {
 	if isResult(o.Name) && len(a.results) < MaxMarkerNames {
 		a.results[o.Name] = resultText(o)
 	}
-	if o.Name != policies.NameCheckpoint || o.Text == "" {
+	if o.Name != policies.NameCheckpoint {
 		return
+	}
+	if o.Text == "" {
+		log.Warn().Msg("an empty checkpoint marker (checkpoint=\"\") acknowledges nothing: print the checkpoint's path")
+		return
+	}
+	path, err := a.r.checkpointPath(o.Text)
+	if err != nil {
+		log.Warn().Str("path", o.Text).Msg(err.Error())
+		return // no acknowledgement: a stop waiting for one goes on waiting
 	}
 	rule, took := a.stop.acknowledged(o.Time)
 	if rule != "" {
-		log.Info().Str("path", o.Text).Str("rule", rule).Stringer("took", took.Round(time.Millisecond)).Msg("checkpoint acknowledged")
+		log.Info().Str("path", path).Str("rule", rule).Stringer("took", took.Round(time.Millisecond)).Msg("checkpoint acknowledged")
 	} else {
-		log.Info().Str("path", o.Text).Msg("checkpoint reported")
+		log.Info().Str("path", path).Msg("checkpoint reported")
 	}
-	a.acked = a.r.acknowledge(a, o.Text, o.Time, rule)
+	a.acked = path
+	a.r.acknowledge(a, path, o.Time, rule)
 }
 
 // observe feeds the engine and carries out its decisions.

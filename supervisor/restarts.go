@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -42,16 +43,21 @@ func (r *run) loop(ctx context.Context) error {
 				r.rep.Message += "; " + s.verdict
 			}
 			if err == nil && r.cfg.VerifyRepro && spec.role == "" && out.Reason == telemetry.ReasonExited && out.Code == 0 {
-				return r.verify(ctx, a)
+				err = r.verify(ctx, a)
 			}
 			r.syncState()
+			r.logEnd()
 			return err
 		}
 		if !r.wait(ctx, s.delay) {
 			r.rep.End = r.cfg.Clock.Now()
 			r.conclude(out, a)
-			r.rep.Message += "; no restart: stopped during the backoff"
+			const v = "no restart: stopped during the backoff"
+			r.rep.Message += "; " + v
+			r.recovery().Verdict = v
+			r.history[a.idx].Next = "end: " + v
 			r.syncState()
+			r.logEnd()
 			return nil
 		}
 		spec = r.next(s)
@@ -67,13 +73,17 @@ func (r *run) ended(a *attempt, out Outcome) ended {
 	if out.Reason == telemetry.ReasonPolicy {
 		d := m.stop.decision
 		e.decision = &d
-		// A checkpoint-stop for a restart that the child acknowledged with
-		// a new checkpoint: the work is saved, as a preempted job's is.
-		e.preempted = out.Acked && d.Action.CheckpointsFirst() && a.acked != "" && a.acked != a.resume
+		// A restart's checkpoint-stop that the child acknowledged with a
+		// new checkpoint: the work is saved, as a preempted job's is.
+		e.preempted = out.Acked && d.Action == policies.ActionRestart && a.acked != "" && a.acked != a.resume
 	}
 	// Someone outside prism-run SIGTERMed the child after it had saved
 	// its work: a preemption (a node drained, an operator), not a bug.
-	if out.Reason == telemetry.ReasonSignaled && out.Signal == unix.SIGTERM && a.acked != "" && !m.killed {
+	// Whether it died of the signal or caught it and exited 143 (128+15,
+	// the shell's code for it) as a preemption-aware program does.
+	termed := out.Reason == telemetry.ReasonSignaled && out.Signal == unix.SIGTERM ||
+		out.Reason == telemetry.ReasonExited && out.Code == 128+int(unix.SIGTERM)
+	if termed && a.acked != "" && m.stop == nil {
 		e.preempted = true
 	}
 	return e
@@ -115,7 +125,7 @@ func (r *run) afterAttempt(a *attempt, out Outcome, e ended, s step) {
 
 // endHistory closes the attempt's entry in the history and returns it.
 func (r *run) endHistory(a *attempt, out Outcome, next string) *telemetry.Attempt {
-	att := &r.history[a.n]
+	att := &r.history[a.idx]
 	att.End, att.Exit, att.Reason, att.Next = r.cfg.Clock.Now(), ExitCode(out), out.Reason, next
 	if out.Signal != 0 {
 		att.Signal = unix.SignalName(out.Signal)
@@ -162,34 +172,65 @@ func (r *run) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// next is the spec of the attempt a step asks for.
+// next is the spec of the attempt a step asks for. With no acknowledged
+// checkpoint to go back to, a restart resumes from what the first attempt
+// was given (--resume), if anything.
 func (r *run) next(s step) attemptSpec {
 	spec := attemptSpec{argv: r.cfg.Command, backoff: s.delay}
 	switch {
 	case s.kind == stepFailover:
 		spec.argv, spec.role = r.cfg.Recovery.Fallback, "fallback"
-		spec.resume = r.ledger.newest()
+		spec.resume = r.orFirst(r.ledger.newest())
 		r.recovery().Failover = true
+		return spec
 	case s.from == fromNewest:
-		spec.resume = r.ledger.newest()
+		spec.resume = r.orFirst(r.ledger.newest())
 	case s.from == fromBefore:
-		spec.resume = r.ledger.before(s.since)
+		spec.resume = r.orFirst(r.ledger.before(s.since))
 		r.ledger.abandonAfter(s.since)
 		if spec.resume == "" {
 			r.log.Warn().Time("since", s.since).Msg("rollback: no checkpoint was acknowledged before the violation began: starting from the beginning")
 		}
+	case s.from == fromScratch:
+		// The same seed from the beginning: what the earlier trajectory
+		// checkpointed is not this one's.
+		r.ledger.abandonAfter(time.Time{})
 	}
 	r.recovery().Restarts++
 	return spec
 }
 
-// acknowledge records a checkpoint the child announced at time at
-// (answering rule's request, "" unasked): the ledger, the report, the
-// state, and retention. It returns the checkpoint's absolute path.
-func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) string {
-	if a.role == "verify" {
-		return path // the reproducibility check's own, never resumed from
+// orFirst is p, or when p is "" the checkpoint the first attempt was
+// given, saying so when acknowledged ones existed but are gone.
+func (r *run) orFirst(p string) string {
+	if p != "" {
+		return p
 	}
+	r.sayGone()
+	return r.resume
+}
+
+// sayGone warns when the ledger holds checkpoints that are no longer
+// there: the job goes back further than it believes.
+func (r *run) sayGone() {
+	gone := 0
+	for _, c := range r.ledger.cps {
+		if !c.Abandoned && !c.Deleted && !usable(c) {
+			gone++
+		}
+	}
+	if gone > 0 {
+		r.log.Warn().Int("gone", gone).Str("dir", r.ledger.dir).Msg("acknowledged checkpoints are no longer there (moved or deleted outside prism-run?): none of them is resumed from")
+	}
+}
+
+// checkpointPath is the checkpoint a marker names, absolute (a relative
+// path is the child's working folder's), or why the marker acknowledges
+// nothing: it names nothing that exists (resuming from it would fail, and
+// counting it would make retention drop a real one), or prism-run's own
+// state.
+func (r *run) checkpointPath(text string) (string, error) {
+	path := text
 	if !filepath.IsAbs(path) {
 		base := r.cfg.Dir
 		if base == "" {
@@ -198,6 +239,22 @@ func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) st
 		path = filepath.Join(base, path)
 	}
 	path = filepath.Clean(path)
+	if r.ledger.holdsOwn(path) {
+		return "", errors.New("the checkpoint marker names prism-run's own state folder or a file in it: not an acknowledgement")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("the checkpoint marker names nothing that can be read (%v): not an acknowledgement (write the checkpoint, then print the marker)", err)
+	}
+	return path, nil
+}
+
+// acknowledge records a checkpoint the child acknowledged at time at
+// (answering rule's request, "" unasked): the ledger, the report, the
+// state, and retention.
+func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) {
+	if a.role == "verify" {
+		return // the reproducibility check's own, never resumed from
+	}
 	c := telemetry.Checkpoint{Path: path, Time: at, Rule: rule, Attempt: a.n}
 	r.ledger.add(c)
 	r.rep.Checkpoints = append(r.rep.Checkpoints, c)
@@ -210,7 +267,7 @@ func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) st
 			r.log.Info().Str("path", p).Int("keep", keep).Msg("retention: deleted an older acknowledged checkpoint")
 		}
 		for _, p := range refused {
-			r.log.Warn().Str("path", p).Str("dir", r.ledger.dir).Msg("retention: not deleting a checkpoint outside the checkpoint folder")
+			r.log.Warn().Str("path", p).Str("dir", r.ledger.dir).Msg("retention: never deleting this checkpoint: it is not an entry of the checkpoint folder itself (nested, a dot name, outside it) or it holds prism-run's state")
 		}
 		if len(deleted)+len(refused) > 0 {
 			rec := r.recovery()
@@ -219,7 +276,6 @@ func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) st
 		}
 	}
 	r.syncState()
-	return path
 }
 
 // refreshCheckpoints copies what the ledger learnt since (abandoned by
@@ -256,11 +312,22 @@ func (r *run) openState() error {
 		return err
 	}
 	r.store = store
+	if abs, err := filepath.Abs(dir); err == nil {
+		r.ledger.own = append(r.ledger.own, abs)
+	}
 	r.recovery().StateFile = store.path()
 	if st == nil {
 		return nil
 	}
 	r.ledger.cps, failures, r.history = st.Checkpoints, st.Failures, st.Attempts
+	r.firstN = max(st.AttemptCount-len(st.Attempts), 0)
+	for i := range r.history {
+		if h := &r.history[i]; h.End.IsZero() && h.Next == "" {
+			// Started and never ended in the state: the prism-run running
+			// it was SIGKILLed (or its machine went away).
+			h.Next = "unknown: the prism-run that ran it ended first (SIGKILL, a lost node)"
+		}
+	}
 	r.recovery().Failures, r.recovery().Preemptions = len(st.Failures), st.Preemptions
 	r.log.Info().Str("state", store.path()).Int("attempts", len(st.Attempts)).Int("failures", len(st.Failures)).
 		Int("checkpoints", len(st.Checkpoints)).Msg("carrying on from the state of an earlier invocation")
@@ -288,8 +355,9 @@ func (r *run) syncState() {
 	if r.store == nil {
 		return
 	}
-	st := &State{Command: r.cfg.Command, Seed: r.cfg.Seed, Checkpoints: r.ledger.cps, Attempts: r.history,
-		Failures: r.budget.failures, Updated: r.cfg.Clock.Now()}
+	hist := r.history[max(0, len(r.history)-maxLedger):]
+	st := &State{Command: r.cfg.Command, Seed: r.cfg.Seed, Checkpoints: r.ledger.cps, Attempts: hist,
+		AttemptCount: r.firstN + len(r.history), Failures: r.budget.failures, Updated: r.cfg.Clock.Now()}
 	if rec := r.rep.Recovery; rec != nil {
 		st.Preemptions = rec.Preemptions
 	}
@@ -307,6 +375,11 @@ func (r *run) resolveResume() (string, error) {
 	case ResumeLatest:
 		if p := r.ledger.newest(); p != "" {
 			return p, nil
+		}
+		if len(r.ledger.cps) > 0 {
+			r.sayGone()
+			r.log.Warn().Msg("--resume latest: no acknowledged checkpoint of the state can be resumed from: starting from the beginning")
+			return "", nil
 		}
 		msg := "--resume latest: no acknowledged checkpoint yet: starting from the beginning"
 		if r.store == nil {
@@ -364,8 +437,9 @@ func resultText(o policies.Observation) string {
 // with the same seed, supervised like any attempt, and its result
 // markers compared with those of the run's last attempt (first).
 func (r *run) verify(ctx context.Context, first *attempt) error {
-	r.log.Info().Uint64("seed", r.cfg.Seed).Msg("--verify-repro: running the command again from the beginning with the same seed")
-	r.engine.NewAttempt(r.cfg.Clock.Now().Add(-r.paused))
+	r.log.Info().Uint64("seed", r.cfg.Seed).Msg("the run exited with code 0; --verify-repro: running the command again from the beginning with the same seed")
+	// Judged as the first run was: its own deadline, totals and windows.
+	r.engine.NewRun(r.cfg.Clock.Now().Add(-r.paused))
 	// Its own checkpoint folder: the second run must neither overwrite the
 	// job's checkpoints nor become the one a later --resume latest takes.
 	ck := filepath.Join(r.runDir, "verify-checkpoints")

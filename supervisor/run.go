@@ -70,6 +70,7 @@ type run struct {
 	budget     *budget             // failures, backoff
 	store      *stateStore         // the state folder, held (nil: no state kept)
 	history    []telemetry.Attempt // the job's attempts, earlier invocations' first
+	firstN     int                 // the job's attempts before history[0] (the state keeps the last 1000)
 	runDir     string              // created by newRun, removed by cleanup when empty of checkpoints
 	ownCkptDir bool                // the checkpoint folder is inside the run folder
 	madeDirs   []string            // the folders prism-run made for the child's checkpoints, top first
@@ -256,7 +257,11 @@ func (r *run) conclude(o Outcome, a *attempt) {
 		rep.Message += fmt.Sprintf(" (attempt %d of the job, after %d restart(s) in this run)", a.n, n)
 	}
 	r.sayIdleAndMalformed()
-	r.log.Info().Int("exit_code", rep.Exit).Str("reason", string(rep.Reason)).Msg(rep.Message)
+}
+
+// logEnd is the run's last log line: how it ended, and its exit code.
+func (r *run) logEnd() {
+	r.log.Info().Int("exit_code", r.rep.Exit).Str("reason", string(r.rep.Reason)).Msg(r.rep.Message)
 }
 
 // sayIdleAndMalformed tells, once at the end, what a person would

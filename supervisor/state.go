@@ -39,7 +39,10 @@ type State struct {
 	Command     []string               `json:"command"`
 	Seed        uint64                 `json:"seed"`
 	Checkpoints []telemetry.Checkpoint `json:"checkpoints"`
-	Attempts    []telemetry.Attempt    `json:"attempts"`
+	// Attempts are the job's last attempts (at most 1000), oldest first;
+	// AttemptCount counts them all.
+	Attempts     []telemetry.Attempt `json:"attempts"`
+	AttemptCount int                 `json:"attempt_count"`
 	// Failures are the times of the failures that used the budget
 	// (max_restarts, max_restarts_per_hour), oldest first.
 	Failures []time.Time `json:"failures"`
@@ -126,4 +129,67 @@ func (s *stateStore) close() {
 		_ = s.lock.Close()
 		s.lock = nil
 	}
+}
+
+// CheckState finds before the start what taking the state folder would
+// fail on, for --dry-run and the start alike: --state-dir without
+// --checkpoint-dir (the default checkpoint folder is new for each run, so
+// the state would point into folders no later run looks after), the
+// checkpoint folder itself as the state folder (the child writes there),
+// a folder another prism-run holds, a state that cannot be read. It holds
+// nothing: the run takes the lock when it starts.
+func CheckState(ckDir, stateDir string) error {
+	if stateDir != "" && ckDir == "" {
+		return fmt.Errorf("%w: --state-dir needs --checkpoint-dir: the default checkpoint folder is new for each run, so the state would point into folders no later run looks after", ErrConfig)
+	}
+	dir := stateDir
+	if dir == "" {
+		if ckDir == "" {
+			return nil
+		}
+		dir = filepath.Join(ckDir, StateFolderName)
+	}
+	a, _ := filepath.Abs(dir)
+	if b, _ := filepath.Abs(ckDir); a == b {
+		return fmt.Errorf("%w: --state-dir %s is the checkpoint folder itself, where the child writes: give the state a folder of its own (the default is %s)", ErrConfig, stateDir, filepath.Join(ckDir, StateFolderName))
+	}
+	f, err := os.Open(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return nil // no state yet (or the run says why it cannot make one)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+		return fmt.Errorf("%w: state folder %s is in use by another prism-run: two runs on one state would corrupt it (give each its own --state-dir or --checkpoint-dir)", ErrSetup, dir)
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	_, err = (&stateStore{dir: dir}).read()
+	return err
+}
+
+// DescribeState says, for --dry-run, what a run on these folders would
+// carry on from: the state folder, its attempts and failures, the seed,
+// and what --resume latest would hand over. "" when there is no state
+// folder.
+func DescribeState(ckDir, stateDir string) string {
+	dir := stateDir
+	if dir == "" {
+		if ckDir == "" {
+			return ""
+		}
+		dir = filepath.Join(ckDir, StateFolderName)
+	}
+	st, err := (&stateStore{dir: dir}).read()
+	switch {
+	case err != nil:
+		return fmt.Sprintf("state %s: %v", dir, err)
+	case st == nil:
+		return fmt.Sprintf("state %s: none yet (a fresh job; --resume latest starts from the beginning)", dir)
+	}
+	l := ledger{cps: st.Checkpoints}
+	latest := l.newest()
+	if latest == "" {
+		latest = "none (start from the beginning)"
+	}
+	return fmt.Sprintf("state %s: %d attempt(s), %d failure(s), %d preemption(s), seed %d; --resume latest -> %s",
+		dir, max(st.AttemptCount, len(st.Attempts)), len(st.Failures), st.Preemptions, st.Seed, latest)
 }

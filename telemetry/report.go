@@ -160,8 +160,13 @@ type Checkpoint struct {
 	// Abandoned: a rollback went back past it (it holds the bad state):
 	// never resumed from, the first to go at retention.
 	Abandoned bool `json:"abandoned,omitempty"`
-	// Deleted: retention removed it.
+	// Deleted: retention removed it (or it was gone when retention came
+	// to it).
 	Deleted bool `json:"deleted,omitempty"`
+	// Kept: retention never deletes it: not an entry of the checkpoint
+	// folder itself (nested, a dot name, outside it), or prism-run's own
+	// state.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // Attempt is one child of a job: a start of the command (or of the
@@ -175,9 +180,9 @@ type Attempt struct {
 	Command []string  `json:"command,omitempty"` // when not the run's command
 	PID     int       `json:"pid,omitempty"`
 	Start   time.Time `json:"start"`
-	End     time.Time `json:"end"`
+	End     time.Time `json:"end,omitzero"` // zero: it never ended in this record
 	Exit    int       `json:"exit"`
-	Reason  Reason    `json:"reason"`
+	Reason  Reason    `json:"reason,omitempty"`
 	Signal  string    `json:"signal,omitempty"`
 	Rule    string    `json:"rule,omitempty"` // the rule that ended it
 	// Resume is the checkpoint it was given (PRISM_RESUME).
@@ -193,9 +198,11 @@ type Attempt struct {
 	Next string `json:"next,omitempty"`
 }
 
-// Recovery is what the run's recovery did.
+// Recovery is what the run's recovery did. Restarts are this
+// invocation's; failures and preemptions are the whole job's (earlier
+// invocations on the same state included).
 type Recovery struct {
-	Restarts int `json:"restarts"` // attempts started after the first (this invocation)
+	Restarts int `json:"restarts"` // children started again after the first (this invocation; the fallback is not one)
 	// Failures counts the ends that used the failure budget, over the
 	// whole job (earlier invocations included).
 	Failures    int `json:"failures"`

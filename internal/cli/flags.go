@@ -555,14 +555,14 @@ func notASubcommand(cmd []string) error {
 func recoveryFlags(c *cli.Context, o options, r *policies.Recovery) error {
 	if c.IsSet("restart") {
 		if !slices.Contains(policies.RestartModes(), o.restart) {
-			return fmt.Errorf("%w: --restart %q: want %s", errUsage, o.restart, strings.Join(policies.RestartModes(), " | "))
+			return fmt.Errorf("%w: --restart (or PRISM_RESTART) %q: want %s", errUsage, o.restart, strings.Join(policies.RestartModes(), " | "))
 		}
 		r.Restart = &o.restart
 	}
 	if c.IsSet("max-restarts") {
 		n, err := strconv.ParseInt(c.String("max-restarts"), 10, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("%w: --max-restarts %q: want a whole number, 0 or more", errUsage, c.String("max-restarts"))
+		if err != nil || n < 0 || n > 1_000_000 {
+			return fmt.Errorf("%w: --max-restarts (or PRISM_MAX_RESTARTS) %q: want a whole number from 0 to 1000000", errUsage, c.String("max-restarts"))
 		}
 		r.MaxRestarts = &n
 	}

@@ -78,6 +78,13 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 			return r.fail(err, p)
 		}
 	}
+	if fb := pol.Recovery.Fallback; len(fb) > 0 {
+		// A failover that would find no program is known now, not when
+		// everything else has failed.
+		if err := supervisor.CheckCommand(fb[0]); err != nil {
+			return r.fail(fmt.Errorf("%w: [recovery] fallback: %v", supervisor.ErrConfig, err), p)
+		}
+	}
 	if o.dryRun {
 		// What a run finds as it starts NVML.
 		if err := p.ProbeGPU(r.deps.NVML); err != nil {

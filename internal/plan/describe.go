@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/supervisor"
 	"github.com/prism-run/prism-run/telemetry"
 )
 
@@ -151,6 +152,9 @@ func (p *Plan) Describe(w io.Writer, layers []string, command []string) error {
 	}
 	for _, g := range p.Gaps {
 		fmt.Fprintf(&buf, "# NOT enforced: %s: %s\n", g.Setting, g.Why)
+	}
+	if st := supervisor.DescribeState(p.CheckpointDir, p.StateDir); st != "" {
+		fmt.Fprintf(&buf, "# %s\n", st)
 	}
 	if p.Refusal() != nil {
 		fmt.Fprintln(&buf, "# strict: a real run would refuse to start (exit 125)")

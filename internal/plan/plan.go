@@ -113,12 +113,17 @@ type Plan struct {
 	// Gaps are what cannot be enforced here; strict refuses a run with
 	// any (Refusal), otherwise each is one warning.
 	Gaps []Gap
+
+	// CheckpointDir and StateDir are the request's, for --dry-run's
+	// account of the state a run would carry on from.
+	CheckpointDir, StateDir string
 }
 
 // New makes the plan of a resolved policy and a request on host. It fails
 // (ErrInput) on a request it cannot read, never because of a gap.
 func New(pol *policies.Resolved, req Request, host Host) (*Plan, error) {
-	p := &Plan{Policy: pol, Strict: pol.Strict, CgroupMode: host.Cgroups.Hierarchy.Mode}
+	p := &Plan{Policy: pol, Strict: pol.Strict, CgroupMode: host.Cgroups.Hierarchy.Mode,
+		CheckpointDir: req.CheckpointDir, StateDir: req.StateDir}
 	var err error
 	if p.Rlimits, err = rlimitsOf(pol.Policy.Limits); err != nil {
 		return nil, err
