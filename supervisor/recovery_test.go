@@ -337,3 +337,29 @@ echo x > "$PRISM_CHECKPOINT_DIR/ck"; echo "PRISM checkpoint=\"$PRISM_CHECKPOINT_
 		t.Errorf("backoff recorded as %gs, want 600", got)
 	}
 }
+
+// Retention never deletes prism-run's own state, nor a folder holding
+// it, whatever the child acknowledged.
+func TestLedgerRetentionSparesTheState(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "mystate")
+	touch(t, filepath.Join(state, stateFileName))
+	l := ledger{dir: dir, own: []string{state}}
+	l.add(telemetry.Checkpoint{Path: state, Time: r0})
+	l.add(telemetry.Checkpoint{Path: touch(t, filepath.Join(dir, "ck")), Time: r0.Add(time.Minute)})
+	deleted, refused := l.prune(1, nil)
+	if len(deleted) != 0 || !slices.Equal(refused, []string{state}) {
+		t.Errorf("deleted %v, refused %v; want nothing deleted, the state refused", deleted, refused)
+	}
+	if _, err := os.Stat(filepath.Join(state, stateFileName)); err != nil {
+		t.Error(err)
+	}
+	for _, p := range []string{state, filepath.Join(state, lockFileName), dir} {
+		if !l.holdsOwn(p) {
+			t.Errorf("holdsOwn(%s) = false", p)
+		}
+	}
+	if l.holdsOwn(filepath.Join(dir, "ck")) {
+		t.Error("a checkpoint beside the state counts as the state's")
+	}
+}
