@@ -138,19 +138,33 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 	return deleted, refused
 }
 
-// holdsOwn reports whether path is one of prism-run's own paths or a
-// folder above one.
+// holdsOwn reports whether path is one of prism-run's own paths, in one,
+// or a folder above one: never deleted.
 func (l *ledger) holdsOwn(path string) bool {
-	within := func(a, b string) bool { // a is b or below it
-		rel, err := filepath.Rel(b, a)
-		return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
-	}
 	for _, own := range l.own {
 		if within(own, path) || within(path, own) {
 			return true
 		}
 	}
 	return false
+}
+
+// isOwn reports whether path is one of prism-run's own paths or in one:
+// never a checkpoint. (A folder above one may be: a child may announce
+// its whole checkpoint folder.)
+func (l *ledger) isOwn(path string) bool {
+	for _, own := range l.own {
+		if within(path, own) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path a is b or below it.
+func within(a, b string) bool {
+	rel, err := filepath.Rel(b, a)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // entryOf is path's name in dir when path is an entry of dir itself (not

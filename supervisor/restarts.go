@@ -239,7 +239,7 @@ func (r *run) checkpointPath(text string) (string, error) {
 		path = filepath.Join(base, path)
 	}
 	path = filepath.Clean(path)
-	if r.ledger.holdsOwn(path) {
+	if r.ledger.isOwn(path) {
 		return "", errors.New("the checkpoint marker names prism-run's own state folder or a file in it: not an acknowledgement")
 	}
 	if _, err := os.Stat(path); err != nil {

@@ -75,13 +75,9 @@ func openState(dir string) (*stateStore, *State, error) {
 		return nil, nil, fmt.Errorf("%w: state folder: %w", ErrSetup, err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder := "another prism-run"
-		if b, rerr := os.ReadFile(f.Name()); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
-			holder += " (pid " + strings.TrimSpace(string(b)) + ")"
-		}
 		_ = f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, nil, fmt.Errorf("%w: state folder %s is in use by %s: two runs on one state would corrupt it (give each its own --state-dir or --checkpoint-dir)", ErrSetup, dir, holder)
+			return nil, nil, inUse(dir)
 		}
 		return nil, nil, fmt.Errorf("%w: lock the state folder %s: %w", ErrSetup, dir, err)
 	}
@@ -114,6 +110,16 @@ func (s *stateStore) read() (*State, error) {
 		return nil, fmt.Errorf("%w: state %s is version %d; this prism-run reads version %d", ErrSetup, s.path(), st.Version, stateVersion)
 	}
 	return &st, nil
+}
+
+// inUse is the error for a state folder another prism-run holds, naming
+// it by the pid it wrote into the lock file.
+func inUse(dir string) error {
+	holder := "another prism-run"
+	if b, err := os.ReadFile(filepath.Join(dir, lockFileName)); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		holder += " (pid " + strings.TrimSpace(string(b)) + ")"
+	}
+	return fmt.Errorf("%w: state folder %s is in use by %s: two runs on one state would corrupt it (give each its own --state-dir or --checkpoint-dir)", ErrSetup, dir, holder)
 }
 
 // write replaces the state, atomically.
@@ -159,7 +165,7 @@ func CheckState(ckDir, stateDir string) error {
 	}
 	defer f.Close()
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
-		return fmt.Errorf("%w: state folder %s is in use by another prism-run: two runs on one state would corrupt it (give each its own --state-dir or --checkpoint-dir)", ErrSetup, dir)
+		return inUse(dir)
 	}
 	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	_, err = (&stateStore{dir: dir}).read()
