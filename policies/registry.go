@@ -24,7 +24,7 @@ type Kind struct {
 	// shows the violation (a step against the trend, a health event),
 	// never for a stretch of time, so `for` and `escalate` cannot apply.
 	Momentary bool
-	build    func(r *RuleSpec, m Meta, c ruleCheck) (Rule, error)
+	build     func(r *RuleSpec, m Meta, c ruleCheck) (Rule, error)
 }
 
 // Field is one field of a [[rule]] table.
