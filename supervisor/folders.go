@@ -120,9 +120,6 @@ func CheckFolders(ckDir, stateDir, resume string, uid, gid *int, groups []int) e
 	if resume == ResumeLatest && ckDir == "" {
 		return fmt.Errorf("%w: --resume latest needs --checkpoint-dir: the latest checkpoint is the newest one the child acknowledged, kept in the state of a folder that outlives the run; the default checkpoint folder is new for each run", ErrConfig)
 	}
-	if err := CheckState(ckDir, stateDir); err != nil {
-		return err
-	}
 	if resume != "" && resume != ResumeLatest {
 		if _, err := os.Stat(resume); err != nil {
 			return fmt.Errorf("%w: --resume: %w", ErrConfig, err)
@@ -139,6 +136,9 @@ func CheckFolders(ckDir, stateDir, resume string, uid, gid *int, groups []int) e
 		if abs, _ := filepath.Abs(ckDir); abs == at {
 			existing = at
 		}
+	}
+	if err := CheckState(ckDir, stateDir); err != nil {
+		return err
 	}
 	if uid == nil {
 		return nil

@@ -22,6 +22,10 @@ type ledger struct {
 	// nor anything that holds them.
 	own []string
 	cps []telemetry.Checkpoint
+	// floor: checkpoints acknowledged before it belong to another
+	// trajectory (this invocation started fresh, or from a --resume path)
+	// and are not resumed from; zero: all are this job's.
+	floor time.Time
 }
 
 // add records an acknowledgement. A path acknowledged again (a child that
@@ -40,7 +44,8 @@ func (l *ledger) add(c telemetry.Checkpoint) {
 }
 
 // usable reports whether c may be handed to a child: acknowledged, not
-// abandoned or deleted, and still there.
+// abandoned or deleted, and still there. (Retention counts these too,
+// floor or not.)
 func usable(c telemetry.Checkpoint) bool {
 	if c.Abandoned || c.Deleted {
 		return false
@@ -59,7 +64,7 @@ func (l *ledger) newest() string {
 func (l *ledger) before(t time.Time) string {
 	for i := len(l.cps) - 1; i >= 0; i-- {
 		c := l.cps[i]
-		if (t.IsZero() || c.Time.Before(t)) && usable(c) {
+		if (t.IsZero() || c.Time.Before(t)) && !c.Time.Before(l.floor) && usable(c) {
 			return c.Path
 		}
 	}
@@ -102,6 +107,21 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 			kept[p] = true
 		}
 	}
+	// What a kept checkpoint is, when it is a symlink (ck/latest ->
+	// ck/step-9): deleting its target would leave it dangling.
+	for p := range kept {
+		if t, err := filepath.EvalSymlinks(p); err == nil && t != p {
+			kept[t] = true
+		}
+	}
+	holdsKept := func(path string) bool {
+		for k := range kept {
+			if within(k, path) {
+				return true
+			}
+		}
+		return false
+	}
 	var root *os.Root
 	defer func() {
 		if root != nil {
@@ -110,8 +130,8 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 	}()
 	for i := range l.cps {
 		c := &l.cps[i]
-		if c.Deleted || c.Kept || kept[c.Path] {
-			continue
+		if c.Deleted || c.Kept || holdsKept(c.Path) {
+			continue // kept, or holds one that is (ck/run, then ck/run/step2)
 		}
 		name, ok := entryOf(l.dir, c.Path)
 		if !ok || l.holdsOwn(c.Path) {
@@ -175,4 +195,16 @@ func entryOf(dir, path string) (string, bool) {
 		return "", false
 	}
 	return rel, true
+}
+
+// handable reports whether path may still be handed to a child: there,
+// and not abandoned or deleted if the ledger knows it.
+func (l *ledger) handable(path string) bool {
+	for _, c := range l.cps {
+		if c.Path == path && (c.Abandoned || c.Deleted) {
+			return false
+		}
+	}
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -63,6 +63,12 @@ const (
 	fromScratch                   // none (rerun-seed: the same seed from the start)
 )
 
+// MaxFreeInARow bounds the free restarts (preemption-like ends, exit 0
+// under restart = always) in a row of attempts that each ran less than
+// healthy_after: past it, each is a failure. A job preempted again at
+// once ten times over is not being preempted: it is looping.
+const MaxFreeInARow = 10
+
 // budget is the run's failure budget and backoff: how many failures it
 // may restart in all and per hour, and how long it waits before each
 // restart. Its clock is the run's (a fake one in tests); the jitter is
@@ -71,6 +77,7 @@ const (
 type budget struct {
 	plan     policies.RecoveryPlan
 	failures []time.Time // the failures that used the budget, oldest first (also from earlier invocations)
+	quick    int         // free restarts in a row of attempts that ran less than healthy_after
 	backoff  *backoff.ExponentialBackOff
 }
 
@@ -89,10 +96,23 @@ func (b *budget) decide(e ended, now time.Time) step {
 		return step{kind: stepEnd}
 	}
 	failed := failure(e)
+	s, ok := b.wanted(e)
+	if e.ran >= b.plan.HealthyAfter {
+		b.quick = 0
+	}
+	if ok && !failed && s.kind == stepRestart && e.ran < b.plan.HealthyAfter {
+		// A free restart (a preemption, an exit 0 under always) of an
+		// attempt that did not run healthy_after: beyond MaxFreeInARow of
+		// them in a row the job makes no progress, and they are failures
+		// (as systemd's start limit counts every start).
+		if b.quick++; b.quick > MaxFreeInARow {
+			failed = true
+			s.why += fmt.Sprintf(" (%d free restarts in a row, none running healthy_after: counted as a failure)", b.quick)
+		}
+	}
 	if failed {
 		b.failures = append(b.failures, now)
 	}
-	s, ok := b.wanted(e)
 	s.counted = failed
 	if !ok {
 		return step{kind: stepEnd, counted: failed}

@@ -363,3 +363,116 @@ func TestLedgerRetentionSparesTheState(t *testing.T) {
 		t.Error("a checkpoint beside the state counts as the state's")
 	}
 }
+
+// Retention keeps what a kept checkpoint is inside of, or points to.
+func TestLedgerRetentionKeepsWhatHoldsAKeptOne(t *testing.T) {
+	dir := t.TempDir()
+	l := ledger{dir: dir}
+	run := filepath.Join(dir, "run")
+	touch(t, filepath.Join(run, "x"))
+	l.add(telemetry.Checkpoint{Path: run, Time: r0})
+	l.add(telemetry.Checkpoint{Path: touch(t, filepath.Join(run, "step2")), Time: r0.Add(time.Minute)})
+	old := touch(t, filepath.Join(dir, "step-1"))
+	l.add(telemetry.Checkpoint{Path: old, Time: r0.Add(2 * time.Minute)})
+	latest := filepath.Join(dir, "latest")
+	if err := os.Symlink(old, latest); err != nil {
+		t.Fatal(err)
+	}
+	l.add(telemetry.Checkpoint{Path: latest, Time: r0.Add(3 * time.Minute)})
+	l.add(telemetry.Checkpoint{Path: touch(t, filepath.Join(dir, "step-3")), Time: r0.Add(4 * time.Minute)})
+	// keep 2: latest (-> step-1) and step-3; step2 is older, so it goes,
+	// but not its folder's neighbour.
+	if deleted, _ := l.prune(2, nil); slices.Contains(deleted, old) {
+		t.Errorf("deleted %v: step-1 is what the kept ck/latest points to", deleted)
+	}
+	if _, err := os.Stat(latest); err != nil {
+		t.Errorf("ck/latest dangles: %v", err)
+	}
+	l2 := ledger{dir: dir}
+	run2 := filepath.Join(dir, "run2")
+	touch(t, filepath.Join(run2, "x"))
+	l2.add(telemetry.Checkpoint{Path: run2, Time: r0})
+	l2.add(telemetry.Checkpoint{Path: touch(t, filepath.Join(run2, "step2")), Time: r0.Add(time.Minute)})
+	l2.prune(1, nil)
+	if _, err := os.Stat(filepath.Join(run2, "step2")); err != nil {
+		t.Errorf("the newest checkpoint went with the older one holding it: %v", err)
+	}
+}
+
+// The state folder is prism-run's: a symlink swapped in for it or for
+// its lock, or a folder of another user, is refused, and nothing outside
+// is written.
+func TestStateFolderRefusesWhatIsNotItsOwn(t *testing.T) {
+	base := t.TempDir()
+	victim := touch(t, filepath.Join(t.TempDir(), "victim"))
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(base, "linked")
+	if err := os.Symlink(filepath.Dir(victim), linked); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openState(linked); !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "a symlink is refused") {
+		t.Errorf("a symlinked state folder: %v", err)
+	}
+	lockLink := filepath.Join(base, "locklink")
+	if err := os.Mkdir(lockLink, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(lockLink, lockFileName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openState(lockLink); !errors.Is(err, ErrSetup) {
+		t.Errorf("a lock file that is a symlink out of the folder: %v", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Errorf("the symlink's target was written: %q", b)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	foreign := filepath.Join(base, "foreign")
+	if err := os.Mkdir(foreign, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(foreign, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openState(foreign); !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "belongs to uid 65534") {
+		t.Errorf("a folder of another user: %v", err)
+	}
+}
+
+// Free restarts are bounded too: beyond max_restarts in a row, none of
+// them running healthy_after, they are failures (a restart rule that trips
+// again at once, an exit 0 under always); a healthy attempt starts the
+// count over.
+func TestFreeRestartsInARowAreBounded(t *testing.T) {
+	b := newBudget(plan(func(p *policies.RecoveryPlan) { p.Restart, p.MaxRestarts = policies.RestartAlways, 2 }), nil)
+	now := r0
+	var kinds []bool // counted
+	for range MaxFreeInARow + 5 {
+		now = now.Add(time.Minute)
+		s := b.decide(crash(0, time.Second), now)
+		kinds = append(kinds, s.counted)
+		if s.kind != stepRestart {
+			break
+		}
+	}
+	// MaxFreeInARow free, then counted, counted, and the third uses the
+	// budget (2) up.
+	want := append(make([]bool, MaxFreeInARow), true, true, true)
+	if !slices.Equal(kinds, want) {
+		t.Errorf("counted per end %v, want %v", kinds, want)
+	}
+	b = newBudget(plan(func(p *policies.RecoveryPlan) { p.Restart, p.MaxRestarts = policies.RestartAlways, 1 }), nil)
+	for i := range 4 * MaxFreeInARow {
+		ran := time.Second
+		if i%2 == 1 {
+			ran = time.Hour // healthy
+		}
+		if s := b.decide(crash(0, ran), r0.Add(time.Duration(i)*time.Hour)); s.counted || s.kind != stepRestart {
+			t.Fatalf("end %d: %+v; healthy attempts in between keep free restarts free", i, s)
+		}
+	}
+}

@@ -35,6 +35,7 @@ func (r *run) loop(ctx context.Context) error {
 		out, err := a.supervise(ctx)
 		end := r.ended(a, out)
 		s := r.budget.decide(end, r.cfg.Clock.Now())
+		r.abandon(end)
 		r.afterAttempt(a, out, end, s)
 		if s.kind == stepEnd || err != nil {
 			r.rep.End = r.cfg.Clock.Now()
@@ -73,9 +74,10 @@ func (r *run) ended(a *attempt, out Outcome) ended {
 	if out.Reason == telemetry.ReasonPolicy {
 		d := m.stop.decision
 		e.decision = &d
-		// A restart's checkpoint-stop that the child acknowledged with a
-		// new checkpoint: the work is saved, as a preempted job's is.
-		e.preempted = out.Acked && d.Action == policies.ActionRestart && a.acked != "" && a.acked != a.resume
+		// A restart's checkpoint-stop that the child acknowledged: the
+		// work is saved, as a preempted job's is. (A child may write one
+		// path every time: the acknowledgement is what counts.)
+		e.preempted = out.Acked && d.Action == policies.ActionRestart
 	}
 	// Someone outside prism-run SIGTERMed the child after it had saved
 	// its work: a preemption (a node drained, an operator), not a bug.
@@ -83,10 +85,63 @@ func (r *run) ended(a *attempt, out Outcome) ended {
 	// the shell's code for it) as a preemption-aware program does.
 	termed := out.Reason == telemetry.ReasonSignaled && out.Signal == unix.SIGTERM ||
 		out.Reason == telemetry.ReasonExited && out.Code == 128+int(unix.SIGTERM)
+	if termed && m.stop == nil && r.mayRestart() && r.signalFollows() {
+		// The scheduler signalled the whole job and the child saw it
+		// first (Slurm's scancel signals every process of the step): the
+		// run ends, as for a signal to prism-run, and it is no failure.
+		e.outside = true
+	}
 	if termed && a.acked != "" && m.stop == nil {
 		e.preempted = true
 	}
 	return e
+}
+
+// mayRestart: a child's own end may be restarted (restart on-failure or
+// always).
+func (r *run) mayRestart() bool {
+	p := r.cfg.Recovery.Restart
+	return p == policies.RestartOnFailure || p == policies.RestartAlways
+}
+
+// outsideGrace is how long, after a child died of SIGTERM that prism-run
+// did not send, prism-run waits for a terminating signal of its own: a
+// scheduler that signals the whole job reaches the processes a few ms
+// apart.
+const outsideGrace = 250 * time.Millisecond
+
+// signalFollows waits up to outsideGrace, on the run's clock, for a
+// terminating signal sent to prism-run, and reports whether one came.
+func (r *run) signalFollows() bool {
+	t := r.cfg.Clock.NewTimer(outsideGrace)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C():
+			return false
+		case sig := <-r.cfg.Signals:
+			if us, ok := sig.(unix.Signal); ok && terminating(us) {
+				r.log.Info().Str("signal", unix.SignalName(us)).Msg("a terminating signal reached prism-run just after the child died of SIGTERM: the job was stopped from outside, no restart")
+				r.rep.Forwarded = append(r.rep.Forwarded, unix.SignalName(us))
+				return true
+			}
+		}
+	}
+}
+
+// abandon marks what a rollback went back past (the checkpoints
+// acknowledged since its rule began to hold) or a rerun started over from
+// (all): never resumed from again, whether a restart follows, the budget
+// ends the run, a signal ends the backoff, or the fallback runs.
+func (r *run) abandon(e ended) {
+	d := e.decision
+	switch {
+	case d == nil:
+	case d.Action == policies.ActionRollback:
+		r.ledger.abandonAfter(d.Since)
+	case d.Action == policies.ActionRerunSeed:
+		r.ledger.abandonAfter(time.Time{})
+	}
 }
 
 // afterAttempt records an attempt's end in the report and the state.
@@ -148,28 +203,52 @@ func (r *run) recovery() *telemetry.Recovery {
 // terminating signal or the caller's cancellation ends the run instead;
 // SIGUSR1 has no child to ask and is logged.
 func (r *run) wait(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return true
+	var fired <-chan time.Time // nil with no wait
+	if d > 0 {
+		r.log.Info().Stringer("backoff", d.Round(time.Millisecond)).Msg("waiting before the restart")
+		t := r.cfg.Clock.NewTimer(d)
+		defer t.Stop()
+		fired = t.C()
 	}
-	r.log.Info().Stringer("backoff", d.Round(time.Millisecond)).Msg("waiting before the restart")
-	t := r.cfg.Clock.NewTimer(d)
-	defer t.Stop()
 	for {
+		// What is pending comes first: a signal sent as the child ended
+		// ends the run even with no wait at all.
 		select {
-		case <-t.C():
+		case <-ctx.Done():
+			return false
+		case sig := <-r.cfg.Signals:
+			if r.endsBetween(sig) {
+				return false
+			}
+			continue
+		default:
+		}
+		if fired == nil {
+			return true
+		}
+		select {
+		case <-fired:
 			return true
 		case <-ctx.Done():
 			return false
 		case sig := <-r.cfg.Signals:
-			us, ok := sig.(unix.Signal)
-			if ok && terminating(us) {
-				r.log.Info().Str("signal", unix.SignalName(us)).Msg("no restart: signal received during the backoff")
-				r.rep.Forwarded = append(r.rep.Forwarded, unix.SignalName(us))
+			if r.endsBetween(sig) {
 				return false
 			}
-			r.log.Info().Str("signal", sig.String()).Msg("signal received between attempts: no child to pass it to")
 		}
 	}
+}
+
+// endsBetween takes a signal sent to prism-run between two attempts: a
+// terminating one ends the run; another has no child to go to.
+func (r *run) endsBetween(sig os.Signal) bool {
+	if us, ok := sig.(unix.Signal); ok && terminating(us) {
+		r.log.Info().Str("signal", unix.SignalName(us)).Msg("no restart: signal received during the backoff")
+		r.rep.Forwarded = append(r.rep.Forwarded, unix.SignalName(us))
+		return true
+	}
+	r.log.Info().Str("signal", sig.String()).Msg("signal received between attempts: no child to pass it to")
+	return false
 }
 
 // next is the spec of the attempt a step asks for. With no acknowledged
@@ -187,14 +266,9 @@ func (r *run) next(s step) attemptSpec {
 		spec.resume = r.orFirst(r.ledger.newest())
 	case s.from == fromBefore:
 		spec.resume = r.orFirst(r.ledger.before(s.since))
-		r.ledger.abandonAfter(s.since)
 		if spec.resume == "" {
 			r.log.Warn().Time("since", s.since).Msg("rollback: no checkpoint was acknowledged before the violation began: starting from the beginning")
 		}
-	case s.from == fromScratch:
-		// The same seed from the beginning: what the earlier trajectory
-		// checkpointed is not this one's.
-		r.ledger.abandonAfter(time.Time{})
 	}
 	r.recovery().Restarts++
 	return spec
@@ -207,7 +281,10 @@ func (r *run) orFirst(p string) string {
 		return p
 	}
 	r.sayGone()
-	return r.resume
+	if r.resume != "" && r.ledger.handable(r.resume) {
+		return r.resume
+	}
+	return ""
 }
 
 // sayGone warns when the ledger holds checkpoints that are no longer
@@ -262,7 +339,11 @@ func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) {
 		r.rep.Checkpoints = r.rep.Checkpoints[1:]
 	}
 	if keep := r.cfg.Recovery.Keep; keep > 0 {
-		deleted, refused := r.ledger.prune(keep, r.engine.Holding(policies.ActionRollback))
+		holding := r.engine.Holding(policies.ActionRollback)
+		for i := range holding {
+			holding[i] = r.wall(holding[i])
+		}
+		deleted, refused := r.ledger.prune(keep, holding)
 		for _, p := range deleted {
 			r.log.Info().Str("path", p).Int("keep", keep).Msg("retention: deleted an older acknowledged checkpoint")
 		}
@@ -374,7 +455,7 @@ func (r *run) resolveResume() (string, error) {
 		return "", nil
 	case ResumeLatest:
 		if p := r.ledger.newest(); p != "" {
-			return p, nil
+			return p, nil // carrying on the state's trajectory
 		}
 		if len(r.ledger.cps) > 0 {
 			r.sayGone()
@@ -461,6 +542,14 @@ func (r *run) verify(ctx context.Context, first *attempt) error {
 	defer r.syncState()
 	if err != nil {
 		return err
+	}
+	if r.ended(a, out).outside {
+		// Stopped from outside: nothing was shown either way.
+		r.conclude(out, a)
+		const v = "--verify-repro interrupted: not verified"
+		r.rep.Message += "; " + v
+		r.recovery().Verdict = v
+		return nil
 	}
 	why := differences(first.results, a.results)
 	switch {

@@ -77,6 +77,7 @@ type run struct {
 	control    *controlFile
 
 	paused       time.Duration // time the job spent stopped by job control (see observe)
+	pauses       []pause       // each stop, for turning a run time back into wall time
 	oom          *oomWatch     // nil without a cgroup
 	cgroupClosed bool          // the cgroup has been removed
 	// foreignProc: ProcRoot is another PID namespace's; no pid read there
@@ -156,6 +157,12 @@ func (r *run) prepareFolders() error {
 	if r.resume, err = r.resolveResume(); err != nil {
 		return err
 	}
+	if r.resume == "" || r.resume != r.ledger.newest() {
+		// This invocation starts its own trajectory (fresh, or from a
+		// --resume path): a restart goes back to its checkpoints, or to
+		// that path, never to an earlier invocation's newer ones.
+		r.ledger.floor = r.engine.Start()
+	}
 	if r.resume != "" {
 		r.log.Info().Str("checkpoint", r.resume).Msg("resuming")
 	}
@@ -219,10 +226,30 @@ func (r *run) observe(o policies.Observation) []policies.Decision {
 	for i := range ds {
 		ds[i].Time = ds[i].Time.Add(r.paused)
 		if !ds[i].Since.IsZero() {
-			ds[i].Since = ds[i].Since.Add(r.paused)
+			ds[i].Since = r.wall(ds[i].Since)
 		}
 	}
 	return ds
+}
+
+// pause is one stop of the job by job control: when it began, in run
+// time, and the paused time in all once it ended.
+type pause struct {
+	at    time.Time
+	total time.Duration
+}
+
+// wall turns a run time back into wall time: the pauses that began
+// before it are added back (a rollback compares when a rule began to
+// hold with when checkpoints were acknowledged, in wall time).
+func (r *run) wall(rt time.Time) time.Time {
+	var d time.Duration
+	for _, p := range r.pauses {
+		if p.at.Before(rt) {
+			d = p.total
+		}
+	}
+	return rt.Add(d)
 }
 
 // conclude writes how the run ended into the report: the reason, the

@@ -57,25 +57,36 @@ type State struct {
 // ends, however it ends, so a SIGKILLed prism-run never leaves a stale
 // lock behind. The descriptor is close-on-exec (os.OpenFile), so no
 // child inherits it.
+//
+// The folder usually sits in the checkpoint folder, which the child may
+// write (and, with --user, owns): it could rename the state folder away
+// and put a symlink or a folder of its own there. So the folder is opened
+// once, without following a symlink, and must belong to prism-run's user;
+// every file in it is then reached through an os.Root of that very
+// folder, which follows no symlink out of it.
 type stateStore struct {
-	dir  string
+	dir  string   // as named, for messages
+	root *os.Root // the folder itself
 	lock *os.File
 }
 
 // openState takes the state folder dir (made when missing) and reads its
 // state (nil when there is none yet). A folder another prism-run holds
 // is refused (ErrSetup, 125): two runs writing one state would lose
-// checkpoints and budget.
+// checkpoints and budget; so is one that is not prism-run's user's.
 func openState(dir string) (*stateStore, *State, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("%w: state folder: %w", ErrSetup, err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o644)
+	root, err := openStateRoot(dir, true)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: state folder: %w", ErrSetup, err)
+		return nil, nil, err
+	}
+	f, err := root.OpenFile(lockFileName, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		_ = root.Close()
+		return nil, nil, fmt.Errorf("%w: state folder %s: %w", ErrSetup, dir, err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		_ = f.Close()
+		_ = root.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, nil, inUse(dir)
 		}
@@ -83,7 +94,7 @@ func openState(dir string) (*stateStore, *State, error) {
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	s := &stateStore{dir: dir, lock: f}
+	s := &stateStore{dir: dir, root: root, lock: f}
 	st, err := s.read()
 	if err != nil {
 		s.close()
@@ -92,15 +103,48 @@ func openState(dir string) (*stateStore, *State, error) {
 	return s, st, nil
 }
 
+// openStateRoot opens the state folder dir without following a symlink
+// at dir itself (O_NOFOLLOW), checks it is a folder of prism-run's
+// user, and returns an os.Root of that open folder (through
+// /proc/self/fd, so a rename after the check changes nothing). With make,
+// a missing folder is made.
+func openStateRoot(dir string, make bool) (*os.Root, error) {
+	if make {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return nil, fmt.Errorf("%w: state folder: %w", ErrSetup, err)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%w: state folder: %w", ErrSetup, err)
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state folder %s: %w (a symlink is refused: the child can write the folder it is in)", ErrSetup, dir, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("%w: state folder %s: %w", ErrSetup, dir, err)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("%w: state folder %s belongs to uid %d, not to prism-run's user (uid %d): it was not made by prism-run (a child may have put it there); move it away", ErrSetup, dir, st.Uid, os.Geteuid())
+	}
+	root, err := os.OpenRoot("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return nil, fmt.Errorf("%w: state folder %s: %w", ErrSetup, dir, err)
+	}
+	return root, nil
+}
+
 func (s *stateStore) path() string { return filepath.Join(s.dir, stateFileName) }
 
 func (s *stateStore) read() (*State, error) {
-	b, err := os.ReadFile(s.path())
+	b, err := s.root.ReadFile(stateFileName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: state: %w", ErrSetup, err)
+		return nil, fmt.Errorf("%w: state %s: %w", ErrSetup, s.path(), err)
 	}
 	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
@@ -122,18 +166,55 @@ func inUse(dir string) error {
 	return fmt.Errorf("%w: state folder %s is in use by %s: two runs on one state would corrupt it (give each its own --state-dir or --checkpoint-dir)", ErrSetup, dir, holder)
 }
 
-// write replaces the state, atomically.
+// write replaces the state atomically, inside the folder's root: a
+// temporary file written and fsync'd, renamed over state.json, then the
+// folder fsync'd, so a crash at any point leaves the old state or the
+// new one, whole (rename(2) is atomic within a file system).
 func (s *stateStore) write(st *State) error {
 	st.Version = stateVersion
-	return telemetry.WriteJSONAtomic(s.path(), st)
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := "." + stateFileName + "." + strconv.Itoa(os.Getpid()) + ".tmp"
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("state %s: %w", s.path(), err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.root.Rename(tmp, stateFileName)
+	}
+	if err != nil {
+		_ = s.root.Remove(tmp)
+		return fmt.Errorf("state %s: %w", s.path(), err)
+	}
+	if d, err := s.root.Open("."); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
 }
 
 // close lets the next prism-run have the folder.
 func (s *stateStore) close() {
-	if s != nil && s.lock != nil {
+	if s == nil {
+		return
+	}
+	if s.lock != nil {
 		_ = s.lock.Truncate(0)
 		_ = s.lock.Close()
 		s.lock = nil
+	}
+	if s.root != nil {
+		_ = s.root.Close()
+		s.root = nil
 	}
 }
 
@@ -159,16 +240,24 @@ func CheckState(ckDir, stateDir string) error {
 	if b, _ := filepath.Abs(ckDir); a == b {
 		return fmt.Errorf("%w: --state-dir %s is the checkpoint folder itself, where the child writes: give the state a folder of its own (the default is %s)", ErrConfig, stateDir, filepath.Join(ckDir, StateFolderName))
 	}
-	f, err := os.Open(filepath.Join(dir, lockFileName))
+	if _, err := os.Lstat(dir); err != nil {
+		return nil // no state yet (or the checkpoint folder's own check says why)
+	}
+	root, err := openStateRoot(dir, false)
 	if err != nil {
-		return nil // no state yet (or the run says why it cannot make one)
+		return err
 	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
-		return inUse(dir)
+	defer root.Close()
+	if f, err := root.Open(lockFileName); err == nil {
+		defer f.Close()
+		// A shared lock, at once released: it fails only while a run
+		// holds its exclusive one.
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+			return inUse(dir)
+		}
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	}
-	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	_, err = (&stateStore{dir: dir}).read()
+	_, err = (&stateStore{dir: dir, root: root}).read()
 	return err
 }
 
@@ -184,8 +273,15 @@ func DescribeState(ckDir, stateDir string) string {
 		}
 		dir = filepath.Join(ckDir, StateFolderName)
 	}
-	st, err := (&stateStore{dir: dir}).read()
+	var st *State
+	root, err := openStateRoot(dir, false)
+	if err == nil {
+		st, err = (&stateStore{dir: dir, root: root}).read()
+		_ = root.Close()
+	}
 	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("state %s: none yet (a fresh job; --resume latest starts from the beginning)", dir)
 	case err != nil:
 		return fmt.Sprintf("state %s: %v", dir, err)
 	case st == nil:

@@ -175,6 +175,7 @@ func (a *attempt) pausedFor(suspend func()) {
 	start := a.r.cfg.Clock.Now()
 	suspend()
 	d := a.r.cfg.Clock.Now().Sub(start)
+	a.r.pauses = append(a.r.pauses, pause{at: start.Add(-a.r.paused), total: a.r.paused + d})
 	a.r.paused += d
 	a.r.log.Info().Stringer("stopped_for", d.Round(time.Millisecond)).Msg("the job was stopped; the rules do not count that time")
 }
