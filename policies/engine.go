@@ -201,6 +201,27 @@ func (e *Engine) Observe(o Observation) []Decision {
 	return out
 }
 
+// ObserveKinds is Observe for the rules of the given kinds alone: between
+// two children, the clock still runs for a deadline, while a heartbeat
+// or a stall must not judge the silence of a child that does not exist.
+func (e *Engine) ObserveKinds(o Observation, kinds ...string) []Decision {
+	if o.Time.IsZero() {
+		o.Time = e.clock.Now()
+	}
+	var out []Decision
+	for _, a := range e.rules {
+		if !slices.Contains(kinds, a.meta.Kind) {
+			continue
+		}
+		v := a.rule.Eval(e.start, o)
+		a.fed = a.fed || v.Fresh
+		if fire, escalated := a.step(v, o.Time); fire {
+			out = append(out, a.decision(o.Time, escalated))
+		}
+	}
+	return out
+}
+
 // step advances one rule's firing state by a verdict at time now, and
 // says whether it fires, and whether that is its escalation.
 func (a *armedRule) step(v Verdict, now time.Time) (fire, escalated bool) {

@@ -88,7 +88,8 @@ func (r *run) startAttempt(spec attemptSpec) (*attempt, error) {
 	if err := a.start(); err != nil {
 		a.closePipes()
 		h := &r.history[a.idx]
-		h.End, h.Reason, h.Exit, h.Next = r.cfg.Clock.Now(), telemetry.ReasonError, ExitCode(Failed(err)), "could not start: "+err.Error()
+		code := ExitCode(Failed(err))
+		h.End, h.Reason, h.Exit, h.Next = r.cfg.Clock.Now(), telemetry.ReasonError, &code, "could not start: "+err.Error()
 		return nil, err
 	}
 	r.history[a.idx].PID = a.pid

@@ -113,8 +113,9 @@ func BenchmarkStateWrite(b *testing.B) {
 	for i := range maxLedger {
 		st.Checkpoints = append(st.Checkpoints, telemetry.Checkpoint{Path: fmt.Sprintf("/scratch/ck/step-%07d.pt", i), Time: t0, Attempt: i / 5})
 	}
+	three := 3
 	for i := range 200 {
-		st.Attempts = append(st.Attempts, telemetry.Attempt{N: i, RunID: "20261129T120000-abcdef", Start: t0, End: t0, Exit: 3, Reason: telemetry.ReasonExited, Next: "restart: exited with code 3"})
+		st.Attempts = append(st.Attempts, telemetry.Attempt{N: i, RunID: "20261129T120000-abcdef", Start: t0, End: t0, Exit: &three, Reason: telemetry.ReasonExited, Next: "restart: exited with code 3"})
 	}
 	b.Run("state-atomic", func(b *testing.B) {
 		s, _, err := openState(filepath.Join(b.TempDir(), "state"))

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,8 +39,18 @@ func (l *ledger) add(c telemetry.Checkpoint) {
 		}
 	}
 	l.cps = append(l.cps, c)
-	if len(l.cps) > maxLedger {
-		l.cps = l.cps[1:]
+	l.trim()
+}
+
+// trim bounds the ledger at maxLedger entries: the oldest deleted or
+// abandoned ones go first, then the oldest.
+func (l *ledger) trim() {
+	for len(l.cps) > maxLedger {
+		i := slices.IndexFunc(l.cps, func(c telemetry.Checkpoint) bool { return c.Deleted || c.Abandoned })
+		if i < 0 {
+			i = 0
+		}
+		l.cps = slices.Delete(l.cps, i, i+1)
 	}
 }
 
@@ -128,17 +139,33 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 			_ = root.Close()
 		}
 	}()
+	// First what may go; what stays is everything else, and nothing
+	// that holds what stays is deleted (ck/run holding a kept, or a
+	// never-deleted, ck/run/step2).
+	var gone []int
 	for i := range l.cps {
 		c := &l.cps[i]
 		if c.Deleted || c.Kept || holdsKept(c.Path) {
-			continue // kept, or holds one that is (ck/run, then ck/run/step2)
+			continue
 		}
-		name, ok := entryOf(l.dir, c.Path)
-		if !ok || l.holdsOwn(c.Path) {
+		if _, ok := entryOf(l.dir, c.Path); !ok || l.holdsOwn(c.Path) {
 			c.Kept = true // never tried again; still resumable while it is there
 			refused = append(refused, c.Path)
 			continue
 		}
+		gone = append(gone, i)
+	}
+	for i := range l.cps {
+		if c := l.cps[i]; !c.Deleted && !slices.Contains(gone, i) {
+			kept[c.Path] = true
+		}
+	}
+	for _, i := range gone {
+		c := &l.cps[i]
+		if holdsKept(c.Path) {
+			continue
+		}
+		name, _ := entryOf(l.dir, c.Path)
 		if root == nil {
 			var err error
 			if root, err = os.OpenRoot(l.dir); err != nil {

@@ -92,8 +92,18 @@ func newBudget(plan policies.RecoveryPlan, failures []time.Time) *budget {
 // is recorded whether or not it is restarted: the budget is the job's,
 // and a next invocation on the same state carries it on.
 func (b *budget) decide(e ended, now time.Time) step {
-	if e.outside || e.failover {
+	if e.outside {
 		return step{kind: stepEnd}
+	}
+	if e.failover {
+		// The fallback runs once; its failure is the job's, for the next
+		// invocation to know.
+		s := step{kind: stepEnd}
+		if failure(e) {
+			b.failures = append(b.failures, now)
+			s.counted, s.verdict = true, "the fallback failed: "+describeEnd(e.outcome)
+		}
+		return s
 	}
 	failed := failure(e)
 	s, ok := b.wanted(e)

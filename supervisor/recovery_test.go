@@ -139,7 +139,8 @@ func TestWhatFollowsAnEnd(t *testing.T) {
 		{"a policy stop ends, a failure", policies.RestartAlways, nil, ended{outcome: policy, decision: stop(policies.ActionStop, "max")}, stepEnd, 0, true},
 		{"an acknowledged checkpoint-stop ends, no failure", policies.RestartAlways, nil, ended{outcome: Outcome{Reason: telemetry.ReasonPolicy, Acked: true}, decision: stop(policies.ActionCheckpointStop, "deadline")}, stepEnd, 0, false},
 		{"a failover rule", policies.RestartNever, []string{"b"}, ended{outcome: policy, decision: stop(policies.ActionFailover, "max")}, stepFailover, 0, true},
-		{"the fallback's end ends", policies.RestartAlways, []string{"b"}, ended{outcome: Outcome{Reason: telemetry.ReasonExited, Code: 1}, failover: true}, stepEnd, 0, false},
+		{"the fallback's failure ends, recorded", policies.RestartAlways, []string{"b"}, ended{outcome: Outcome{Reason: telemetry.ReasonExited, Code: 1}, failover: true}, stepEnd, 0, true},
+		{"the fallback's success ends", policies.RestartAlways, []string{"b"}, ended{outcome: Outcome{Reason: telemetry.ReasonExited}, failover: true}, stepEnd, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -412,7 +413,7 @@ func TestStateFolderRefusesWhatIsNotItsOwn(t *testing.T) {
 	if err := os.Symlink(filepath.Dir(victim), linked); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := openState(linked); !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "a symlink is refused") {
+	if _, _, err := openState(linked); !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "is a symlink: refused") {
 		t.Errorf("a symlinked state folder: %v", err)
 	}
 	lockLink := filepath.Join(base, "locklink")

@@ -43,8 +43,15 @@ func (r *run) loop(ctx context.Context) error {
 			if s.verdict != "" {
 				r.rep.Message += "; " + s.verdict
 			}
-			if err == nil && r.cfg.VerifyRepro && spec.role == "" && out.Reason == telemetry.ReasonExited && out.Code == 0 {
-				err = r.verify(ctx, a)
+			if err == nil && r.cfg.VerifyRepro && out.Reason == telemetry.ReasonExited && out.Code == 0 {
+				if spec.role == "" {
+					err = r.verify(ctx, a)
+				} else {
+					const v = "--verify-repro not run: the result is the fallback's"
+					r.log.Warn().Msg(v)
+					r.rep.Message += "; " + v
+					r.recovery().Verdict = v
+				}
 			}
 			r.syncState()
 			r.logEnd()
@@ -52,9 +59,14 @@ func (r *run) loop(ctx context.Context) error {
 		}
 		if !r.wait(ctx, s.delay) {
 			r.rep.End = r.cfg.Clock.Now()
-			r.conclude(out, a)
-			const v = "no restart: stopped during the backoff"
-			r.rep.Message += "; " + v
+			v := "no restart: stopped during the backoff"
+			if r.betweenStop != nil {
+				r.concludeBetween()
+				v = "no restart: rule " + r.betweenStop.Rule + " ended the run during the backoff"
+			} else {
+				r.conclude(out, a)
+				r.rep.Message += "; " + v
+			}
 			r.recovery().Verdict = v
 			r.history[a.idx].Next = "end: " + v
 			r.syncState()
@@ -174,14 +186,15 @@ func (r *run) afterAttempt(a *attempt, out Outcome, e ended, s step) {
 	if s.kind != stepEnd {
 		ev = r.log.Warn()
 	}
-	ev.Int("attempt", a.n).Int("exit_code", att.Exit).Bool("counted", s.counted).Msg(next)
+	ev.Int("attempt", a.n).Int("exit_code", *att.Exit).Bool("counted", s.counted).Msg(next)
 	r.syncState()
 }
 
 // endHistory closes the attempt's entry in the history and returns it.
 func (r *run) endHistory(a *attempt, out Outcome, next string) *telemetry.Attempt {
 	att := &r.history[a.idx]
-	att.End, att.Exit, att.Reason, att.Next = r.cfg.Clock.Now(), ExitCode(out), out.Reason, next
+	code := ExitCode(out)
+	att.End, att.Exit, att.Reason, att.Next = r.cfg.Clock.Now(), &code, out.Reason, next
 	if out.Signal != 0 {
 		att.Signal = unix.SignalName(out.Signal)
 	}
@@ -203,12 +216,17 @@ func (r *run) recovery() *telemetry.Recovery {
 // terminating signal or the caller's cancellation ends the run instead;
 // SIGUSR1 has no child to ask and is logged.
 func (r *run) wait(ctx context.Context, d time.Duration) bool {
-	var fired <-chan time.Time // nil with no wait
+	var fired, tick <-chan time.Time // nil with no wait
 	if d > 0 {
 		r.log.Info().Stringer("backoff", d.Round(time.Millisecond)).Msg("waiting before the restart")
 		t := r.cfg.Clock.NewTimer(d)
 		defer t.Stop()
 		fired = t.C()
+		// The run's clock goes on: a deadline that passes during the wait
+		// ends the run then, not after a new child has started.
+		tk := r.cfg.Clock.NewTicker(r.cfg.TickInterval)
+		defer tk.Stop()
+		tick = tk.C()
 	}
 	for {
 		// What is pending comes first: a signal sent as the child ended
@@ -235,7 +253,41 @@ func (r *run) wait(ctx context.Context, d time.Duration) bool {
 			if r.endsBetween(sig) {
 				return false
 			}
+		case now := <-tick:
+			if r.deadlineBetween(now) {
+				return false
+			}
 		}
+	}
+}
+
+// deadlineBetween runs the deadline rules on the clock between two
+// children, and reports whether one ends the run (r.betweenStop).
+func (r *run) deadlineBetween(now time.Time) bool {
+	o := policies.Observation{Time: now, Source: policies.SourceClock, Name: policies.NameElapsed,
+		Value: now.Add(-r.paused).Sub(r.engine.Start()).Seconds()}
+	for _, d := range r.observe(o, policies.KindDeadline) {
+		r.rep.AddDecision(d)
+		if d.Action.Ends() && r.betweenStop == nil {
+			r.log.Warn().Str("rule", d.Rule).Msg(d.Reason + ": the run ends during the backoff, with no child to stop")
+			r.betweenStop = &d
+		}
+	}
+	return r.betweenStop != nil
+}
+
+// concludeBetween ends a run that a rule ended between two children: 75
+// when an acknowledged checkpoint waits to be resumed from, else 124 (or
+// the rule's own code).
+func (r *run) concludeBetween() {
+	d := r.betweenStop
+	o := Outcome{Reason: telemetry.ReasonPolicy, Acked: r.ledger.newest() != "", RuleExit: d.ExitCode}
+	r.rep.Reason, r.rep.Exit, r.rep.Signal = o.Reason, ExitCode(o), ""
+	r.sayIdleAndMalformed()
+	r.rep.Rule = d.Rule
+	r.rep.Message = fmt.Sprintf("stopped by rule %s during the backoff: %s", d.Rule, d.Reason)
+	if o.Acked {
+		r.rep.Message += " (an acknowledged checkpoint waits: resumable)"
 	}
 }
 
@@ -316,11 +368,12 @@ func (r *run) checkpointPath(text string) (string, error) {
 		path = filepath.Join(base, path)
 	}
 	path = filepath.Clean(path)
-	if r.ledger.isOwn(path) {
-		return "", errors.New("the checkpoint marker names prism-run's own state folder or a file in it: not an acknowledgement")
-	}
 	if _, err := os.Stat(path); err != nil {
 		return "", fmt.Errorf("the checkpoint marker names nothing that can be read (%v): not an acknowledgement (write the checkpoint, then print the marker)", err)
+	}
+	real, _ := filepath.EvalSymlinks(path) // also through a link the child made to it
+	if r.ledger.isOwn(path) || r.ledger.isOwn(real) {
+		return "", errors.New("the checkpoint marker names prism-run's own state folder or a file in it: not an acknowledgement")
 	}
 	return path, nil
 }
@@ -379,8 +432,11 @@ func (r *run) refreshCheckpoints() {
 // the acknowledged checkpoints, the failures, the attempts, the seed.
 // Without either folder the state lives in memory only.
 func (r *run) openState() error {
-	dir := r.cfg.StateDir
-	if dir == "" && !r.ownCkptDir {
+	dir := ""
+	switch {
+	case r.cfg.StateDir != "":
+		dir = ResolveStateDir("", r.cfg.StateDir)
+	case !r.ownCkptDir:
 		dir = filepath.Join(r.ledger.dir, StateFolderName)
 	}
 	var failures []time.Time
@@ -395,13 +451,20 @@ func (r *run) openState() error {
 	r.store = store
 	if abs, err := filepath.Abs(dir); err == nil {
 		r.ledger.own = append(r.ledger.own, abs)
+		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+			r.ledger.own = append(r.ledger.own, real)
+		}
 	}
 	r.recovery().StateFile = store.path()
 	if st == nil {
 		return nil
 	}
 	r.ledger.cps, failures, r.history = st.Checkpoints, st.Failures, st.Attempts
-	r.firstN = max(st.AttemptCount-len(st.Attempts), 0)
+	r.ledger.trim() // a state from elsewhere may hold more
+	if len(r.history) > maxLedger {
+		r.history = r.history[len(r.history)-maxLedger:]
+	}
+	r.firstN = max(st.AttemptCount, len(st.Attempts)) - len(r.history)
 	for i := range r.history {
 		if h := &r.history[i]; h.End.IsZero() && h.Next == "" {
 			// Started and never ended in the state: the prism-run running
@@ -418,9 +481,10 @@ func (r *run) openState() error {
 	case r.cfg.Seed != st.Seed:
 		r.log.Warn().Uint64("seed", r.cfg.Seed).Uint64("state_seed", st.Seed).Msg("--seed differs from the seed of the state: the resumed job is not the one that was checkpointed")
 	}
-	if p := r.cfg.Recovery; len(st.Failures) >= p.MaxRestarts && (p.Restart == policies.RestartOnFailure || p.Restart == policies.RestartAlways) {
-		r.log.Warn().Int("failures", len(st.Failures)).Int("max_restarts", p.MaxRestarts).Str("state", store.path()).
-			Msg("the job's failure budget is used up by earlier invocations: a failure in this run will not be restarted (raise --max-restarts, or start a new state)")
+	// One more failure now: would the budget already say no?
+	probe := &budget{plan: r.cfg.Recovery, failures: append(slices.Clone(st.Failures), r.cfg.Clock.Now())}
+	if v := probe.exhausted(r.cfg.Clock.Now()); v != "" && r.mayRestart() {
+		r.log.Warn().Str("state", store.path()).Msg("earlier invocations used the failure budget up (" + v + " with one more): a failure in this run will not be restarted (raise --max-restarts or max_restarts_per_hour, or start a new state)")
 	}
 	if !slices.Equal(st.Command, r.cfg.Command) {
 		r.log.Warn().Strs("state_command", st.Command).Msg("the state was written for another command")
@@ -543,10 +607,15 @@ func (r *run) verify(ctx context.Context, first *attempt) error {
 	if err != nil {
 		return err
 	}
-	if r.ended(a, out).outside {
-		// Stopped from outside: nothing was shown either way.
+	if r.ended(a, out).outside || out.Reason == telemetry.ReasonPolicy {
+		// Stopped from outside or by a rule (a deadline the run from the
+		// beginning does not meet): nothing was shown either way, and the
+		// code is that stop's.
 		r.conclude(out, a)
-		const v = "--verify-repro interrupted: not verified"
+		v := "--verify-repro interrupted: not verified"
+		if out.Reason == telemetry.ReasonPolicy {
+			v = "--verify-repro: the second run was stopped by rule " + a.stop.stop.decision.Rule + ": not verified"
+		}
 		r.rep.Message += "; " + v
 		r.recovery().Verdict = v
 		return nil
@@ -554,10 +623,7 @@ func (r *run) verify(ctx context.Context, first *attempt) error {
 	why := differences(first.results, a.results)
 	switch {
 	case out.Reason != telemetry.ReasonExited || out.Code != 0:
-		why = "the second run " + describeEnd(out)
-		if out.Reason == telemetry.ReasonPolicy {
-			why = "the second run was stopped by rule " + a.stop.stop.decision.Rule
-		}
+		why = "the second run " + describeEnd(out) + ", the first exited with code 0"
 	case len(first.results) == 0:
 		why = "no result marker to compare: the command printed no `PRISM result=...` (or result_NAME=...)"
 	}

@@ -78,6 +78,9 @@ type run struct {
 
 	paused       time.Duration // time the job spent stopped by job control (see observe)
 	pauses       []pause       // each stop, for turning a run time back into wall time
+	// betweenStop is a rule's ending decided while no child ran (a
+	// deadline during the backoff).
+	betweenStop *policies.Decision
 	oom          *oomWatch     // nil without a cgroup
 	cgroupClosed bool          // the cgroup has been removed
 	// foreignProc: ProcRoot is another PID namespace's; no pid read there
@@ -213,16 +216,22 @@ func (r *run) closeCgroup() {
 	}
 }
 
-// observe feeds the engine and returns its decisions. The rules live in
+// observe feeds the engine (the rules of kinds alone, when given) and
+// returns its decisions. The rules live in
 // run time: wall time less the time the job spent stopped by job control
 // (Ctrl-Z, then fg), so a heartbeat, stall window or deadline does not
 // count a pause the person asked for. Observations arrive in wall time and
 // decisions go back to it.
-func (r *run) observe(o policies.Observation) []policies.Decision {
+func (r *run) observe(o policies.Observation, kinds ...string) []policies.Decision {
 	if !o.Time.IsZero() {
 		o.Time = o.Time.Add(-r.paused)
 	}
-	ds := r.engine.Observe(o)
+	var ds []policies.Decision
+	if len(kinds) == 0 {
+		ds = r.engine.Observe(o)
+	} else {
+		ds = r.engine.ObserveKinds(o, kinds...)
+	}
 	for i := range ds {
 		ds[i].Time = ds[i].Time.Add(r.paused)
 		if !ds[i].Since.IsZero() {
@@ -280,8 +289,11 @@ func (r *run) conclude(o Outcome, a *attempt) {
 	case telemetry.ReasonSignaled:
 		rep.Message = "killed by " + rep.Signal
 	}
-	if n := r.attempts - 1; n > 0 {
-		rep.Message += fmt.Sprintf(" (attempt %d of the job, after %d restart(s) in this run)", a.n, n)
+	if rec := rep.Recovery; rec != nil && rec.Restarts > 0 {
+		rep.Message += fmt.Sprintf(" (attempt %d of the job, after %d restart(s) in this run)", a.n, rec.Restarts)
+	}
+	if a.role == "fallback" {
+		rep.Message = "the fallback " + strings.Join(a.argv, " ") + ": " + rep.Message
 	}
 	r.sayIdleAndMalformed()
 }

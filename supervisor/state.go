@@ -82,7 +82,7 @@ func openState(dir string) (*stateStore, *State, error) {
 	f, err := root.OpenFile(lockFileName, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		_ = root.Close()
-		return nil, nil, fmt.Errorf("%w: state folder %s: %w", ErrSetup, dir, err)
+		return nil, nil, fmt.Errorf("%w: state folder %s: its lock: %v", ErrSetup, dir, plainErr(err))
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		_ = f.Close()
@@ -119,7 +119,10 @@ func openStateRoot(dir string, make bool) (*os.Root, error) {
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: state folder %s: %w (a symlink is refused: the child can write the folder it is in)", ErrSetup, dir, err)
+		if fi, lerr := os.Lstat(dir); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%w: state folder %s is a symlink: refused (the child can write the folder it is in, and could point it anywhere; name the real folder with --state-dir)", ErrSetup, dir)
+		}
+		return nil, fmt.Errorf("%w: state folder %s: %w", ErrSetup, dir, err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
@@ -144,7 +147,7 @@ func (s *stateStore) read() (*State, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: state %s: %w", ErrSetup, s.path(), err)
+		return nil, fmt.Errorf("%w: state %s: %v", ErrSetup, s.path(), plainErr(err))
 	}
 	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
@@ -179,7 +182,7 @@ func (s *stateStore) write(st *State) error {
 	tmp := "." + stateFileName + "." + strconv.Itoa(os.Getpid()) + ".tmp"
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return fmt.Errorf("state %s: %w", s.path(), err)
+		return fmt.Errorf("state %s: %v", s.path(), plainErr(err))
 	}
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
@@ -193,7 +196,7 @@ func (s *stateStore) write(st *State) error {
 	}
 	if err != nil {
 		_ = s.root.Remove(tmp)
-		return fmt.Errorf("state %s: %w", s.path(), err)
+		return fmt.Errorf("state %s: %v", s.path(), plainErr(err))
 	}
 	if d, err := s.root.Open("."); err == nil {
 		_ = d.Sync()
@@ -229,15 +232,16 @@ func CheckState(ckDir, stateDir string) error {
 	if stateDir != "" && ckDir == "" {
 		return fmt.Errorf("%w: --state-dir needs --checkpoint-dir: the default checkpoint folder is new for each run, so the state would point into folders no later run looks after", ErrConfig)
 	}
-	dir := stateDir
+	dir := ResolveStateDir(ckDir, stateDir)
 	if dir == "" {
-		if ckDir == "" {
-			return nil
-		}
-		dir = filepath.Join(ckDir, StateFolderName)
+		return nil
 	}
 	a, _ := filepath.Abs(dir)
-	if b, _ := filepath.Abs(ckDir); a == b {
+	b, _ := filepath.Abs(ckDir)
+	if real, err := filepath.EvalSymlinks(b); err == nil {
+		b = real
+	}
+	if a == b {
 		return fmt.Errorf("%w: --state-dir %s is the checkpoint folder itself, where the child writes: give the state a folder of its own (the default is %s)", ErrConfig, stateDir, filepath.Join(ckDir, StateFolderName))
 	}
 	if _, err := os.Lstat(dir); err != nil {
@@ -248,7 +252,12 @@ func CheckState(ckDir, stateDir string) error {
 		return err
 	}
 	defer root.Close()
-	if f, err := root.Open(lockFileName); err == nil {
+	f, err := root.OpenFile(lockFileName, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("%w: state folder %s: its lock: %v", ErrSetup, dir, plainErr(err))
+	default:
 		defer f.Close()
 		// A shared lock, at once released: it fails only while a run
 		// holds its exclusive one.
@@ -266,12 +275,9 @@ func CheckState(ckDir, stateDir string) error {
 // and what --resume latest would hand over. "" when there is no state
 // folder.
 func DescribeState(ckDir, stateDir string) string {
-	dir := stateDir
+	dir := ResolveStateDir(ckDir, stateDir)
 	if dir == "" {
-		if ckDir == "" {
-			return ""
-		}
-		dir = filepath.Join(ckDir, StateFolderName)
+		return ""
 	}
 	var st *State
 	root, err := openStateRoot(dir, false)
@@ -294,4 +300,32 @@ func DescribeState(ckDir, stateDir string) string {
 	}
 	return fmt.Sprintf("state %s: %d attempt(s), %d failure(s), %d preemption(s), seed %d; --resume latest -> %s",
 		dir, max(st.AttemptCount, len(st.Attempts)), len(st.Failures), st.Preemptions, st.Seed, latest)
+}
+
+// plainErr is err without the path an os.Root puts in it (which is
+// /proc/self/fd/N/...: the caller names the file).
+func plainErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// ResolveStateDir is the state folder for a checkpoint folder and a
+// --state-dir: the one named, resolved once through the symlinks its
+// user chose (a scratch path that is a link), or StateFolderName in the
+// checkpoint folder, which is never resolved (the child could have
+// swapped it); "" for none.
+func ResolveStateDir(ckDir, stateDir string) string {
+	if stateDir != "" {
+		if real, err := filepath.EvalSymlinks(stateDir); err == nil {
+			return real
+		}
+		return stateDir
+	}
+	if ckDir == "" {
+		return ""
+	}
+	return filepath.Join(ckDir, StateFolderName)
 }

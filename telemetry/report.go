@@ -181,10 +181,13 @@ type Attempt struct {
 	PID     int       `json:"pid,omitempty"`
 	Start   time.Time `json:"start"`
 	End     time.Time `json:"end,omitzero"` // zero: it never ended in this record
-	Exit    int       `json:"exit"`
-	Reason  Reason    `json:"reason,omitempty"`
-	Signal  string    `json:"signal,omitempty"`
-	Rule    string    `json:"rule,omitempty"` // the rule that ended it
+	// Exit is the code prism-run gave the attempt's end (the run's code had
+	// it been the last: 75 or 124 after a policy stop, the child's own
+	// otherwise); absent when unknown.
+	Exit   *int   `json:"exit,omitempty"`
+	Reason Reason `json:"reason,omitempty"`
+	Signal string `json:"signal,omitempty"`
+	Rule   string `json:"rule,omitempty"` // the rule that ended it
 	// Resume is the checkpoint it was given (PRISM_RESUME).
 	Resume string `json:"resume,omitempty"`
 	// BackoffSeconds is how long prism-run waited before starting it.

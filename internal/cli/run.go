@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,7 +83,11 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 		// A failover that would find no program is known now, not when
 		// everything else has failed.
 		if err := supervisor.CheckCommand(fb[0]); err != nil {
-			return r.fail(fmt.Errorf("%w: [recovery] fallback: %v", supervisor.ErrConfig, err), p)
+			why := "not found"
+			if errors.Is(err, supervisor.ErrCannotRun) {
+				why = "cannot be run"
+			}
+			return r.fail(fmt.Errorf("%w: [recovery] fallback %q: %s (as the child's command is looked up: prism-run's PATH)", supervisor.ErrConfig, fb[0], why), p)
 		}
 	}
 	if o.dryRun {
