@@ -105,26 +105,7 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 	if keep <= 0 {
 		return nil, nil
 	}
-	kept := map[string]bool{}
-	n := 0
-	for i := len(l.cps) - 1; i >= 0 && n < keep; i-- {
-		if c := l.cps[i]; usable(c) {
-			kept[c.Path] = true
-			n++
-		}
-	}
-	for _, t := range protect {
-		if p := l.before(t); p != "" {
-			kept[p] = true
-		}
-	}
-	// What a kept checkpoint is, when it is a symlink (ck/latest ->
-	// ck/step-9): deleting its target would leave it dangling.
-	for p := range kept {
-		if t, err := filepath.EvalSymlinks(p); err == nil && t != p {
-			kept[t] = true
-		}
-	}
+	kept := l.keptSet(keep, protect)
 	holdsKept := func(path string) bool {
 		for k := range kept {
 			if within(k, path) {
@@ -183,6 +164,32 @@ func (l *ledger) prune(keep int, protect []time.Time) (deleted, refused []string
 		deleted = append(deleted, c.Path)
 	}
 	return deleted, refused
+}
+
+// keptSet is what retention keeps by rule: the newest keep usable
+// checkpoints, the newest before each time in protect, and what each of
+// those is when it is a symlink (ck/latest -> ck/step-9: deleting the
+// target would leave it dangling).
+func (l *ledger) keptSet(keep int, protect []time.Time) map[string]bool {
+	kept := map[string]bool{}
+	n := 0
+	for i := len(l.cps) - 1; i >= 0 && n < keep; i-- {
+		if c := l.cps[i]; usable(c) {
+			kept[c.Path] = true
+			n++
+		}
+	}
+	for _, t := range protect {
+		if p := l.before(t); p != "" {
+			kept[p] = true
+		}
+	}
+	for p := range kept {
+		if t, err := filepath.EvalSymlinks(p); err == nil && t != p {
+			kept[t] = true
+		}
+	}
+	return kept
 }
 
 // holdsOwn reports whether path is one of prism-run's own paths, in one,

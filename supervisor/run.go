@@ -76,13 +76,13 @@ type run struct {
 	madeDirs   []string            // the folders prism-run made for the child's checkpoints, top first
 	control    *controlFile
 
-	paused       time.Duration // time the job spent stopped by job control (see observe)
-	pauses       []pause       // each stop, for turning a run time back into wall time
+	paused time.Duration // time the job spent stopped by job control (see observe)
+	pauses []pause       // each stop, for turning a run time back into wall time
 	// betweenStop is a rule's ending decided while no child ran (a
 	// deadline during the backoff).
-	betweenStop *policies.Decision
-	oom          *oomWatch     // nil without a cgroup
-	cgroupClosed bool          // the cgroup has been removed
+	betweenStop  *policies.Decision
+	oom          *oomWatch // nil without a cgroup
+	cgroupClosed bool      // the cgroup has been removed
 	// foreignProc: ProcRoot is another PID namespace's; no pid read there
 	// is acted on (procfs.Foreign).
 	foreignProc bool
