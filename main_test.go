@@ -91,6 +91,7 @@ func TestScripts(t *testing.T) {
 			"noleftovers": cmdNoLeftovers,
 			"elapsed":     cmdElapsed,
 			"smaller":     cmdSmaller,
+			"jsonlines":   cmdJSONLines,
 		},
 	})
 }
@@ -298,6 +299,33 @@ func cmdAtLeast(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	if v < min {
 		ts.Fatalf("%s: %s = %v, want at least %v", args[0], args[1], v, min)
+	}
+}
+
+// jsonlines FILE MIN: FILE is whole JSON objects, one per line, at least
+// MIN of them (a line cut short by a kill would fail here).
+func cmdJSONLines(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: jsonlines FILE MIN")
+	}
+	min, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	text := ts.ReadFile(args[0])
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		ts.Fatalf("%s ends in an unfinished line", args[0])
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if text == "" {
+		lines = nil
+	}
+	for i, l := range lines {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			ts.Fatalf("%s line %d is not a whole JSON object: %v: %q", args[0], i+1, err, l)
+		}
+	}
+	if len(lines) < min {
+		ts.Fatalf("%s has %d lines, want at least %d", args[0], len(lines), min)
 	}
 }
 

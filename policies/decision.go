@@ -38,6 +38,16 @@ func (s Severity) String() string {
 // MarshalText makes severities read as words in JSON reports.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a severity's word (a violations log read back).
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // ParseSeverity reads a severity name.
 func ParseSeverity(s string) (Severity, error) {
 	for k, v := range severityNames {

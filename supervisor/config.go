@@ -22,6 +22,7 @@ import (
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/markers"
 	"github.com/prism-run/prism-run/policies"
+	"github.com/prism-run/prism-run/telemetry"
 )
 
 // Defaults of DESIGN.md.
@@ -137,6 +138,11 @@ type Config struct {
 	// over /dev/kmsg); nil = the report counts OOM kills without names.
 	KillLog KillLog
 
+	// Violations is told every decision of the rules as it is made (the
+	// violations log, telemetry.ViolationLog); nil = none. Add must not
+	// block: it is called from the event loop.
+	Violations ViolationSink
+
 	// OnRunFolder, if set, is told the run folder once it exists (the
 	// cgroup's watchdog removes it should prism-run be SIGKILLed).
 	OnRunFolder func(dir string)
@@ -223,6 +229,12 @@ func (c *Config) validate() error {
 // dispositions after execve.
 func NotifySignals(c chan<- os.Signal) {
 	signal.Notify(c, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGTSTP)
+}
+
+// ViolationSink takes the rules' decisions as they are made.
+type ViolationSink interface {
+	// Add queues one; it must return at once.
+	Add(telemetry.Violation)
 }
 
 // KillLog is where the kernel says which processes it OOM-killed.

@@ -174,7 +174,7 @@ func (a *attempt) observe(o policies.Observation) {
 
 // execute carries out one decision of the engine.
 func (a *attempt) execute(d policies.Decision) {
-	a.r.rep.AddDecision(d)
+	a.r.decided(d, a.n)
 	a.logDecision(d)
 	if a.exited {
 		// A child that died of a signal keeps that as its why.

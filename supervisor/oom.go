@@ -210,7 +210,7 @@ func (a *attempt) pollCgroup(final bool) {
 	}
 	r := w.rep
 	for _, d := range ds {
-		a.r.rep.AddDecision(d)
+		a.r.decided(d, a.n)
 		a.r.log.Error().Str("rule", d.Rule).Uint64("oom_kills", r.OOMKills).Uint64("forks_refused", r.ForksRefused).
 			Uint64("memory_peak_bytes", r.MemoryPeak).Int64("memory_limit_bytes", r.MemoryLimit).Msg(d.Reason)
 	}

@@ -267,7 +267,7 @@ func (r *run) deadlineBetween(now time.Time) bool {
 	o := policies.Observation{Time: now, Source: policies.SourceClock, Name: policies.NameElapsed,
 		Value: now.Add(-r.paused).Sub(r.engine.Start()).Seconds()}
 	for _, d := range r.observe(o, policies.KindDeadline) {
-		r.rep.AddDecision(d)
+		r.decided(d, r.firstN+len(r.history)-1)
 		if d.Action.Ends() && r.betweenStop == nil {
 			r.log.Warn().Str("rule", d.Rule).Msg(d.Reason + ": the run ends during the backoff, with no child to stop")
 			r.betweenStop = &d
@@ -634,7 +634,7 @@ func (r *run) verify(ctx context.Context, first *attempt) error {
 	}
 	d := policies.Decision{Time: r.cfg.Clock.Now(), Rule: "verify-repro", Kind: "reproducibility",
 		Severity: policies.SeverityHigh, Action: policies.ActionStop, Reason: why}
-	r.rep.AddDecision(d)
+	r.decided(d, a.n)
 	r.log.Error().Str("rule", d.Rule).Uint64("seed", r.cfg.Seed).Msg("not reproducible: " + why)
 	o := Outcome{Reason: telemetry.ReasonNotReproducible}
 	r.rep.Reason, r.rep.Exit, r.rep.Rule, r.rep.Signal = o.Reason, ExitCode(o), d.Rule, ""

@@ -241,6 +241,16 @@ func (r *run) observe(o policies.Observation, kinds ...string) []policies.Decisi
 	return ds
 }
 
+// decided records a decision of the rules (a violation) made during
+// attempt n: the report, and the caller's violations log, which must not
+// block (Config.Violations).
+func (r *run) decided(d policies.Decision, n int) {
+	r.rep.AddDecision(d)
+	if v := r.cfg.Violations; v != nil {
+		v.Add(telemetry.Violation{RunID: r.cfg.RunID, Attempt: n, Decision: d})
+	}
+}
+
 // pause is one stop of the job by job control: when it began, in run
 // time, and the paused time in all once it ended.
 type pause struct {

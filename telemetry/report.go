@@ -91,8 +91,12 @@ type Report struct {
 	// every one that ended the run (AddDecision).
 	Decisions []policies.Decision `json:"decisions"`
 	// DecisionsDropped counts those past MaxDecisions, not kept.
-	DecisionsDropped int      `json:"decisions_dropped,omitempty"`
-	Forwarded        []string `json:"forwarded_signals,omitempty"`
+	DecisionsDropped int `json:"decisions_dropped,omitempty"`
+	// ViolationsDropped counts the decisions the violations log
+	// (--violations) could not take: its queue was full, or its writer
+	// had not finished when prism-run had to exit.
+	ViolationsDropped int64    `json:"violations_dropped,omitempty"`
+	Forwarded         []string `json:"forwarded_signals,omitempty"`
 
 	Cgroup *CgroupReport `json:"cgroup,omitempty"`
 

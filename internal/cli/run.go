@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -22,6 +23,10 @@ import (
 	"github.com/prism-run/prism-run/supervisor"
 	"github.com/prism-run/prism-run/telemetry"
 )
+
+// violationsFlush bounds how long the end of a run waits for the
+// violations log to write what is queued.
+const violationsFlush = 2 * time.Second
 
 // maxRunID bounds --run-id: it goes into the run folder's and the
 // cgroup's names, with room to spare below NAME_MAX (255).
@@ -63,6 +68,9 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	// run.
 	if err := telemetry.CheckWritable(o.report); err != nil {
 		return nil, fmt.Errorf("%w: --report %s: %v", errUsage, o.report, err)
+	}
+	if err := telemetry.CheckWritable(o.violations); err != nil {
+		return nil, fmt.Errorf("%w: --violations %s: %v", errUsage, o.violations, err)
 	}
 	pol, err := resolvePolicy(c, *o)
 	if err != nil {
@@ -135,7 +143,28 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.CheckpointDir, cfg.StateDir, cfg.Resume, cfg.VerifyRepro = o.checkpointDir, o.stateDir, o.resume, o.verifyRepro
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
+	var vlog *telemetry.ViolationLog
+	if o.violations != "" {
+		var err error
+		if vlog, err = telemetry.OpenViolationLog(o.violations); err != nil {
+			return r.fail(fmt.Errorf("%w: --violations: %v", errUsage, err), p)
+		}
+		cfg.Violations = vlog
+	}
 	rep, err := supervisor.Run(c.Context, cfg)
+	if vlog != nil {
+		// What is still queued gets a bounded moment: the report and the
+		// exit must not wait on a stuck disk.
+		ctx, cancel := context.WithTimeout(context.Background(), violationsFlush)
+		if cerr := vlog.Close(ctx); cerr != nil {
+			r.log.Error().Err(cerr).Msg("the violations log is incomplete")
+		}
+		cancel()
+		rep.ViolationsDropped = vlog.Dropped()
+		if n := rep.ViolationsDropped; n > 0 {
+			r.log.Warn().Int64("dropped", n).Str("file", o.violations).Msg("violations not written: the log could not keep up (they are in the report's decisions)")
+		}
+	}
 	r.writeReport(rep, p)
 	if err != nil {
 		r.log.Error().Msg(err.Error())
