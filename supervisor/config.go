@@ -138,6 +138,11 @@ type Config struct {
 	// over /dev/kmsg); nil = the report counts OOM kills without names.
 	KillLog KillLog
 
+	// Recorder is told every observation (markers, probe samples) and
+	// every signal sent to prism-run, for a recording replay can read
+	// (telemetry.Recording); nil = none. It must not block.
+	Recorder Recorder
+
 	// Violations is told every decision of the rules as it is made (the
 	// violations log, telemetry.ViolationLog); nil = none. Add must not
 	// block: it is called from the event loop.
@@ -229,6 +234,12 @@ func (c *Config) validate() error {
 // dispositions after execve.
 func NotifySignals(c chan<- os.Signal) {
 	signal.Notify(c, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGTSTP)
+}
+
+// Recorder takes what a run observes, as it comes.
+type Recorder interface {
+	Observe(policies.Observation)
+	Signal(t time.Time, name string)
 }
 
 // ViolationSink takes the rules' decisions as they are made.

@@ -107,7 +107,11 @@ func (a *attempt) handleBatch(b batch) {
 		a.r.rep.MalformedMarkers++
 		a.r.log.Debug().Err(err).Msg("malformed marker")
 	}
+	rec := a.r.cfg.Recorder
 	for _, o := range b.obs {
+		if rec != nil {
+			rec.Observe(o)
+		}
 		a.record(o)
 		a.observe(o)
 	}
@@ -225,6 +229,9 @@ func (a *attempt) handleSignal(sig os.Signal) {
 	}
 	name := unix.SignalName(us)
 	a.r.rep.Forwarded = append(a.r.rep.Forwarded, name)
+	if rec := a.r.cfg.Recorder; rec != nil {
+		rec.Signal(a.r.cfg.Clock.Now(), name)
+	}
 	switch us {
 	case unix.SIGUSR1:
 		// A checkpoint request from outside: Slurm's --signal=B:USR1@T

@@ -95,8 +95,11 @@ type Report struct {
 	// ViolationsDropped counts the decisions the violations log
 	// (--violations) could not take: its queue was full, or its writer
 	// had not finished when prism-run had to exit.
-	ViolationsDropped int64    `json:"violations_dropped,omitempty"`
-	Forwarded         []string `json:"forwarded_signals,omitempty"`
+	ViolationsDropped int64 `json:"violations_dropped,omitempty"`
+	// RecordingDropped counts the observations the recording (--record)
+	// could not take.
+	RecordingDropped int64    `json:"recording_dropped,omitempty"`
+	Forwarded        []string `json:"forwarded_signals,omitempty"`
 
 	Cgroup *CgroupReport `json:"cgroup,omitempty"`
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"sync/atomic"
 
 	"github.com/prism-run/prism-run/policies"
 )
@@ -29,68 +27,37 @@ const ViolationQueue = 1024
 // opened O_APPEND, so whatever reached the file is whole lines, also
 // after a SIGKILL of prism-run; a critical violation is fsync'd before
 // the next line is written.
-type ViolationLog struct {
-	f       *os.File
-	q       chan Violation
-	done    chan struct{}
-	dropped atomic.Int64
-	err     atomic.Value // the first write error
-}
+type ViolationLog struct{ w *queuedFile }
 
 // OpenViolationLog opens path for appending (made 0644 when missing) and
 // starts its writer.
 func OpenViolationLog(path string) (*ViolationLog, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	w, err := openQueued(path, ViolationQueue)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: violations log: %w", err)
 	}
-	v := &ViolationLog{f: f, q: make(chan Violation, ViolationQueue), done: make(chan struct{})}
-	go v.write()
-	return v, nil
+	return &ViolationLog{w}, nil
 }
 
 // Add queues a violation; it never blocks.
 func (v *ViolationLog) Add(x Violation) {
-	select {
-	case v.q <- x:
-	default:
-		v.dropped.Add(1)
+	b, err := json.Marshal(x)
+	if err != nil {
+		v.w.dropped.Add(1)
+		return
 	}
+	v.w.add(append(b, '\n'), x.Severity >= policies.SeverityCritical)
 }
 
 // Dropped counts the violations that did not fit in the queue.
-func (v *ViolationLog) Dropped() int64 { return v.dropped.Load() }
-
-func (v *ViolationLog) write() {
-	defer close(v.done)
-	for x := range v.q {
-		b, err := json.Marshal(x)
-		if err == nil {
-			_, err = v.f.Write(append(b, '\n'))
-		}
-		if err == nil && x.Severity >= policies.SeverityCritical {
-			err = v.f.Sync()
-		}
-		if err != nil {
-			v.err.CompareAndSwap(nil, err)
-		}
-	}
-}
+func (v *ViolationLog) Dropped() int64 { return v.w.dropped.Load() }
 
 // Close writes what is queued, waiting no longer than ctx allows (what is
 // left then is counted as dropped), and closes the file. It returns the
 // first write error.
 func (v *ViolationLog) Close(ctx context.Context) error {
-	close(v.q)
-	select {
-	case <-v.done:
-	case <-ctx.Done():
-		v.dropped.Add(int64(len(v.q)))
-	}
-	_ = v.f.Sync()
-	cerr := v.f.Close()
-	if err, ok := v.err.Load().(error); ok {
+	if err := v.w.close(ctx); err != nil {
 		return fmt.Errorf("telemetry: violations log: %w", err)
 	}
-	return cerr
+	return nil
 }

@@ -56,7 +56,7 @@ Examples:
 // options are the parsed flags of one run.
 type options struct {
 	checkpointDir, runID, markerPrefix, report, resume string
-	mission, stateDir, restart, violations             string
+	mission, stateDir, restart, violations, record     string
 	verifyRepro                                        bool
 	policies                                           []string
 	seed                                               uint64
@@ -296,6 +296,8 @@ func (o *options) outputFlags() []cli.Flag {
 			Usage: "write a JSON run report to `FILE` on every exit"},
 		&cli.StringFlag{Name: "violations", EnvVars: envVars("violations"), Destination: &o.violations,
 			Usage: "append each violation (a rule's decision) to `FILE` as one JSON line, when it happens (critical ones fsync'd)"},
+		&cli.StringFlag{Name: "record", EnvVars: envVars("record"), Destination: &o.record,
+			Usage: "append every observation (markers, probe samples) and signal, with its time, to `FILE` in the format prism-run replay reads"},
 		&cli.StringFlag{Name: "log-format", EnvVars: envVars("log-format"), Value: "console", Destination: &o.log.Format,
 			Usage: "`FORMAT` of prism-run's own log: console (lines for people, \"prism-run:\" and a full timestamp first) | json (one object per line)"},
 		&cli.StringFlag{Name: "log-level", EnvVars: envVars("log-level"), Value: "info", Destination: &o.log.Level,

@@ -24,9 +24,9 @@ import (
 	"github.com/prism-run/prism-run/telemetry"
 )
 
-// violationsFlush bounds how long the end of a run waits for the
-// violations log to write what is queued.
-const violationsFlush = 2 * time.Second
+// outputsFlush bounds how long the end of a run waits for the
+// violations log and the recording to write what is queued.
+const outputsFlush = 2 * time.Second
 
 // maxRunID bounds --run-id: it goes into the run folder's and the
 // cgroup's names, with room to spare below NAME_MAX (255).
@@ -69,8 +69,10 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	if err := telemetry.CheckWritable(o.report); err != nil {
 		return nil, fmt.Errorf("%w: --report %s: %v", errUsage, o.report, err)
 	}
-	if err := telemetry.CheckWritable(o.violations); err != nil {
-		return nil, fmt.Errorf("%w: --violations %s: %v", errUsage, o.violations, err)
+	for _, f := range []struct{ flag, path string }{{"violations", o.violations}, {"record", o.record}} {
+		if err := telemetry.CheckWritable(f.path); err != nil {
+			return nil, fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
+		}
 	}
 	pol, err := resolvePolicy(c, *o)
 	if err != nil {
@@ -143,34 +145,80 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.CheckpointDir, cfg.StateDir, cfg.Resume, cfg.VerifyRepro = o.checkpointDir, o.stateDir, o.resume, o.verifyRepro
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
-	var vlog *telemetry.ViolationLog
-	if o.violations != "" {
-		var err error
-		if vlog, err = telemetry.OpenViolationLog(o.violations); err != nil {
-			return r.fail(fmt.Errorf("%w: --violations: %v", errUsage, err), p)
-		}
-		cfg.Violations = vlog
+	outs, err := r.openOutputs(&cfg)
+	if err != nil {
+		return r.fail(err, p)
 	}
 	rep, err := supervisor.Run(c.Context, cfg)
-	if vlog != nil {
-		// What is still queued gets a bounded moment: the report and the
-		// exit must not wait on a stuck disk.
-		ctx, cancel := context.WithTimeout(context.Background(), violationsFlush)
-		if cerr := vlog.Close(ctx); cerr != nil {
-			r.log.Error().Err(cerr).Msg("the violations log is incomplete")
-		}
-		cancel()
-		rep.ViolationsDropped = vlog.Dropped()
-		if n := rep.ViolationsDropped; n > 0 {
-			r.log.Warn().Int64("dropped", n).Str("file", o.violations).Msg("violations not written: the log could not keep up (they are in the report's decisions)")
-		}
-	}
+	outs.close(rep, r.log)
 	r.writeReport(rep, p)
 	if err != nil {
 		r.log.Error().Msg(err.Error())
 		return rep, fmt.Errorf("%w: %w", errReported, err)
 	}
 	return rep, nil
+}
+
+// outputs are the run's streams to files: the violations log and the
+// recording. Neither may slow the run: each has a bounded queue, and
+// what it drops is counted in the report.
+type outputs struct {
+	violations *telemetry.ViolationLog
+	record     *telemetry.Recording
+}
+
+// openOutputs opens what the flags ask for and hands it to cfg.
+func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
+	o, outs := &r.o, &outputs{}
+	var err error
+	if o.violations != "" {
+		if outs.violations, err = telemetry.OpenViolationLog(o.violations); err != nil {
+			return nil, fmt.Errorf("%w: --violations: %v", errUsage, err)
+		}
+		cfg.Violations = outs.violations
+	}
+	if o.record != "" {
+		prefix := cfg.MarkerPrefix
+		if prefix == "" {
+			prefix = "PRISM"
+		}
+		if outs.record, err = telemetry.OpenRecording(o.record, prefix); err != nil {
+			outs.close(nil, r.log)
+			return nil, fmt.Errorf("%w: --record: %v", errUsage, err)
+		}
+		cfg.Recorder = outs.record
+	}
+	return outs, nil
+}
+
+// close gives what is still queued a bounded moment (the report and the
+// exit must not wait on a stuck disk), and counts what was dropped in
+// rep (nil: a run that never started).
+func (outs *outputs) close(rep *telemetry.Report, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), outputsFlush)
+	defer cancel()
+	if v := outs.violations; v != nil {
+		if err := v.Close(ctx); err != nil {
+			log.Error().Err(err).Msg("the violations log is incomplete")
+		}
+		if rep != nil {
+			rep.ViolationsDropped = v.Dropped()
+		}
+		if n := v.Dropped(); n > 0 {
+			log.Warn().Int64("dropped", n).Msg("violations not written: the log could not keep up (they are in the report's decisions)")
+		}
+	}
+	if rc := outs.record; rc != nil {
+		if err := rc.Close(ctx); err != nil {
+			log.Error().Err(err).Msg("the recording is incomplete")
+		}
+		if rep != nil {
+			rep.RecordingDropped = rc.Dropped()
+		}
+		if n := rc.Dropped(); n > 0 {
+			log.Warn().Int64("dropped", n).Msg("observations not recorded: the recording could not keep up")
+		}
+	}
 }
 
 // fail ends a run that failed before its child: bad input still gets its
