@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -92,6 +95,8 @@ func TestScripts(t *testing.T) {
 			"elapsed":     cmdElapsed,
 			"smaller":     cmdSmaller,
 			"jsonlines":   cmdJSONLines,
+			"freeport":    cmdFreePort,
+			"promquery":   cmdPromQuery,
 		},
 	})
 }
@@ -300,6 +305,51 @@ func cmdAtLeast(ts *testscript.TestScript, neg bool, args []string) {
 	if v < min {
 		ts.Fatalf("%s: %s = %v, want at least %v", args[0], args[1], v, min)
 	}
+}
+
+// freeport VAR: sets VAR to a TCP port on the loopback interface that was
+// free a moment ago.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ts.Check(ln.Close())
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// promquery URL QUERY: polls a Prometheus server's instant query API
+// until QUERY returns at least one series (waitLimit), and prints the
+// first one's value.
+func cmdPromQuery(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: promquery URL QUERY")
+	}
+	u := args[0] + "/api/v1/query?query=" + url.QueryEscape(args[1])
+	poll(ts, "a series for "+args[1], func() bool {
+		resp, err := http.Get(u)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Status string
+			Data   struct {
+				Result []struct {
+					Metric map[string]string
+					Value  []any
+				}
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" || len(r.Data.Result) == 0 {
+			return false
+		}
+		ts.Logf("%v %v", r.Data.Result[0].Metric, r.Data.Result[0].Value)
+		fmt.Fprintf(ts.Stdout(), "%v\n", r.Data.Result[0].Value[1])
+		return true
+	})
 }
 
 // jsonlines FILE MIN: FILE is whole JSON objects, one per line, at least

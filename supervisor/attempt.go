@@ -93,6 +93,7 @@ func (r *run) startAttempt(spec attemptSpec) (*attempt, error) {
 		return nil, err
 	}
 	r.history[a.idx].PID = a.pid
+	r.event(telemetry.Event{Kind: telemetry.EventStarted, Time: a.started, Attempt: a.n, Restart: r.attempts > 1})
 	return a, nil
 }
 

@@ -138,15 +138,10 @@ type Config struct {
 	// over /dev/kmsg); nil = the report counts OOM kills without names.
 	KillLog KillLog
 
-	// Recorder is told every observation (markers, probe samples) and
-	// every signal sent to prism-run, for a recording replay can read
-	// (telemetry.Recording); nil = none. It must not block.
-	Recorder Recorder
-
-	// Violations is told every decision of the rules as it is made (the
-	// violations log, telemetry.ViolationLog); nil = none. Add must not
-	// block: it is called from the event loop.
-	Violations ViolationSink
+	// Sinks are told what the run does as it happens: the violations
+	// log, the recording, the metrics (telemetry). Each method must
+	// return at once: they are called from the event loop.
+	Sinks []Sink
 
 	// OnRunFolder, if set, is told the run folder once it exists (the
 	// cgroup's watchdog removes it should prism-run be SIGKILLed).
@@ -236,16 +231,17 @@ func NotifySignals(c chan<- os.Signal) {
 	signal.Notify(c, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGTSTP)
 }
 
-// Recorder takes what a run observes, as it comes.
-type Recorder interface {
+// Sink takes what a run does, as it happens, for an output that must
+// never slow it (telemetry.Nop gives the methods a sink does not need).
+type Sink interface {
+	// Observe: an observation of the child's output or of a probe.
 	Observe(policies.Observation)
+	// Signal: a signal sent to prism-run, at t.
 	Signal(t time.Time, name string)
-}
-
-// ViolationSink takes the rules' decisions as they are made.
-type ViolationSink interface {
-	// Add queues one; it must return at once.
-	Add(telemetry.Violation)
+	// Violation: a decision of the rules.
+	Violation(telemetry.Violation)
+	// Event: a child started or ended, a checkpoint was acknowledged.
+	Event(telemetry.Event)
 }
 
 // KillLog is where the kernel says which processes it OOM-killed.

@@ -42,6 +42,7 @@ func (a *attempt) supervise(ctx context.Context) (Outcome, error) {
 		}
 	}
 	a.stop.childEnded()
+	a.r.event(telemetry.Event{Kind: telemetry.EventEnded, Time: cfg.Clock.Now(), Attempt: a.n})
 	a.r.rep.Escalated = a.r.rep.Escalated || a.stop.escalated
 	a.r.rep.Killed = a.r.rep.Killed || a.stop.killed
 	a.stopSamplingDraining(stopSampling)
@@ -107,10 +108,9 @@ func (a *attempt) handleBatch(b batch) {
 		a.r.rep.MalformedMarkers++
 		a.r.log.Debug().Err(err).Msg("malformed marker")
 	}
-	rec := a.r.cfg.Recorder
 	for _, o := range b.obs {
-		if rec != nil {
-			rec.Observe(o)
+		for _, s := range a.r.cfg.Sinks {
+			s.Observe(o)
 		}
 		a.record(o)
 		a.observe(o)
@@ -229,8 +229,8 @@ func (a *attempt) handleSignal(sig os.Signal) {
 	}
 	name := unix.SignalName(us)
 	a.r.rep.Forwarded = append(a.r.rep.Forwarded, name)
-	if rec := a.r.cfg.Recorder; rec != nil {
-		rec.Signal(a.r.cfg.Clock.Now(), name)
+	for _, s := range a.r.cfg.Sinks {
+		s.Signal(a.r.cfg.Clock.Now(), name)
 	}
 	switch us {
 	case unix.SIGUSR1:

@@ -385,6 +385,7 @@ func (r *run) acknowledge(a *attempt, path string, at time.Time, rule string) {
 	if a.role == "verify" {
 		return // the reproducibility check's own, never resumed from
 	}
+	r.event(telemetry.Event{Kind: telemetry.EventCheckpointed, Time: at, Attempt: a.n})
 	c := telemetry.Checkpoint{Path: path, Time: at, Rule: rule, Attempt: a.n}
 	r.ledger.add(c)
 	r.rep.Checkpoints = append(r.rep.Checkpoints, c)

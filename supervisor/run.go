@@ -242,12 +242,18 @@ func (r *run) observe(o policies.Observation, kinds ...string) []policies.Decisi
 }
 
 // decided records a decision of the rules (a violation) made during
-// attempt n: the report, and the caller's violations log, which must not
-// block (Config.Violations).
+// attempt n: the report, and the sinks.
 func (r *run) decided(d policies.Decision, n int) {
 	r.rep.AddDecision(d)
-	if v := r.cfg.Violations; v != nil {
-		v.Add(telemetry.Violation{RunID: r.cfg.RunID, Attempt: n, Decision: d})
+	for _, s := range r.cfg.Sinks {
+		s.Violation(telemetry.Violation{RunID: r.cfg.RunID, Attempt: n, Decision: d})
+	}
+}
+
+// event tells the sinks what happened to a child.
+func (r *run) event(e telemetry.Event) {
+	for _, s := range r.cfg.Sinks {
+		s.Event(e)
 	}
 }
 

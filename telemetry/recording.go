@@ -24,6 +24,7 @@ const RecordingQueue = 8192
 // SIGUSR1`). Like the violations log it never blocks: a bounded queue,
 // what does not fit counted (Dropped).
 type Recording struct {
+	Nop
 	w      *queuedFile
 	prefix string
 }

@@ -27,7 +27,10 @@ const ViolationQueue = 1024
 // opened O_APPEND, so whatever reached the file is whole lines, also
 // after a SIGKILL of prism-run; a critical violation is fsync'd before
 // the next line is written.
-type ViolationLog struct{ w *queuedFile }
+type ViolationLog struct {
+	Nop
+	w *queuedFile
+}
 
 // OpenViolationLog opens path for appending (made 0644 when missing) and
 // starts its writer.
@@ -36,11 +39,11 @@ func OpenViolationLog(path string) (*ViolationLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: violations log: %w", err)
 	}
-	return &ViolationLog{w}, nil
+	return &ViolationLog{w: w}, nil
 }
 
-// Add queues a violation; it never blocks.
-func (v *ViolationLog) Add(x Violation) {
+// Violation queues a violation; it never blocks.
+func (v *ViolationLog) Violation(x Violation) {
 	b, err := json.Marshal(x)
 	if err != nil {
 		v.w.dropped.Add(1)

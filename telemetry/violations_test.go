@@ -25,7 +25,7 @@ func TestViolationLogWritesWholeLinesInOrder(t *testing.T) {
 		if i%10 == 0 {
 			sev = policies.SeverityCritical
 		}
-		v.Add(Violation{RunID: "r", Attempt: i, Decision: policies.Decision{Rule: "x", Severity: sev, Action: policies.ActionLog, Reason: "why"}})
+		v.Violation(Violation{RunID: "r", Attempt: i, Decision: policies.Decision{Rule: "x", Severity: sev, Action: policies.ActionLog, Reason: "why"}})
 	}
 	if err := v.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestViolationLogNeverBlocks(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for range 5 * ViolationQueue {
-			v.Add(Violation{Decision: policies.Decision{Rule: "x", Reason: big}})
+			v.Violation(Violation{Decision: policies.Decision{Rule: "x", Reason: big}})
 		}
 		close(done)
 	}()

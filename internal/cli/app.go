@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
 
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/probes/gpu"
@@ -36,6 +37,16 @@ type Deps struct {
 	// NVML returns the NVML library: gpu.System, or a simulated GPU
 	// server in tests.
 	NVML func() gpu.Library
+	// Clock makes the timers of prism-run's own outputs (the metrics
+	// textfile's); nil = the system clock.
+	Clock clock.WithTicker
+}
+
+func (d Deps) clock() clock.WithTicker {
+	if d.Clock == nil {
+		return clock.RealClock{}
+	}
+	return d.Clock
 }
 
 // errUsage marks a mistake in how prism-run was called.

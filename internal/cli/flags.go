@@ -57,6 +57,8 @@ Examples:
 type options struct {
 	checkpointDir, runID, markerPrefix, report, resume string
 	mission, stateDir, restart, violations, record     string
+	metricsListen, metricsTextfile                     string
+	labels                                             []string
 	verifyRepro                                        bool
 	policies                                           []string
 	seed                                               uint64
@@ -296,6 +298,12 @@ func (o *options) outputFlags() []cli.Flag {
 			Usage: "write a JSON run report to `FILE` on every exit"},
 		&cli.StringFlag{Name: "violations", EnvVars: envVars("violations"), Destination: &o.violations,
 			Usage: "append each violation (a rule's decision) to `FILE` as one JSON line, when it happens (critical ones fsync'd)"},
+		&cli.StringFlag{Name: "metrics-listen", EnvVars: envVars("metrics-listen"), Destination: &o.metricsListen,
+			Usage: "serve Prometheus metrics at http://`ADDR`/metrics: :PORT binds loopback only; another interface only when written out (0.0.0.0:9100)"},
+		&cli.StringFlag{Name: "metrics-textfile", EnvVars: envVars("metrics-textfile"), Destination: &o.metricsTextfile,
+			Usage: "write the metrics to `FILE` (node_exporter's textfile format, atomically) every sampling interval (at least 1s) and at exit"},
+		&cli.GenericFlag{Name: "label", EnvVars: envVars("label"), Value: &envList{list: &o.labels},
+			Usage: "`NAME=VALUE` put on every metric (with slurm_job_id from SLURM_JOB_ID, and host); repeatable"},
 		&cli.StringFlag{Name: "record", EnvVars: envVars("record"), Destination: &o.record,
 			Usage: "append every observation (markers, probe samples) and signal, with its time, to `FILE` in the format prism-run replay reads"},
 		&cli.StringFlag{Name: "log-format", EnvVars: envVars("log-format"), Value: "console", Destination: &o.log.Format,

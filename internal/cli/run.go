@@ -165,6 +165,11 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 type outputs struct {
 	violations *telemetry.ViolationLog
 	record     *telemetry.Recording
+	metrics    *telemetry.Metrics
+	textfile   string
+	stopServe  func()
+	stopText   chan struct{}
+	textDone   chan struct{}
 }
 
 // openOutputs opens what the flags ask for and hands it to cfg.
@@ -175,7 +180,7 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 		if outs.violations, err = telemetry.OpenViolationLog(o.violations); err != nil {
 			return nil, fmt.Errorf("%w: --violations: %v", errUsage, err)
 		}
-		cfg.Violations = outs.violations
+		cfg.Sinks = append(cfg.Sinks, outs.violations)
 	}
 	if o.record != "" {
 		prefix := cfg.MarkerPrefix
@@ -186,9 +191,74 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 			outs.close(nil, r.log)
 			return nil, fmt.Errorf("%w: --record: %v", errUsage, err)
 		}
-		cfg.Recorder = outs.record
+		cfg.Sinks = append(cfg.Sinks, outs.record)
+	}
+	if o.metricsListen != "" || o.metricsTextfile != "" {
+		if err := r.openMetrics(cfg, outs); err != nil {
+			outs.close(nil, r.log)
+			return nil, err
+		}
 	}
 	return outs, nil
+}
+
+// openMetrics makes the run's metrics and serves them (--metrics-listen,
+// listening now: a port in use is known before the child starts) and
+// writes them (--metrics-textfile, every sampling interval, at least 1 s).
+func (r *runner) openMetrics(cfg *supervisor.Config, outs *outputs) error {
+	o := &r.o
+	labels := map[string]string{}
+	if h, err := os.Hostname(); err == nil {
+		labels["host"] = h
+	}
+	if j := os.Getenv("SLURM_JOB_ID"); j != "" {
+		labels["slurm_job_id"] = j
+	}
+	for _, l := range o.labels {
+		k, v, err := telemetry.ParseLabel(l)
+		if err != nil {
+			return fmt.Errorf("%w: --label %v", errUsage, err)
+		}
+		labels[k] = v
+	}
+	outs.metrics = telemetry.NewMetrics(telemetry.MetricsInfo{Labels: labels, Mission: o.mission, Version: r.build.Version})
+	cfg.Sinks = append(cfg.Sinks, outs.metrics)
+	if o.metricsListen != "" {
+		addr, err := telemetry.ListenAddr(o.metricsListen)
+		if err != nil {
+			return fmt.Errorf("%w: --metrics-listen %s: %v", errUsage, o.metricsListen, err)
+		}
+		bound, stop, err := outs.metrics.Serve(addr)
+		if err != nil {
+			return fmt.Errorf("%w: --metrics-listen %s: %v", supervisor.ErrSetup, o.metricsListen, err)
+		}
+		outs.stopServe = stop
+		r.log.Info().Str("url", "http://"+bound+"/metrics").Msg("serving metrics")
+	}
+	if o.metricsTextfile != "" {
+		outs.textfile = o.metricsTextfile
+		if err := outs.metrics.WriteTextfile(outs.textfile); err != nil {
+			return fmt.Errorf("%w: --metrics-textfile: %v", errUsage, err)
+		}
+		every := max(cfg.TickInterval, time.Second)
+		outs.stopText, outs.textDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(outs.textDone)
+			t := r.deps.clock().NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-outs.stopText:
+					return
+				case <-t.C():
+					if err := outs.metrics.WriteTextfile(outs.textfile); err != nil {
+						r.log.Warn().Err(err).Msg("cannot write the metrics textfile")
+					}
+				}
+			}
+		}()
+	}
+	return nil
 }
 
 // close gives what is still queued a bounded moment (the report and the
@@ -197,6 +267,20 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 func (outs *outputs) close(rep *telemetry.Report, log zerolog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), outputsFlush)
 	defer cancel()
+	if outs.stopText != nil {
+		close(outs.stopText)
+		<-outs.textDone
+	}
+	if outs.textfile != "" {
+		// At exit, with the child's end in it: short CI jobs are read from
+		// this last one.
+		if err := outs.metrics.WriteTextfile(outs.textfile); err != nil {
+			log.Error().Err(err).Msg("cannot write the metrics textfile")
+		}
+	}
+	if outs.stopServe != nil {
+		outs.stopServe()
+	}
 	if v := outs.violations; v != nil {
 		if err := v.Close(ctx); err != nil {
 			log.Error().Err(err).Msg("the violations log is incomplete")
