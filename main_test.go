@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -97,6 +100,7 @@ func TestScripts(t *testing.T) {
 			"jsonlines":   cmdJSONLines,
 			"freeport":    cmdFreePort,
 			"promquery":   cmdPromQuery,
+			"httpsink":    cmdHTTPSink,
 		},
 	})
 }
@@ -350,6 +354,36 @@ func cmdPromQuery(ts *testscript.TestScript, neg bool, args []string) {
 		fmt.Fprintf(ts.Stdout(), "%v\n", r.Data.Result[0].Value[1])
 		return true
 	})
+}
+
+// httpsink VAR FILE [STATUS]: serves HTTP on loopback until the script
+// ends, sets VAR to its URL, and appends each request's body as a line to
+// FILE; it answers STATUS (default 200).
+func cmdHTTPSink(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: httpsink VAR FILE [STATUS]")
+	}
+	status := http.StatusOK
+	if len(args) == 3 {
+		var err error
+		status, err = strconv.Atoi(args[2])
+		ts.Check(err)
+	}
+	path := ts.MkAbs(args[1])
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			_, _ = f.Write(append(b, '\n'))
+			_ = f.Close()
+		}
+		w.WriteHeader(status)
+	}))
+	ts.Defer(srv.Close)
+	ts.Setenv(args[0], srv.URL)
 }
 
 // jsonlines FILE MIN: FILE is whole JSON objects, one per line, at least

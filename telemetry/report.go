@@ -96,6 +96,10 @@ type Report struct {
 	// (--violations) could not take: its queue was full, or its writer
 	// had not finished when prism-run had to exit.
 	ViolationsDropped int64 `json:"violations_dropped,omitempty"`
+	// Alerts counts what the alert webhooks (--alert-webhook) got:
+	// delivered, given up on after retries, dropped (a full queue, or
+	// still waiting at the exit); one per alert and URL.
+	Alerts *AlertCounts `json:"alerts,omitempty"`
 	// RecordingDropped counts the observations the recording (--record)
 	// could not take.
 	RecordingDropped int64    `json:"recording_dropped,omitempty"`
@@ -206,6 +210,13 @@ type Attempt struct {
 	// Next is what followed its end: why the next attempt started, or
 	// why the run ended.
 	Next string `json:"next,omitempty"`
+}
+
+// AlertCounts is what became of the alerts.
+type AlertCounts struct {
+	Sent    int64 `json:"sent"`
+	Failed  int64 `json:"failed"`
+	Dropped int64 `json:"dropped"`
 }
 
 // Recovery is what the run's recovery did. Restarts are this

@@ -57,8 +57,8 @@ Examples:
 type options struct {
 	checkpointDir, runID, markerPrefix, report, resume string
 	mission, stateDir, restart, violations, record     string
-	metricsListen, metricsTextfile                     string
-	labels                                             []string
+	metricsListen, metricsTextfile, alertSeverity      string
+	labels, alertWebhooks                              []string
 	verifyRepro                                        bool
 	policies                                           []string
 	seed                                               uint64
@@ -304,6 +304,10 @@ func (o *options) outputFlags() []cli.Flag {
 			Usage: "write the metrics to `FILE` (node_exporter's textfile format, atomically) every sampling interval (at least 1s) and at exit"},
 		&cli.GenericFlag{Name: "label", EnvVars: envVars("label"), Value: &envList{list: &o.labels},
 			Usage: "`NAME=VALUE` put on every metric (with slurm_job_id from SLURM_JOB_ID, and host); repeatable"},
+		&cli.GenericFlag{Name: "alert-webhook", EnvVars: envVars("alert-webhook"), Value: &envList{list: &o.alertWebhooks},
+			Usage: "POST each violation at or above --alert-severity to `URL` as JSON with a text field (Slack and Mattermost incoming webhooks take it as it is); retried with backoff, never slowing the run; repeatable"},
+		&cli.StringFlag{Name: "alert-severity", EnvVars: envVars("alert-severity"), Value: "high", Destination: &o.alertSeverity,
+			Usage: "the lowest `SEVERITY` sent to --alert-webhook: low | medium | high | critical"},
 		&cli.StringFlag{Name: "record", EnvVars: envVars("record"), Destination: &o.record,
 			Usage: "append every observation (markers, probe samples) and signal, with its time, to `FILE` in the format prism-run replay reads"},
 		&cli.StringFlag{Name: "log-format", EnvVars: envVars("log-format"), Value: "console", Destination: &o.log.Format,

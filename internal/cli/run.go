@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prism-run/prism-run/internal/logging"
 	"github.com/prism-run/prism-run/internal/plan"
+	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/supervisor"
 	"github.com/prism-run/prism-run/telemetry"
 )
@@ -166,6 +168,7 @@ type outputs struct {
 	violations *telemetry.ViolationLog
 	record     *telemetry.Recording
 	metrics    *telemetry.Metrics
+	alerts     *telemetry.Alerter
 	textfile   string
 	stopServe  func()
 	stopText   chan struct{}
@@ -193,6 +196,12 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 		}
 		cfg.Sinks = append(cfg.Sinks, outs.record)
 	}
+	if len(o.alertWebhooks) > 0 {
+		if err := r.openAlerts(cfg, outs); err != nil {
+			outs.close(nil, r.log)
+			return nil, err
+		}
+	}
 	if o.metricsListen != "" || o.metricsTextfile != "" {
 		if err := r.openMetrics(cfg, outs); err != nil {
 			outs.close(nil, r.log)
@@ -200,6 +209,25 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 		}
 	}
 	return outs, nil
+}
+
+// openAlerts starts the webhook sender (--alert-webhook), after checking
+// each URL and --alert-severity.
+func (r *runner) openAlerts(cfg *supervisor.Config, outs *outputs) error {
+	o := &r.o
+	min, err := policies.ParseSeverity(o.alertSeverity)
+	if err != nil {
+		return fmt.Errorf("%w: --alert-severity %q: want low | medium | high | critical", errUsage, o.alertSeverity)
+	}
+	for _, u := range o.alertWebhooks {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("%w: --alert-webhook %q: want an http:// or https:// URL", errUsage, u)
+		}
+	}
+	host, _ := os.Hostname()
+	outs.alerts = telemetry.NewAlerter(telemetry.AlertOptions{URLs: o.alertWebhooks, Min: min, Host: host})
+	cfg.Sinks = append(cfg.Sinks, outs.alerts)
+	return nil
 }
 
 // openMetrics makes the run's metrics and serves them (--metrics-listen,
@@ -280,6 +308,15 @@ func (outs *outputs) close(rep *telemetry.Report, log zerolog.Logger) {
 	}
 	if outs.stopServe != nil {
 		outs.stopServe()
+	}
+	if a := outs.alerts; a != nil {
+		a.Close(ctx) // the last alerts go out, within the bound
+		if rep != nil {
+			rep.Alerts = &telemetry.AlertCounts{Sent: a.Sent(), Failed: a.Failed(), Dropped: a.Dropped()}
+		}
+		if n := a.Failed() + a.Dropped(); n > 0 {
+			log.Warn().Int64("failed", a.Failed()).Int64("dropped", a.Dropped()).Msg("alerts not delivered")
+		}
 	}
 	if v := outs.violations; v != nil {
 		if err := v.Close(ctx); err != nil {
