@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
@@ -101,6 +102,7 @@ func TestScripts(t *testing.T) {
 			"freeport":    cmdFreePort,
 			"promquery":   cmdPromQuery,
 			"httpsink":    cmdHTTPSink,
+			"validreport": cmdValidReport,
 		},
 	})
 }
@@ -385,6 +387,30 @@ func cmdHTTPSink(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(srv.Close)
 	ts.Setenv(args[0], srv.URL)
 }
+
+// validreport FILE: FILE is a run report valid under the schema in
+// docs/report.schema.json.
+func cmdValidReport(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: validreport FILE")
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	s, err := c.Compile(reportSchema)
+	ts.Check(err)
+	var v any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[0])), &v))
+	if err := s.Validate(v); err != nil {
+		ts.Fatalf("%s does not follow docs/report.schema.json: %v", args[0], err)
+	}
+}
+
+// reportSchema is the report's JSON Schema, by absolute path (scripts
+// run in a folder of their own).
+var reportSchema = func() string {
+	p, _ := filepath.Abs("docs/report.schema.json")
+	return p
+}()
 
 // jsonlines FILE MIN: FILE is whole JSON objects, one per line, at least
 // MIN of them (a line cut short by a kill would fail here).

@@ -54,15 +54,19 @@ type Report struct {
 	// give (a strict run refuses them; otherwise each was one warning).
 	NotEnforced []Gap `json:"not_enforced,omitempty"`
 
-	RunID   string    `json:"run_id"`
-	PID     int       `json:"pid,omitempty"`
-	Start   time.Time `json:"start"`
-	End     time.Time `json:"end"`
-	Exit    int       `json:"exit_code"`
-	Reason  Reason    `json:"reason"`
-	Signal  string    `json:"signal,omitempty"` // the signal the child died of
-	Rule    string    `json:"rule,omitempty"`   // the rule that stopped the child
-	Message string    `json:"message"`
+	RunID string    `json:"run_id"`
+	PID   int       `json:"pid,omitempty"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// DurationSeconds is End less Start.
+	DurationSeconds float64 `json:"duration_s"`
+	// Host is what the run found of the machine.
+	Host    *HostFacts `json:"host,omitempty"`
+	Exit    int        `json:"exit_code"`
+	Reason  Reason     `json:"reason"`
+	Signal  string     `json:"signal,omitempty"` // the signal the child died of
+	Rule    string     `json:"rule,omitempty"`   // the rule that stopped the child
+	Message string     `json:"message"`
 
 	// Escalated: the child outlived SIGTERM by kill-after and got SIGKILL.
 	Escalated bool `json:"escalated,omitempty"`
@@ -210,6 +214,18 @@ type Attempt struct {
 	// Next is what followed its end: why the next attempt started, or
 	// why the run ended.
 	Next string `json:"next,omitempty"`
+}
+
+// HostFacts are the machine a run ran on, as the run found it.
+type HostFacts struct {
+	Name string `json:"name"`
+	// CgroupMode is the host's cgroup hierarchy: v1, v2 or none.
+	CgroupMode string `json:"cgroup_mode"`
+	// NVML says whether GPU sampling ran: "used", "not needed" (no rule
+	// watches a GPU metric, or --gpus none), or why it could not.
+	NVML string `json:"nvml"`
+	// GPUs are the GPU indices sampled (absent: every GPU, or none).
+	GPUs []int `json:"gpus,omitempty"`
 }
 
 // AlertCounts is what became of the alerts.

@@ -359,6 +359,13 @@ func (r *runner) fail(err error, p *plan.Plan) (*telemetry.Report, error) {
 // it, and what could not be enforced.
 func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
 	rep.Version, rep.Policies = r.build.Version, r.o.policies
+	if !rep.End.IsZero() {
+		rep.DurationSeconds = rep.End.Sub(rep.Start).Seconds()
+	}
+	if p != nil {
+		host, _ := os.Hostname()
+		rep.Host = &telemetry.HostFacts{Name: host, CgroupMode: p.CgroupMode.String(), NVML: r.nvmlFact(p), GPUs: p.GPUs}
+	}
 	if p != nil {
 		if rep.PID != 0 {
 			rep.Enforced = p.Enforced()
@@ -370,6 +377,22 @@ func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
 	if err := rep.Write(r.o.report); err != nil {
 		r.log.Error().Err(err).Msg("cannot write the run report")
 	}
+}
+
+// nvmlFact says whether the run sampled GPUs through NVML, and if not why.
+func (r *runner) nvmlFact(p *plan.Plan) string {
+	switch {
+	case r.setup != nil && r.setup.GPU != nil:
+		return "used"
+	case !p.NeedsGPU:
+		return "not needed"
+	}
+	for _, g := range append(p.Gaps, r.setup.LateGaps()...) {
+		if strings.Contains(strings.ToLower(g.Setting+g.Why), "nvml") || strings.Contains(g.Setting, "gpu") {
+			return "unavailable: " + g.Why
+		}
+	}
+	return "unavailable"
 }
 
 // layers names the policy layers in order, for --dry-run.
