@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -103,6 +105,8 @@ func TestScripts(t *testing.T) {
 			"promquery":   cmdPromQuery,
 			"httpsink":    cmdHTTPSink,
 			"validreport": cmdValidReport,
+			"ptyrun":      cmdPtyRun,
+			"screen":      cmdScreen,
 		},
 	})
 }
@@ -386,6 +390,90 @@ func cmdHTTPSink(ts *testscript.TestScript, neg bool, args []string) {
 	}))
 	ts.Defer(srv.Close)
 	ts.Setenv(args[0], srv.URL)
+}
+
+// ptyrun FILE COLS PROG ARGS...: runs PROG in a real terminal (a pty of
+// COLS columns: its stdin, stdout and stderr), and writes all it showed
+// to FILE; fails when PROG fails, unless the command is negated.
+func cmdPtyRun(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 3 {
+		ts.Fatalf("usage: ptyrun FILE COLS PROG [ARGS...]")
+	}
+	cols, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	prog, err := exec.LookPath(args[2])
+	if err != nil {
+		// The script's PATH, where testscript puts prism-run.
+		for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+			if p := filepath.Join(dir, args[2]); fileExists(p) {
+				prog, err = p, nil
+				break
+			}
+		}
+	}
+	ts.Check(err)
+	cmd := exec.Command(prog, args[3:]...)
+	cmd.Dir = ts.MkAbs(".")
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+	}
+	cmd.Env = append(cmd.Env, "PATH="+ts.Getenv("PATH"), "TERM=xterm")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: uint16(cols)})
+	ts.Check(err)
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&out, f); close(copied) }() // EIO once the child side closes
+	werr := cmd.Wait()
+	<-copied
+	_ = f.Close()
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), out.Bytes(), 0o644))
+	if (werr != nil) != neg {
+		ts.Fatalf("ptyrun %s: %v", args[2], werr)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// screen FILE: prints what a terminal shows after FILE's bytes: "\r"
+// goes back to the line's start, ESC[K erases to its end, "\n" (the pty
+// writes "\r\n") starts the next; other escapes are dropped.
+func cmdScreen(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: screen FILE")
+	}
+	var lines [][]rune
+	var cur []rune
+	col := 0
+	b := []rune(ts.ReadFile(args[0]))
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '\r':
+			col = 0
+		case c == '\n':
+			lines, cur, col = append(lines, cur), nil, 0
+		case c == 0x1b && i+1 < len(b) && b[i+1] == '[':
+			j := i + 2
+			for j < len(b) && (b[j] < '@' || b[j] > '~') {
+				j++
+			}
+			if j < len(b) && b[j] == 'K' {
+				cur = cur[:min(col, len(cur))]
+			}
+			i = j
+		default:
+			if col < len(cur) {
+				cur[col] = c
+			} else {
+				cur = append(cur, c)
+			}
+			col++
+		}
+	}
+	lines = append(lines, cur)
+	for _, l := range lines {
+		fmt.Fprintln(ts.Stdout(), string(l))
+	}
 }
 
 // validreport FILE: FILE is a run report valid under the schema in

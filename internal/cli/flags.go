@@ -63,7 +63,7 @@ type options struct {
 	policies                                           []string
 	seed                                               uint64
 	seedSet, hideMarkers, strict, dryRun, foreground   bool
-	preserveStatus, unbuffered, version                bool
+	preserveStatus, unbuffered, version, noStatus      bool
 	log                                                logging.Options
 
 	// Confinement flags; rlimits as strings, read like the policy's [limits].
@@ -310,6 +310,8 @@ func (o *options) outputFlags() []cli.Flag {
 			Usage: "the lowest `SEVERITY` sent to --alert-webhook: low | medium | high | critical"},
 		&cli.StringFlag{Name: "record", EnvVars: envVars("record"), Destination: &o.record,
 			Usage: "append every observation (markers, probe samples) and signal, with its time, to `FILE` in the format prism-run replay reads"},
+		&cli.BoolFlag{Name: "no-status", EnvVars: envVars("no-status"), Destination: &o.noStatus,
+			Usage: "no live status line (shown only when stderr is a terminal)"},
 		&cli.StringFlag{Name: "log-format", EnvVars: envVars("log-format"), Value: "console", Destination: &o.log.Format,
 			Usage: "`FORMAT` of prism-run's own log: console (lines for people, \"prism-run:\" and a full timestamp first) | json (one object per line)"},
 		&cli.StringFlag{Name: "log-level", EnvVars: envVars("log-level"), Value: "info", Destination: &o.log.Level,

@@ -16,8 +16,10 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/prism-run/prism-run/internal/logging"
 	"github.com/prism-run/prism-run/internal/plan"
@@ -151,7 +153,9 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	if err != nil {
 		return r.fail(err, p)
 	}
+	stopStatus := r.startStatus(&cfg, shared)
 	rep, err := supervisor.Run(c.Context, cfg)
+	stopStatus()
 	outs.close(rep, r.log)
 	r.writeReport(rep, p)
 	if err != nil {
@@ -159,6 +163,53 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 		return rep, fmt.Errorf("%w: %w", errReported, err)
 	}
 	return rep, nil
+}
+
+// statusEvery is how often the live status line is redrawn (at most 4
+// times a second).
+const statusEvery = 250 * time.Millisecond
+
+// startStatus shows the live status line while the run lasts, when
+// stderr is a terminal and --no-status is not given; the child's stdout,
+// when it is that terminal too, passes through the same erase-and-redraw.
+// It returns what takes the line away.
+func (r *runner) startStatus(cfg *supervisor.Config, shared *logging.SharedStderr) func() {
+	if r.o.noStatus || !shared.Terminal() {
+		return func() {}
+	}
+	clk := r.deps.clock()
+	st := telemetry.NewStatus(clk.Now())
+	cfg.Sinks = append(cfg.Sinks, st)
+	if f, ok := r.stdio.Stdout.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		cfg.Stdout = shared.Stdout(cfg.Stdout)
+	}
+	width := func() int {
+		if f, ok := r.stdio.Stderr.(*os.File); ok {
+			if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+				return int(ws.Col)
+			}
+		}
+		return 0
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := clk.NewTicker(statusEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C():
+				shared.SetStatus(st.Line(now, width()))
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		shared.SetStatus("")
+	}
 }
 
 // outputs are the run's streams to files: the violations log and the

@@ -107,10 +107,22 @@ func isTerminal(w io.Writer) bool {
 // log line on a new line: the log line stays whole, for a person and for a
 // JSON-lines reader, and the child's bytes pass unchanged. The pump writes
 // each read at once, so the child's own order is kept.
+//
+// On a terminal it also holds the live status line (SetStatus): drawn
+// below the output, erased ("\r" and ESC[K, erase to the end of the line)
+// before anything else is written to the terminal, the child's stdout
+// included when it is the same terminal (Stdout), and drawn again after,
+// but only where no line is left unfinished, so a progress bar or a
+// prompt of the child is never written over.
 type SharedStderr struct {
 	mu      sync.Mutex
 	out     io.Writer
 	midLine bool
+	// the status line: the text to show, whether it is on the screen,
+	// and whether the child's stdout (on the same terminal) is mid-line.
+	status    string
+	shown     bool
+	stdoutMid bool
 }
 
 // NewSharedStderr shares out between the child and the log.
@@ -123,15 +135,67 @@ func (s *SharedStderr) Child() io.Writer { return childSide{s} }
 // writes each event whole).
 func (s *SharedStderr) Log() io.Writer { return logSide{s} }
 
+// Stdout wraps the child's stdout when it is the same terminal as stderr:
+// the status line is erased before its bytes and drawn again after.
+func (s *SharedStderr) Stdout(w io.Writer) io.Writer { return stdoutSide{s, w} }
+
+// Terminal reports whether the shared stream is a terminal.
+func (s *SharedStderr) Terminal() bool { return isTerminal(s.out) }
+
+// SetStatus shows text as the status line ("" takes it away for good).
+func (s *SharedStderr) SetStatus(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.erase()
+	s.status = text
+	s.draw()
+}
+
+// erase takes the status line off the screen (the lock is held).
+func (s *SharedStderr) erase() {
+	if s.shown {
+		_, _ = io.WriteString(s.out, "\r\x1b[K")
+		s.shown = false
+	}
+}
+
+// draw puts the status line on the screen where no line is unfinished
+// (the lock is held).
+func (s *SharedStderr) draw() {
+	if s.status != "" && !s.midLine && !s.stdoutMid {
+		_, _ = io.WriteString(s.out, s.status)
+		s.shown = true
+	}
+}
+
 type childSide struct{ s *SharedStderr }
 
 func (c childSide) Write(p []byte) (int, error) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
+	c.s.erase()
 	n, err := c.s.out.Write(p)
 	if n > 0 {
 		c.s.midLine = p[n-1] != '\n'
 	}
+	c.s.draw()
+	return n, err
+}
+
+type stdoutSide struct {
+	s *SharedStderr
+	w io.Writer
+}
+
+func (o stdoutSide) Write(p []byte) (int, error) {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	o.s.erase()
+	n, err := o.w.Write(p)
+	if n > 0 {
+		o.s.stdoutMid = p[n-1] != '\n'
+	}
+	o.s.draw()
 	return n, err
 }
 
@@ -140,13 +204,16 @@ type logSide struct{ s *SharedStderr }
 func (l logSide) Write(p []byte) (int, error) {
 	l.s.mu.Lock()
 	defer l.s.mu.Unlock()
+	l.s.erase()
 	if l.s.midLine && len(p) > 0 {
 		if _, err := l.s.out.Write([]byte{'\n'}); err != nil {
 			return 0, err
 		}
 		l.s.midLine = false
 	}
-	return l.s.out.Write(p)
+	n, err := l.s.out.Write(p)
+	l.s.draw()
+	return n, err
 }
 
 // Fd lets the terminal check see through to stderr.
