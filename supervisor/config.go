@@ -138,6 +138,12 @@ type Config struct {
 	// over /dev/kmsg); nil = the report counts OOM kills without names.
 	KillLog KillLog
 
+	// OnViolation is a program run once per violation (argv, no shell),
+	// with the violation as JSON on its stdin, for at most
+	// OnViolationTimeout (0 = DefaultHookTimeout); nil = none.
+	OnViolation        []string
+	OnViolationTimeout time.Duration
+
 	// Sinks are told what the run does as it happens: the violations
 	// log, the recording, the metrics (telemetry). Each method must
 	// return at once: they are called from the event loop.

@@ -137,6 +137,23 @@ func (c *Child) Take() []unix.WaitStatus {
 	return q
 }
 
+// Done is closed once the child has ended (and been reaped).
+func (c *Child) Done() <-chan struct{} { return c.ended }
+
+// Signal sends sig to c's process group (Setpgid: its pid), only while
+// c has not been reaped: under the reaper's lock, so the pid cannot be
+// reaped, and so reused, between the check and the kill(2).
+func (r *Reaper) Signal(c *Child, sig unix.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-c.ended:
+		return nil
+	default:
+	}
+	return unix.Kill(-c.Pid, sig)
+}
+
 // Wait blocks until the child has ended and returns how.
 func (c *Child) Wait() unix.WaitStatus {
 	<-c.ended

@@ -64,6 +64,7 @@ type run struct {
 	engine *policies.Engine
 	parser *markers.Parser
 	reaper *Reaper
+	hooks  *hooks // --on-violation (nil: none)
 
 	resume     string              // PRISM_RESUME of the first attempt
 	ledger     ledger              // the job's acknowledged checkpoints
@@ -122,6 +123,9 @@ func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
 		return r, err
 	}
 	r.reaper = NewReaper()
+	if len(cfg.OnViolation) > 0 {
+		r.hooks = newHooks(&r.cfg, r.reaper)
+	}
 	return r, nil
 }
 
@@ -181,6 +185,12 @@ func (r *run) prepareFolders() error {
 // left checkpoints in it.
 func (r *run) cleanup() {
 	r.store.close()
+	if r.hooks != nil {
+		r.hooks.close(hooksFlush)
+		if d, f := r.hooks.dropped.Load(), r.hooks.failed.Load(); d+f > 0 {
+			r.rep.HooksDropped, r.rep.HooksFailed = d, f
+		}
+	}
 	if r.reaper != nil {
 		r.reaper.Close()
 	}
@@ -245,10 +255,18 @@ func (r *run) observe(o policies.Observation, kinds ...string) []policies.Decisi
 // attempt n: the report, and the sinks.
 func (r *run) decided(d policies.Decision, n int) {
 	r.rep.AddDecision(d)
+	v := telemetry.Violation{RunID: r.cfg.RunID, Attempt: n, Decision: d}
 	for _, s := range r.cfg.Sinks {
-		s.Violation(telemetry.Violation{RunID: r.cfg.RunID, Attempt: n, Decision: d})
+		s.Violation(v)
+	}
+	if r.hooks != nil {
+		r.hooks.violation(v)
 	}
 }
+
+// hooksFlush bounds how long the end of a run waits for --on-violation's
+// queued programs.
+const hooksFlush = 2 * time.Second
 
 // event tells the sinks what happened to a child.
 func (r *run) event(e telemetry.Event) {

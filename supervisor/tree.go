@@ -113,7 +113,11 @@ func (a *attempt) processes() ([]procfs.Stat, error) {
 		return nil, nil // its pids are another namespace's: none is ours
 	}
 	procs, err := procfs.List(a.r.cfg.ProcRoot)
-	return procfs.Without(procs, a.r.cfg.Helpers), err
+	helpers := a.r.cfg.Helpers
+	if a.r.hooks != nil {
+		helpers = append(slices.Clip(helpers), a.r.hooks.helpers()...)
+	}
+	return procfs.Without(procs, helpers), err
 }
 
 // alive reports whether pid (of this namespace) has not exited, as far

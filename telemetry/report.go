@@ -104,6 +104,11 @@ type Report struct {
 	// delivered, given up on after retries, dropped (a full queue, or
 	// still waiting at the exit); one per alert and URL.
 	Alerts *AlertCounts `json:"alerts,omitempty"`
+	// HooksDropped and HooksFailed count the violations --on-violation's
+	// program did not get (its queue was full, or the run ended first),
+	// and its runs that failed (a non-zero exit, killed at its timeout).
+	HooksDropped int64 `json:"on_violation_dropped,omitempty"`
+	HooksFailed  int64 `json:"on_violation_failed,omitempty"`
 	// RecordingDropped counts the observations the recording (--record)
 	// could not take.
 	RecordingDropped int64    `json:"recording_dropped,omitempty"`

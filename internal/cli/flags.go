@@ -59,6 +59,7 @@ type options struct {
 	mission, stateDir, restart, violations, record     string
 	metricsListen, metricsTextfile, alertSeverity      string
 	labels, alertWebhooks                              []string
+	onViolation, onViolationTimeout                    string
 	verifyRepro                                        bool
 	policies                                           []string
 	seed                                               uint64
@@ -308,6 +309,10 @@ func (o *options) outputFlags() []cli.Flag {
 			Usage: "POST each violation at or above --alert-severity to `URL` as JSON with a text field (Slack and Mattermost incoming webhooks take it as it is); retried with backoff, never slowing the run; repeatable"},
 		&cli.StringFlag{Name: "alert-severity", EnvVars: envVars("alert-severity"), Value: "high", Destination: &o.alertSeverity,
 			Usage: "the lowest `SEVERITY` sent to --alert-webhook: low | medium | high | critical"},
+		&cli.StringFlag{Name: "on-violation", EnvVars: envVars("on-violation"), Destination: &o.onViolation,
+			Usage: "run `'PROGRAM ARGS...'` once per violation with it as JSON on stdin (split into words as a shell would, but no shell runs and nothing is expanded)"},
+		&cli.StringFlag{Name: "on-violation-timeout", EnvVars: envVars("on-violation-timeout"), Destination: &o.onViolationTimeout,
+			DefaultText: "10s", Usage: "kill --on-violation's program (its process group) after `DUR`"},
 		&cli.StringFlag{Name: "record", EnvVars: envVars("record"), Destination: &o.record,
 			Usage: "append every observation (markers, probe samples) and signal, with its time, to `FILE` in the format prism-run replay reads"},
 		&cli.BoolFlag{Name: "no-status", EnvVars: envVars("no-status"), Destination: &o.noStatus,

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/google/shlex"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -47,6 +48,9 @@ type runner struct {
 	log     zerolog.Logger
 	setup   *plan.Setup // what Prepare made (nil before)
 	dropEnv []string    // prism-run's own settings: never the child's
+
+	hookArgv    []string      // --on-violation, split
+	hookTimeout time.Duration // --on-violation-timeout
 }
 
 // run does the run (or the dry run) and returns its report: nil for a dry
@@ -92,6 +96,9 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 		if err := supervisor.CheckCommand(r.command[0]); err != nil {
 			return r.fail(err, p)
 		}
+	}
+	if err := r.onViolation(); err != nil {
+		return r.fail(err, p)
 	}
 	if fb := pol.Recovery.Fallback; len(fb) > 0 {
 		// A failover that would find no program is known now, not when
@@ -149,6 +156,7 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.CheckpointDir, cfg.StateDir, cfg.Resume, cfg.VerifyRepro = o.checkpointDir, o.stateDir, o.resume, o.verifyRepro
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
+	cfg.OnViolation, cfg.OnViolationTimeout = r.hookArgv, r.hookTimeout
 	outs, err := r.openOutputs(&cfg)
 	if err != nil {
 		return r.fail(err, p)
@@ -163,6 +171,32 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 		return rep, fmt.Errorf("%w: %w", errReported, err)
 	}
 	return rep, nil
+}
+
+// onViolation reads --on-violation (split into words as a shell would,
+// with google/shlex: quotes and backslashes, no expansion, no shell run)
+// and its timeout, and finds the program now, not at the first violation.
+func (r *runner) onViolation() error {
+	o := &r.o
+	if o.onViolation == "" {
+		return nil
+	}
+	argv, err := shlex.Split(o.onViolation)
+	if err != nil || len(argv) == 0 {
+		return fmt.Errorf("%w: --on-violation %q: want PROGRAM [ARGS...] (%v)", errUsage, o.onViolation, err)
+	}
+	if err := supervisor.CheckCommand(argv[0]); err != nil {
+		return fmt.Errorf("%w: --on-violation %q: %s not found or not runnable", supervisor.ErrConfig, o.onViolation, argv[0])
+	}
+	r.hookArgv = argv
+	if o.onViolationTimeout != "" {
+		d, err := policies.ParseDuration(o.onViolationTimeout)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%w: --on-violation-timeout %q: want a positive duration", errUsage, o.onViolationTimeout)
+		}
+		r.hookTimeout = d
+	}
+	return nil
 }
 
 // statusEvery is how often the live status line is redrawn (at most 4
