@@ -145,12 +145,14 @@ func cmdWaitLine(ts *testscript.TestScript, neg bool, args []string) {
 func pidFrom(ts *testscript.TestScript, file, field string) int {
 	n, err := strconv.Atoi(field)
 	ts.Check(err)
-	b, err := os.ReadFile(ts.MkAbs(file))
-	ts.Check(err)
-	f := strings.Fields(string(b))
-	if n < 1 || n > len(f) {
-		ts.Fatalf("%s has no field %d: %q", file, n, b)
-	}
+	// A shell's `echo $$ > FILE` makes the file before it writes the
+	// line: wait for the whole line, not just the file.
+	var f []string
+	poll(ts, fmt.Sprintf("field %d of %s", n, file), func() bool {
+		b, err := os.ReadFile(ts.MkAbs(file))
+		f = strings.Fields(string(b))
+		return err == nil && strings.HasSuffix(string(b), "\n") && n >= 1 && n <= len(f)
+	})
 	pid, err := strconv.Atoi(f[n-1])
 	ts.Check(err)
 	return pid

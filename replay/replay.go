@@ -61,6 +61,11 @@ type Summary struct {
 	Idle []policies.Meta
 }
 
+// ProbePrefix starts the line (after its timestamp) of a probe sample in
+// a --record recording: `TIME # probe memory_bytes=1234`. To anything but
+// replay it is no marker.
+const ProbePrefix = "# probe "
+
 // epoch is where time starts for recordings without timestamps, so that
 // their decisions carry stable times.
 var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -251,13 +256,19 @@ func (rp *replayer) observations(line []byte) (time.Time, []policies.Observation
 	at, rest, stamped := leadingTime(line)
 	p := rp.opt.Parser
 	obs := rp.obs[:0]
+	src := policies.SourceStdout
+	if kv, ok := bytes.CutPrefix(rest, []byte(ProbePrefix)); ok {
+		// A probe sample of a --record recording: the host's, not the
+		// child's (a heartbeat on any marker does not count it).
+		rest, src = append(append([]byte(p.Prefix()), ' '), kv...), policies.SourceProbe
+	}
 	if p.IsMarker(rest) {
 		var perr error
 		if len(rest) > markers.MaxMarkerLine {
 			// A run holds no more of a marker line, and counts it.
 			perr = fmt.Errorf("%w: marker line longer than %d bytes", markers.ErrMalformed, markers.MaxMarkerLine)
 		} else {
-			obs, perr = p.ParseWith(obs, rest, policies.SourceStdout, time.Time{}, rp.names)
+			obs, perr = p.ParseWith(obs, rest, src, time.Time{}, rp.names)
 		}
 		if perr != nil {
 			if rp.sum.Malformed == 0 {

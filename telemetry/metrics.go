@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/prism-run/prism-run/policies"
 )
@@ -122,7 +125,7 @@ func (m *Metrics) Observe(o policies.Observation) {
 	case o.Source == policies.SourceProbe && o.Name == policies.NameGPUUtil:
 		m.gpuUtil.WithLabelValues(gpu).Set(o.Value)
 	case o.Source == policies.SourceStdout || o.Source == policies.SourceStderr:
-		if o.Name == policies.NameLatency {
+		if o.Name == policies.NameLatency && o.Value >= 0 { // NaN fails the test too: it would poison the sum for good
 			m.latency.Observe(o.Value / 1000)
 		}
 		m.mu.Lock()
@@ -162,11 +165,23 @@ func (m *Metrics) Event(e Event) {
 	}
 }
 
-// WriteTextfile writes the metrics to path in the text format of
+// WriteTextfile writes the prism_* metrics to path in the text format of
 // node_exporter's textfile collector, atomically (a temporary file
-// renamed over path: prometheus.WriteToTextfile).
+// renamed over path: prometheus.WriteToTextfile). The Go and process
+// series are left out: node_exporter has its own of those names, and
+// would refuse the file's as duplicates.
 func (m *Metrics) WriteTextfile(path string) error {
-	return prometheus.WriteToTextfile(path, m.Reg)
+	own := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := m.Reg.Gather()
+		return slices.DeleteFunc(mfs, func(mf *dto.MetricFamily) bool { return !strings.HasPrefix(mf.GetName(), "prism_") }), err
+	})
+	return prometheus.WriteToTextfile(path, own)
+}
+
+// ReservedLabels are the label names the metrics use themselves (and
+// Prometheus' own): --label may not take them.
+func ReservedLabels() []string {
+	return []string{"name", "gpu", "rule", "severity", "mission", "version", "le", "quantile", "job", "instance"}
 }
 
 // ListenAddr reads --metrics-listen: a bare ":PORT" binds the loopback
@@ -215,8 +230,13 @@ func (m *Metrics) Serve(addr string) (bound string, stop func(), err error) {
 // ParseLabel reads --label k=v: a Prometheus label name and a value.
 func ParseLabel(s string) (string, string, error) {
 	k, v, ok := strings.Cut(s, "=")
-	if !ok || !labelName(k) || strings.HasPrefix(k, "__") {
+	switch {
+	case !ok || !labelName(k) || strings.HasPrefix(k, "__"):
 		return "", "", fmt.Errorf("%q: want NAME=VALUE, NAME as Prometheus takes it ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)", s)
+	case slices.Contains(ReservedLabels(), k):
+		return "", "", fmt.Errorf("%q: %s is a label prism-run's metrics use (or Prometheus'): pick another name", s, k)
+	case !utf8.ValidString(v):
+		return "", "", fmt.Errorf("%q: the value is not UTF-8", s)
 	}
 	return k, v, nil
 }

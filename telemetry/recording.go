@@ -30,12 +30,15 @@ type Recording struct {
 }
 
 // OpenRecording opens path for appending, for markers that start with
-// prefix (the run's).
-func OpenRecording(path, prefix string) (*Recording, error) {
+// prefix (the run's), and writes the run's start at start: replay's
+// clock starts there, so a deadline or a heartbeat counts from where the
+// run's did, not from the first marker.
+func OpenRecording(path, prefix string, start time.Time) (*Recording, error) {
 	w, err := openQueued(path, RecordingQueue)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: recording: %w", err)
 	}
+	w.add(append(start.UTC().AppendFormat(nil, time.RFC3339Nano), " # prism-run started\n"...), false)
 	return &Recording{w: w, prefix: prefix}, nil
 }
 
@@ -43,9 +46,13 @@ func OpenRecording(path, prefix string) (*Recording, error) {
 func (r *Recording) Observe(o policies.Observation) {
 	b := make([]byte, 0, 64)
 	b = o.Time.UTC().AppendFormat(b, time.RFC3339Nano) // the run stamps every observation
-	b = append(b, ' ')
-	b = append(b, r.prefix...)
-	b = append(b, ' ')
+	if o.Source == policies.SourceProbe {
+		b = append(b, " # probe "...) // replay.ProbePrefix: a sample of the host, not a marker of the child
+	} else {
+		b = append(b, ' ')
+		b = append(b, r.prefix...)
+		b = append(b, ' ')
+	}
 	b = append(b, o.Name...)
 	b = append(b, '=')
 	switch {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/shlex"
 	"github.com/mattn/go-isatty"
@@ -77,10 +78,8 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 	if err := telemetry.CheckWritable(o.report); err != nil {
 		return nil, fmt.Errorf("%w: --report %s: %v", errUsage, o.report, err)
 	}
-	for _, f := range []struct{ flag, path string }{{"violations", o.violations}, {"record", o.record}} {
-		if err := telemetry.CheckWritable(f.path); err != nil {
-			return nil, fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
-		}
+	if err := r.checkOutputs(); err != nil {
+		return r.fail(err, nil)
 	}
 	pol, err := resolvePolicy(c, *o)
 	if err != nil {
@@ -275,7 +274,7 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 		if prefix == "" {
 			prefix = "PRISM"
 		}
-		if outs.record, err = telemetry.OpenRecording(o.record, prefix); err != nil {
+		if outs.record, err = telemetry.OpenRecording(o.record, prefix, r.deps.clock().Now()); err != nil {
 			outs.close(nil, r.log)
 			return nil, fmt.Errorf("%w: --record: %v", errUsage, err)
 		}
@@ -296,18 +295,46 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 	return outs, nil
 }
 
-// openAlerts starts the webhook sender (--alert-webhook), after checking
-// each URL and --alert-severity.
-func (r *runner) openAlerts(cfg *supervisor.Config, outs *outputs) error {
+// checkOutputs refuses, before anything starts, what the output flags
+// could not do: a file that cannot be written, a bad URL, severity or
+// label; each in one line (125). A flag whose feature is off is still
+// checked: a typo must not wait for the day it is turned on.
+func (r *runner) checkOutputs() error {
 	o := &r.o
-	min, err := policies.ParseSeverity(o.alertSeverity)
-	if err != nil {
+	for _, f := range []struct{ flag, path string }{{"violations", o.violations}, {"record", o.record}} {
+		if err := telemetry.CheckAppendable(f.path); err != nil {
+			return fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
+		}
+	}
+	if err := telemetry.CheckWritable(o.metricsTextfile); err != nil {
+		return fmt.Errorf("%w: --metrics-textfile %s: %v", errUsage, o.metricsTextfile, err)
+	}
+	if _, err := policies.ParseSeverity(strings.ToLower(o.alertSeverity)); err != nil {
 		return fmt.Errorf("%w: --alert-severity %q: want low | medium | high | critical", errUsage, o.alertSeverity)
 	}
 	for _, u := range o.alertWebhooks {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || strings.ContainsAny(u, " \t\n") {
 			return fmt.Errorf("%w: --alert-webhook %q: want an http:// or https:// URL", errUsage, u)
 		}
+	}
+	for _, l := range o.labels {
+		if _, _, err := telemetry.ParseLabel(l); err != nil {
+			return fmt.Errorf("%w: --label %v", errUsage, err)
+		}
+	}
+	if len(o.labels) > 0 && o.metricsListen == "" && o.metricsTextfile == "" {
+		r.log.Warn().Msg("--label labels metrics, and none are on: add --metrics-listen or --metrics-textfile")
+	}
+	return nil
+}
+
+// openAlerts starts the webhook sender (--alert-webhook); checkOutputs
+// has read its URLs and severity.
+func (r *runner) openAlerts(cfg *supervisor.Config, outs *outputs) error {
+	o := &r.o
+	min, err := policies.ParseSeverity(strings.ToLower(o.alertSeverity))
+	if err != nil {
+		return err
 	}
 	host, _ := os.Hostname()
 	outs.alerts = telemetry.NewAlerter(telemetry.AlertOptions{URLs: o.alertWebhooks, Min: min, Host: host})
@@ -324,7 +351,7 @@ func (r *runner) openMetrics(cfg *supervisor.Config, outs *outputs) error {
 	if h, err := os.Hostname(); err == nil {
 		labels["host"] = h
 	}
-	if j := os.Getenv("SLURM_JOB_ID"); j != "" {
+	if j := os.Getenv("SLURM_JOB_ID"); j != "" && utf8.ValidString(j) {
 		labels["slurm_job_id"] = j
 	}
 	for _, l := range o.labels {
