@@ -73,6 +73,13 @@ func (r *Recording) Signal(t time.Time, name string) {
 	r.w.add(append(append(b, " # signal "...), name+"\n"...), false)
 }
 
+// Ended writes the run's end at t: replay's clock runs to it, so a rule
+// on time (a heartbeat, a deadline) that tripped after the last
+// observation trips in replay too.
+func (r *Recording) Ended(t time.Time) {
+	r.w.add(append(t.UTC().AppendFormat(nil, time.RFC3339Nano), " # prism-run ended\n"...), false)
+}
+
 // Dropped counts the lines that did not fit in the queue.
 func (r *Recording) Dropped() int64 { return r.w.dropped.Load() }
 

@@ -442,6 +442,9 @@ func (outs *outputs) close(rep *telemetry.Report, log zerolog.Logger) {
 		}
 	}
 	if rc := outs.record; rc != nil {
+		if rep != nil && !rep.End.IsZero() {
+			rc.Ended(rep.End)
+		}
 		if err := rc.Close(ctx); err != nil {
 			log.Error().Err(err).Msg("the recording is incomplete")
 		}
