@@ -1,8 +1,12 @@
 package supervisor
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -131,7 +135,10 @@ func (a *attempt) alive(pid int) bool {
 // and what is left in the run's cgroup (a process that escaped the tree
 // altogether, say by re-parenting through a daemon outside it, is still
 // in the cgroup).
-func (a *attempt) liveTree() int {
+func (a *attempt) liveTree() int { return len(a.livePids()) }
+
+// livePids are liveTree's processes, for the log: which ones they are.
+func (a *attempt) livePids() map[int]bool {
 	seen := map[int]bool{}
 	if procs, err := a.processes(); err == nil {
 		for _, pid := range procfs.LiveDescendants(procs, os.Getpid()) {
@@ -147,7 +154,22 @@ func (a *attempt) liveTree() int {
 			}
 		}
 	}
-	return len(seen)
+	return seen
+}
+
+// describePids names processes for the log: "PID (comm) ppid N".
+func (a *attempt) describePids(pids map[int]bool) []string {
+	var out []string
+	for pid := range pids {
+		comm, _ := os.ReadFile(filepath.Join(a.r.cfg.ProcRoot, strconv.Itoa(pid), "comm"))
+		desc := fmt.Sprintf("%d (%s)", pid, strings.TrimSpace(string(comm)))
+		if st, err := procfs.ReadStat(a.r.cfg.ProcRoot, pid); err == nil {
+			desc += fmt.Sprintf(" ppid %d state %c", st.PPID, st.State)
+		}
+		out = append(out, desc)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // killLeftovers ends what the main child left running: SIGTERM, then
@@ -155,12 +177,13 @@ func (a *attempt) liveTree() int {
 // flowing meanwhile; the reaper collects the orphans as they die.
 func (a *attempt) killLeftovers() {
 	cfg, log := &a.r.cfg, a.r.log
-	n := a.liveTree()
+	left := a.livePids()
+	n := len(left)
 	if n == 0 {
 		return
 	}
 	a.r.rep.Leftovers = n
-	log.Info().Int("processes", n).Stringer("kill_after", cfg.KillAfter).
+	log.Info().Int("processes", n).Strs("left", a.describePids(left)).Stringer("kill_after", cfg.KillAfter).
 		Msg("main child ended; stopping the processes it left behind")
 	a.signalTree(unix.SIGTERM)
 	// A stopped process acts on SIGTERM only once continued (signal(7)).
