@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/color"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -107,6 +109,7 @@ func TestScripts(t *testing.T) {
 			"validreport": cmdValidReport,
 			"ptyrun":      cmdPtyRun,
 			"screen":      cmdScreen,
+			"notblank":    cmdNotBlank,
 		},
 	})
 }
@@ -475,6 +478,34 @@ func cmdScreen(ts *testscript.TestScript, neg bool, args []string) {
 	lines = append(lines, cur)
 	for _, l := range lines {
 		fmt.Fprintln(ts.Stdout(), string(l))
+	}
+}
+
+// notblank PNG: the image shows something: at least 2 % of its pixels
+// differ from its commonest colour, in at least 4 colours.
+func cmdNotBlank(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: notblank PNG")
+	}
+	f, err := os.Open(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	img, err := png.Decode(f)
+	ts.Check(err)
+	counts := map[color.RGBA]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, a := img.At(x, y).RGBA()
+			counts[color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(bl >> 8), uint8(a >> 8)}]++
+		}
+	}
+	total, top := b.Dx()*b.Dy(), 0
+	for _, n := range counts {
+		top = max(top, n)
+	}
+	if len(counts) < 4 || float64(total-top) < 0.02*float64(total) {
+		ts.Fatalf("%s is blank: %d colours, %d of %d pixels differ from the commonest", args[0], len(counts), total-top, total)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -95,5 +96,29 @@ func TestViolationLogNeverBlocks(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not give up")
+	}
+}
+
+// A timeline stays bounded whatever the run's length, and still spans
+// all of it: a full series is thinned, not cut.
+func TestTimelineBounded(t *testing.T) {
+	start := time.Now()
+	tl := NewTimeline(start)
+	const n = 50 * TimelinePoints
+	for i := range n {
+		tl.Observe(policies.Observation{Time: start.Add(time.Duration(i) * time.Second), Source: policies.SourceStdout, Name: "loss", Value: float64(i)})
+	}
+	for i := range 2 * TimelineSeries {
+		tl.Observe(policies.Observation{Time: start, Source: policies.SourceStdout, Name: fmt.Sprintf("m%d", i), Value: 1})
+	}
+	s := tl.Series["loss"]
+	if len(s.T) >= TimelinePoints || len(s.T) < TimelinePoints/4 {
+		t.Errorf("%d points kept of %d, want fewer than %d and not too few", len(s.T), n, TimelinePoints)
+	}
+	if last := s.T[len(s.T)-1]; last < 0.9*float64(n) {
+		t.Errorf("the series ends at %gs of %ds: cut, not thinned", last, n)
+	}
+	if len(tl.Series) != TimelineSeries || tl.Dropped == 0 {
+		t.Errorf("%d series, %d dropped; want %d and some", len(tl.Series), tl.Dropped, TimelineSeries)
 	}
 }

@@ -59,7 +59,7 @@ type options struct {
 	mission, stateDir, restart, violations, record     string
 	metricsListen, metricsTextfile, alertSeverity      string
 	labels, alertWebhooks                              []string
-	onViolation, onViolationTimeout                    string
+	onViolation, onViolationTimeout, reportHTML        string
 	verifyRepro                                        bool
 	policies                                           []string
 	seed                                               uint64
@@ -297,6 +297,8 @@ func (o *options) outputFlags() []cli.Flag {
 			Usage: "drop marker lines from the child's output"},
 		&cli.StringFlag{Name: "report", EnvVars: envVars("report"), Destination: &o.report,
 			Usage: "write a JSON run report to `FILE` on every exit"},
+		&cli.StringFlag{Name: "report-html", EnvVars: envVars("report-html"), Destination: &o.reportHTML,
+			Usage: "write an HTML report to `FILE` on every exit: one self-contained page, charts over time of memory, GPU and every marker with violations, checkpoints and restarts marked, and the report's facts"},
 		&cli.StringFlag{Name: "violations", EnvVars: envVars("violations"), Destination: &o.violations,
 			Usage: "append each violation (a rule's decision) to `FILE` as one JSON line, when it happens (critical ones fsync'd)"},
 		&cli.StringFlag{Name: "metrics-listen", EnvVars: envVars("metrics-listen"), Destination: &o.metricsListen,

@@ -50,8 +50,9 @@ type runner struct {
 	setup   *plan.Setup // what Prepare made (nil before)
 	dropEnv []string    // prism-run's own settings: never the child's
 
-	hookArgv    []string      // --on-violation, split
-	hookTimeout time.Duration // --on-violation-timeout
+	timeline    *telemetry.Timeline // --report-html's charts (nil: none yet)
+	hookArgv    []string            // --on-violation, split
+	hookTimeout time.Duration       // --on-violation-timeout
 }
 
 // run does the run (or the dry run) and returns its report: nil for a dry
@@ -280,6 +281,10 @@ func (r *runner) openOutputs(cfg *supervisor.Config) (*outputs, error) {
 		}
 		cfg.Sinks = append(cfg.Sinks, outs.record)
 	}
+	if o.reportHTML != "" {
+		r.timeline = telemetry.NewTimeline(r.deps.clock().Now())
+		cfg.Sinks = append(cfg.Sinks, r.timeline)
+	}
 	if len(o.alertWebhooks) > 0 {
 		if err := r.openAlerts(cfg, outs); err != nil {
 			outs.close(nil, r.log)
@@ -306,8 +311,10 @@ func (r *runner) checkOutputs() error {
 			return fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
 		}
 	}
-	if err := telemetry.CheckWritable(o.metricsTextfile); err != nil {
-		return fmt.Errorf("%w: --metrics-textfile %s: %v", errUsage, o.metricsTextfile, err)
+	for _, f := range []struct{ flag, path string }{{"metrics-textfile", o.metricsTextfile}, {"report-html", o.reportHTML}} {
+		if err := telemetry.CheckWritable(f.path); err != nil {
+			return fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
+		}
 	}
 	if _, err := policies.ParseSeverity(strings.ToLower(o.alertSeverity)); err != nil {
 		return fmt.Errorf("%w: --alert-severity %q: want low | medium | high | critical", errUsage, o.alertSeverity)
@@ -492,20 +499,33 @@ func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
 	if err := rep.Write(r.o.report); err != nil {
 		r.log.Error().Err(err).Msg("cannot write the run report")
 	}
+	if r.o.reportHTML != "" {
+		if err := telemetry.WriteHTML(r.o.reportHTML, rep, r.timeline); err != nil {
+			r.log.Error().Err(err).Msg("cannot write the HTML report")
+		}
+	}
 }
 
 // nvmlFact says whether the run sampled GPUs through NVML, and if not why.
 func (r *runner) nvmlFact(p *plan.Plan) string {
-	switch {
-	case r.setup != nil && r.setup.GPU != nil:
-		return "used"
-	case !p.NeedsGPU:
-		return "not needed"
-	}
+	// NVML starts in the background: a failure shows as a late gap.
 	for _, g := range append(p.Gaps, r.setup.LateGaps()...) {
-		if strings.Contains(strings.ToLower(g.Setting+g.Why), "nvml") || strings.Contains(g.Setting, "gpu") {
+		if strings.Contains(g.Why, "NVML") {
 			return "unavailable: " + g.Why
 		}
+	}
+	if r.setup != nil && r.setup.GPU != nil {
+		switch done, err := r.setup.GPU.Ready(); {
+		case err != nil:
+			return "unavailable: " + err.Error()
+		case done:
+			return "used"
+		default:
+			return "not ready (its start had not finished)"
+		}
+	}
+	if !p.NeedsGPU {
+		return "not needed"
 	}
 	return "unavailable"
 }
