@@ -66,6 +66,11 @@ type Summary struct {
 // replay it is no marker.
 const ProbePrefix = "# probe "
 
+// StartLine follows the timestamp of a --record recording's first line:
+// replay's clock starts there (a new run when a recording was appended
+// to by several).
+const StartLine = "# prism-run started"
+
 // epoch is where time starts for recordings without timestamps, so that
 // their decisions carry stable times.
 var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -199,6 +204,7 @@ type replayer struct {
 	ended       error     // the recording ended after the pending line
 	lineAt      time.Time // the time of the pending records' line
 	lineStamped bool
+	newRun      bool // the record starts another run of the recording
 }
 
 // next reads the next record and says when it happened. A carriage
@@ -256,6 +262,10 @@ func (rp *replayer) observations(line []byte) (time.Time, []policies.Observation
 	at, rest, stamped := leadingTime(line)
 	p := rp.opt.Parser
 	obs := rp.obs[:0]
+	if stamped && bytes.Equal(bytes.TrimSpace(rest), []byte(StartLine)) {
+		// Another run of a recording appended to: its own clock.
+		rp.newRun = rp.eng != nil
+	}
 	src := policies.SourceStdout
 	if kv, ok := bytes.CutPrefix(rest, []byte(ProbePrefix)); ok {
 		// A probe sample of a --record recording: the host's, not the
@@ -306,6 +316,10 @@ func (rp *replayer) feed(at time.Time, obs []policies.Observation, stamped bool)
 		if rp.eng, err = policies.NewEngine(fixed(rp.start), rp.opt.Rules); err != nil {
 			return false, err
 		}
+	}
+	if rp.newRun {
+		rp.newRun, rp.start = false, at
+		rp.eng.NewRun(at)
 	}
 	rp.last = at
 	ended := rp.emit(rp.eng.Observe(policies.Observation{Time: at, Source: policies.SourceClock,

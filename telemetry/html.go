@@ -86,8 +86,12 @@ func charts(tl *Timeline, rep *Report) []chart {
 		for i := range s.T {
 			v := math.Max(lo, math.Min(hi, s.V[i]))
 			x := float64(c.PlotX) + s.T[i]/tmax*float64(c.PlotW)
-			y := float64(c.PlotY) + (1-(v-lo)/(hi-lo))*float64(c.PlotH)
+			// Halves first: hi-lo of ±1e308 would overflow to Inf.
+			y := float64(c.PlotY) + (1-(v/2-lo/2)/(hi/2-lo/2))*float64(c.PlotH)
 			fmt.Fprintf(&pts, "%.1f,%.1f ", x, y)
+			if len(s.T) == 1 { // one point: a short dash, so it shows
+				fmt.Fprintf(&pts, "%.1f,%.1f ", x+4, y)
+			}
 		}
 		c.Points = pts.String()
 		for _, e := range tl.Events {
@@ -143,7 +147,7 @@ var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fff}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 .verdict{padding:10px 14px;border-left:6px solid #888;background:#f4f4f4}
-.verdict.exited{border-color:#2a7}.verdict.policy,.verdict.oom,.verdict.signaled,.verdict.error,.verdict.not-reproducible{border-color:#c33}
+.verdict.ok{border-color:#2a7}.verdict.failed{border-color:#c33}
 table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 svg.chart{display:block;margin:6px 0 18px;background:#fafafa;border:1px solid #ddd}
 svg.chart polyline{fill:none;stroke:#2563eb;stroke-width:1.5}
@@ -152,7 +156,7 @@ svg.chart text{font-size:11px;fill:#555}
 .legend span{margin-right:16px}.legend i{display:inline-block;width:14px;height:3px;vertical-align:middle;margin-right:4px}
 </style></head><body>
 <h1>prism-run {{.R.RunID}}</h1>
-<p class="verdict {{.R.Reason}}"><b>exit {{.R.Exit}}</b> ({{.R.Reason}}{{if .R.Rule}}, rule {{.R.Rule}}{{end}}): {{.R.Message}}</p>
+<p class="verdict {{if eq .R.Exit 0}}ok{{else}}failed{{end}}"><b>exit {{.R.Exit}}</b> ({{.R.Reason}}{{if .R.Rule}}, rule {{.R.Rule}}{{end}}): {{.R.Message}}</p>
 <h2>Over time</h2>
 <p class="legend"><span><i style="background:#2563eb"></i>value</span><span><i style="background:#dc2626"></i>violation</span><span><i style="background:#16a34a"></i>checkpoint</span><span><i style="background:#ea580c"></i>restart</span></p>
 {{range .Charts}}<div class="series"><b>{{.Title}}</b> ({{.Count}} points)
@@ -174,13 +178,13 @@ svg.chart text{font-size:11px;fill:#555}
 <tr><th>duration</th><td>{{printf "%.3f" .R.DurationSeconds}} s</td></tr>
 <tr><th>attempts</th><td>{{.R.Attempts}}</td></tr>
 {{with .R.Host}}<tr><th>host</th><td>{{.Name}}, cgroup {{.CgroupMode}}, NVML {{.NVML}}{{if .GPUs}}, GPUs {{.GPUs}}{{end}}</td></tr>{{end}}
-{{with .R.Cgroup}}<tr><th>cgroup</th><td>{{.Mode}} {{.Path}}: memory limit {{.MemoryLimit}}, peak {{.MemoryPeak}}, OOM kills {{.OOMKills}}, forks refused {{.ForksRefused}}</td></tr>{{end}}
-{{range $k, $v := .R.Peaks}}<tr><th>peak {{$k}}</th><td>{{$v}}</td></tr>{{end}}
+{{with .R.Cgroup}}<tr><th>cgroup</th><td>{{.Mode}} {{.Path}}: memory limit {{if .MemoryLimit}}{{.MemoryLimit}} bytes{{else}}none{{end}}, peak {{.MemoryPeak}} bytes, OOM kills {{.OOMKills}}, forks refused {{.ForksRefused}}</td></tr>{{end}}
+{{range $k, $v := .R.Peaks}}<tr><th>peak {{$k}}</th><td>{{printf "%.6g" $v}}</td></tr>{{end}}
 </table>
 {{if .R.Enforced}}<h2>Enforced</h2><table>{{range .R.Enforced}}<tr><td>{{.What}}</td><td>{{.Name}}</td><td>{{.Value}}</td></tr>{{end}}</table>{{end}}
 {{if .R.NotEnforced}}<h2>Not enforced</h2><table>{{range .R.NotEnforced}}<tr><td>{{.Setting}}</td><td>{{.Why}}</td></tr>{{end}}</table>{{end}}
-{{if .R.Checkpoints}}<h2>Checkpoints</h2><table>{{range .R.Checkpoints}}<tr><td>{{.Time}}</td><td>{{.Path}}</td><td>{{.Rule}}</td></tr>{{end}}</table>{{end}}
-{{if .R.AttemptLog}}<h2>Attempts</h2><table><tr><th>n</th><th>start</th><th>exit</th><th>reason</th><th>resumed from</th><th>next</th></tr>{{range .R.AttemptLog}}<tr><td>{{.N}}</td><td>{{.Start}}</td><td>{{if .Exit}}{{.Exit}}{{end}}</td><td>{{.Reason}}</td><td>{{.Resume}}</td><td>{{.Next}}</td></tr>{{end}}</table>{{end}}
-{{if .R.Decisions}}<h2>Decisions</h2><table>{{range .R.Decisions}}<tr><td>{{.Time}}</td><td>{{.Rule}}</td><td>{{.Severity}}</td><td>{{.Action}}</td><td>{{.Reason}}</td></tr>{{end}}</table>{{end}}
+{{if .R.Checkpoints}}<h2>Checkpoints</h2><table>{{range .R.Checkpoints}}<tr><td>{{.Time.UTC.Format "15:04:05.000"}}</td><td>{{.Path}}</td><td>{{.Rule}}</td></tr>{{end}}</table>{{end}}
+{{if .R.AttemptLog}}<h2>Attempts</h2><table><tr><th>n</th><th>start</th><th>exit</th><th>reason</th><th>resumed from</th><th>next</th></tr>{{range .R.AttemptLog}}<tr><td>{{.N}}</td><td>{{.Start.UTC.Format "2006-01-02 15:04:05.000"}}</td><td>{{if .Exit}}{{.Exit}}{{end}}</td><td>{{.Reason}}</td><td>{{.Resume}}</td><td>{{.Next}}</td></tr>{{end}}</table>{{end}}
+{{if .R.Decisions}}<h2>Decisions</h2><table>{{range .R.Decisions}}<tr><td>{{.Time.UTC.Format "15:04:05.000"}}</td><td>{{.Rule}}</td><td>{{.Severity}}</td><td>{{.Action}}</td><td>{{.Reason}}</td></tr>{{end}}</table>{{end}}
 </body></html>
 `))

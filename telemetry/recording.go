@@ -38,7 +38,7 @@ func OpenRecording(path, prefix string, start time.Time) (*Recording, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: recording: %w", err)
 	}
-	w.add(append(start.UTC().AppendFormat(nil, time.RFC3339Nano), " # prism-run started\n"...), false)
+	w.add(append(start.UTC().AppendFormat(nil, time.RFC3339Nano), " # prism-run started\n"...), false) // replay.StartLine
 	return &Recording{w: w, prefix: prefix}, nil
 }
 

@@ -110,8 +110,8 @@ func (s *Status) Line(now time.Time, width int) string {
 	if s.restarts > 0 {
 		line += fmt.Sprintf(" restarts=%d", s.restarts)
 	}
-	if width > 1 && len(line) >= width {
-		line = line[:width-1] // never wrap: a wrapped line cannot be erased with one ESC[K
+	if r := []rune(line); width > 1 && len(r) >= width {
+		line = string(r[:width-1]) // never wrap: a wrapped line cannot be erased with one ESC[K
 	}
 	return line
 }

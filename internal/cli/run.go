@@ -183,7 +183,11 @@ func (r *runner) onViolation() error {
 	}
 	argv, err := shlex.Split(o.onViolation)
 	if err != nil || len(argv) == 0 {
-		return fmt.Errorf("%w: --on-violation %q: want PROGRAM [ARGS...] (%v)", errUsage, o.onViolation, err)
+		why := "no program"
+		if err != nil {
+			why = err.Error()
+		}
+		return fmt.Errorf("%w: --on-violation %q: want PROGRAM [ARGS...] (%s)", errUsage, o.onViolation, why)
 	}
 	if err := supervisor.CheckCommand(argv[0]); err != nil {
 		return fmt.Errorf("%w: --on-violation %q: %s not found or not runnable", supervisor.ErrConfig, o.onViolation, argv[0])

@@ -334,13 +334,20 @@ func netifs() int {
 // quota the wall time grows, and a busy machine can only make it grow
 // further, so a test's lower bound on it cannot flake.
 func burn(d time.Duration) int {
-	start := time.Now()
+	// CPU time from here on: the process's clock also holds what its
+	// start cost (the runtime, the test binary's package inits, more so
+	// under -race and a loaded machine), which would shorten the burn and
+	// make a CPU quota look unenforced.
+	processCPU := func() time.Duration {
+		var ts unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts)
+		return time.Duration(ts.Nano())
+	}
+	start, cpu0 := time.Now(), processCPU()
 	cpu := time.Duration(0)
 	for x := 0; cpu < d; x++ {
 		if x%(1<<16) == 0 {
-			var ts unix.Timespec
-			_ = unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts)
-			cpu = time.Duration(ts.Nano())
+			cpu = processCPU() - cpu0
 		}
 	}
 	wall := time.Since(start)
