@@ -1,5 +1,6 @@
-// Package telemetry holds prism-run's outputs: the run report now; metrics,
-// the violations log, alert webhooks and violation hooks as they come. Its
+// Package telemetry holds prism-run's outputs: the run report and its
+// schema, the HTML report, Prometheus metrics, the violations log, the
+// recording for replay, alert webhooks and the live status line. Its
 // writers never block the supervisor's loop.
 package telemetry
 
@@ -10,22 +11,30 @@ import (
 	"path/filepath"
 )
 
-// WriteJSONAtomic writes v as indented JSON to path so that a reader sees
-// either the old file or the whole new one, never a part: a temporary file
-// in the same folder, fsync, rename(2) over path (atomic within one file
-// system), then fsync of the folder so the rename survives a crash.
+// WriteJSONAtomic writes v as indented JSON to path atomically
+// (writeAtomic).
 func WriteJSONAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("telemetry: encode %s: %w", path, err)
 	}
+	return writeAtomic(path, append(b, '\n'))
+}
+
+// writeAtomic writes b to path so that a reader sees either the old file
+// or the whole new one, never a part: a temporary file in the same
+// folder, fsync, rename(2) over path (atomic within one file system),
+// then fsync of the folder so the rename survives a crash. The file is
+// 0644 (CreateTemp makes 0600; a report is meant to be read by the
+// user's other tools, like any file they create).
+func writeAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("telemetry: write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -33,8 +42,6 @@ func WriteJSONAtomic(path string, v any) error {
 		err = cerr
 	}
 	if err == nil {
-		// CreateTemp makes 0600 files; a report is meant to be read by the
-		// user's other tools, like any file they create.
 		err = os.Chmod(tmp, 0o644)
 	}
 	if err == nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -111,33 +109,6 @@ func fmtUnit(v float64, unit string) string {
 		return fmt.Sprintf("%.0f%%", v*100)
 	}
 	return fmt.Sprintf("%.4g", v)
-}
-
-// writeAtomic writes b to path through a temporary file in its folder,
-// fsync'd and renamed over path.
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("telemetry: write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("telemetry: write %s: %w", path, err)
-	}
-	return nil
 }
 
 var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
