@@ -186,31 +186,26 @@ func (e *Engine) Start() time.Time { return e.start }
 // Observe feeds one observation to every rule and returns the decisions it
 // causes, in rule order. An observation without a time is stamped by the
 // engine's clock.
-func (e *Engine) Observe(o Observation) []Decision {
-	if o.Time.IsZero() {
-		o.Time = e.clock.Now()
-	}
-	var out []Decision
-	for _, a := range e.rules {
-		v := a.rule.Eval(e.start, o)
-		a.fed = a.fed || v.Fresh
-		if fire, escalated := a.step(v, o.Time); fire {
-			out = append(out, a.decision(o.Time, escalated))
-		}
-	}
-	return out
-}
+func (e *Engine) Observe(o Observation) []Decision { return e.observe(o, nil) }
 
 // ObserveKinds is Observe for the rules of the given kinds alone: between
 // two children, the clock still runs for a deadline, while a heartbeat
 // or a stall must not judge the silence of a child that does not exist.
 func (e *Engine) ObserveKinds(o Observation, kinds ...string) []Decision {
+	if kinds == nil {
+		kinds = []string{}
+	}
+	return e.observe(o, kinds)
+}
+
+// observe feeds o to the rules of kinds (nil: every rule).
+func (e *Engine) observe(o Observation, kinds []string) []Decision {
 	if o.Time.IsZero() {
 		o.Time = e.clock.Now()
 	}
 	var out []Decision
 	for _, a := range e.rules {
-		if !slices.Contains(kinds, a.meta.Kind) {
+		if kinds != nil && !slices.Contains(kinds, a.meta.Kind) {
 			continue
 		}
 		v := a.rule.Eval(e.start, o)

@@ -237,7 +237,7 @@ func (r *run) observe(o policies.Observation, kinds ...string) []policies.Decisi
 		o.Time = o.Time.Add(-r.paused)
 	}
 	var ds []policies.Decision
-	if len(kinds) == 0 {
+	if kinds == nil {
 		ds = r.engine.Observe(o)
 	} else {
 		ds = r.engine.ObserveKinds(o, kinds...)
