@@ -7,6 +7,13 @@
 // This is the entry point only: the same binary is also the shim that
 // confines the child before it execs the command, and the watchdog of a
 // run's cgroup; everything else is in internal/cli.
+//
+// The runtime's periodic re-read of the cgroup's CPU limit (Go 1.25's
+// updatemaxprocs) is off: it wakes an idle prism-run to re-read files a
+// supervisor of a few goroutines has no use for (BENCHMARKS.md measures
+// prism-run's own CPU while its child runs).
+//
+//go:debug updatemaxprocs=0
 package main
 
 import (

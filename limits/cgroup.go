@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -266,13 +267,15 @@ func (c *v2Cgroup) Delete() error { return c.mgr.Delete() }
 // --- v1 ---
 
 type v1Cgroup struct {
-	cg    cgroup1.Cgroup
-	paths map[string]string // controller -> path in its hierarchy
-	dirs  map[string]string // controller -> folder on disk
+	cg      cgroup1.Cgroup
+	paths   map[string]string // controller -> path in its hierarchy
+	dirs    map[string]string // controller -> folder on disk
+	mounts  map[string]Mount  // controller -> its hierarchy's mount (StartInside)
+	pidsMax int64             // pids.max asked for (0: none)
 }
 
 func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
-	paths, dirs := map[string]string{}, map[string]string{}
+	paths, dirs, mounts := map[string]string{}, map[string]string{}, map[string]Mount{}
 	var subs []cgroup1.Subsystem
 	for _, c := range Controllers {
 		m, ok := h.Hierarchy.V1[c]
@@ -280,7 +283,7 @@ func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 			continue
 		}
 		p := path.Join(relTo(m, h.OwnV1[c]), name)
-		paths[c], dirs[c] = p, filepath.Join(m.Point, p)
+		paths[c], dirs[c], mounts[c] = p, filepath.Join(m.Point, p), m
 		// The library's controllers take the folder that holds the
 		// controller mounts and add the controller's name, so a mount must
 		// be reachable as ROOT/NAME: true of the usual layout
@@ -339,7 +342,7 @@ func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 		removeEmpty(dirs)
 		return nil, fmt.Errorf("%w: create %s: %w", ErrCgroup, name, err)
 	}
-	return &v1Cgroup{cg: cg, paths: paths, dirs: dirs}, nil
+	return &v1Cgroup{cg: cg, paths: paths, dirs: dirs, mounts: mounts, pidsMax: spec.Pids}, nil
 }
 
 func (c *v1Cgroup) Mode() Mode { return ModeV1 }
@@ -370,7 +373,10 @@ func (c *v1Cgroup) ProcsFiles() []string {
 // process, thaws, and repeats until the cgroup is empty. Without the
 // freezer it is a kill loop.
 func (c *v1Cgroup) Kill() error {
+	// Never freeze a cgroup that holds a thread of this process (one
+	// stranded by StartInside): the freezer would stop prism-run itself.
 	_, frozen := c.dirs["freezer"]
+	frozen = frozen && !c.holdsSelf()
 	_, err := untilEmpty(time.Sleep, func() (int, error) {
 		if frozen {
 			_ = c.cg.Freeze()
@@ -390,8 +396,23 @@ func (c *v1Cgroup) Kill() error {
 	return nil
 }
 
+// holdsSelf reports whether a thread of this process is in the cgroup
+// (v1's cgroup.procs lists a thread group when any thread is there).
+func (c *v1Cgroup) holdsSelf() bool {
+	for _, d := range c.dirs {
+		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		if err == nil && slices.Contains(strings.Fields(string(b)), strconv.Itoa(os.Getpid())) {
+			return true
+		}
+	}
+	return false
+}
+
+// Procs lists the processes in the cgroup, never this one: v1 lists a
+// process in cgroup.procs when any of its threads is there, and one of
+// prism-run's is while it forks the child inside (StartInside).
 func (c *v1Cgroup) Procs() ([]int, error) {
-	seen := map[int]bool{}
+	seen := map[int]bool{os.Getpid(): true}
 	var out []int
 	for ctl := range c.dirs {
 		procs, err := c.cg.Processes(cgroup1.Name(ctl), true)

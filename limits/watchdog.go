@@ -2,7 +2,6 @@ package limits
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -35,12 +33,18 @@ type Watchdog struct {
 	id procfs.Identity
 }
 
-// StartWatchdog starts the watchdog of cg. self is the prism-run
-// executable (/proc/self/exe). It must be called before prism-run becomes
-// a child subreaper: the watchdog is started through an intermediate
-// process that exits at once, so that it is reparented away from
-// prism-run (to init, or the nearest subreaper above), where neither the
-// run's leftover sweep nor a signal to prism-run's group reaches it.
+// StartWatchdog starts the watchdog of cg and returns without waiting
+// for it: the child's start does not wait on a second Go runtime's
+// start-up (the watchdog's pipe buffers prism-run's lines until it reads
+// them). self is the prism-run executable (/proc/self/exe).
+//
+// The watchdog is prism-run's own child, in a session of its own (setsid:
+// no signal to prism-run's process group or terminal reaches it), and
+// never part of the run: its identity (Identity) is known from the start,
+// while it is an unreaped child of prism-run and its pid cannot be reused,
+// so the run's leftover sweep can leave it out even when prism-run, a
+// child subreaper, is its parent. When prism-run dies it is reparented
+// (to init or the nearest subreaper) and reads EOF on its pipe.
 func StartWatchdog(self string, cg Cgroup, stderr io.Writer) (*Watchdog, error) {
 	r, w, err := os.Pipe() // close-on-exec: the run's child never holds w
 	if err != nil {
@@ -51,30 +55,25 @@ func StartWatchdog(self string, cg Cgroup, stderr io.Writer) (*Watchdog, error) 
 	for _, f := range cg.ProcsFiles() {
 		dirs = append(dirs, filepath.Dir(f))
 	}
-	cmd := exec.Command(self, append([]string{WatchArg, "fork"}, dirs...)...)
+	cmd := exec.Command(self, append([]string{WatchArg, "watch"}, dirs...)...)
 	cmd.Args[0] = "prism-run"
 	cmd.Stdin = r
 	if f, ok := stderr.(*os.File); ok {
 		// Only a file: for any other writer os/exec would copy through a
-		// pipe and Run would wait for the watchdog, which holds it, to end.
+		// pipe held by the watchdog for as long as it lives.
 		cmd.Stderr = f
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// The intermediate prints the watchdog's pid, so that the run can
-	// tell it from its own leftovers should it be adopted (a subreaper or
-	// PID 1 adopts it once the intermediate exits).
-	// (Not cmd.Output: it would capture stderr through a pipe that the
-	// watchdog inherits and holds, and wait for it to close.)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("watchdog: %w", err)
 	}
 	d := &Watchdog{w: w}
-	if pid, perr := strconv.Atoi(strings.TrimSpace(out.String())); perr == nil {
-		d.id, _ = procfs.IdentityOf(procfs.Root, pid)
-	}
+	d.id, _ = procfs.IdentityOf(procfs.Root, cmd.Process.Pid)
+	// Never waited for here: prism-run's reaper (wait4(-1)) or, once
+	// prism-run is gone, init collects its status. Release drops the
+	// pidfd os/exec holds for it.
+	_ = cmd.Process.Release()
 	return d, nil
 }
 
@@ -108,25 +107,14 @@ func (d *Watchdog) Done() {
 	d.w = nil
 }
 
-// WatchMain runs the watchdog's two steps: "fork" starts the watchdog
-// proper and exits, "watch" waits on stdin and cleans up if prism-run
-// died. It returns an exit code.
+// WatchMain runs the watchdog: "watch DIR..." waits on stdin and cleans
+// up if prism-run died. It returns an exit code.
 func WatchMain(args []string, stderr io.Writer) int {
 	if len(args) < 2 {
-		fmt.Fprintln(stderr, "prism-run: watchdog: usage: fork|watch DIR...")
+		fmt.Fprintln(stderr, "prism-run: watchdog: usage: watch DIR...")
 		return 2
 	}
 	switch args[0] {
-	case "fork":
-		cmd := exec.Command("/proc/self/exe", append([]string{WatchArg, "watch"}, args[1:]...)...)
-		cmd.Args[0] = "prism-run"
-		cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
-		if err := cmd.Start(); err != nil {
-			fmt.Fprintf(stderr, "prism-run: watchdog: %v\n", err)
-			return 1
-		}
-		fmt.Println(cmd.Process.Pid)
-		return 0 // not waited for: the watchdog is reparented when we exit
 	case "watch":
 		// Only the pipe ends it: a `pkill prism-run` or a Ctrl-C at the
 		// terminal meant for prism-run must not take the watchdog first.

@@ -45,7 +45,8 @@ type attempt struct {
 	stop            *stopMachine
 	warnedNoHandler map[syscall.Signal]bool // "not sent" was said at warning level
 
-	cgroupDir *os.File // v2: the cgroup folder the child is cloned into
+	cgroupDir *os.File       // v2: the cgroup folder the child is cloned into
+	inside    limits.Starter // v1: the cgroup the child is forked inside (nil: the shim joins, or none)
 
 	tty       *terminal // --foreground: the terminal handed to the child's group
 	warnedTTY bool      // the "stopped by SIGTTIN" warning was given
@@ -220,7 +221,22 @@ func (a *attempt) setProcAttr(cmd *exec.Cmd) error {
 // spawn starts cmd through the run's reaper; with the shim, it waits for
 // the shim to exec the command or to say why it could not.
 func (a *attempt) spawn(cmd *exec.Cmd, shimR *os.File) error {
-	child, err := a.r.reaper.Start(cmd)
+	var child *Child
+	var err error
+	if a.inside != nil {
+		err = a.inside.StartInside(func() error {
+			child, err = a.r.reaper.Start(cmd)
+			return err
+		})
+		if errors.Is(err, limits.ErrStrandedThread) && child != nil {
+			a.r.log.Error().Err(err).Msg("the child started inside the run's cgroup, but one of prism-run's threads could not leave it: the cgroup cannot be removed while prism-run lives")
+			err = nil
+		} else if errors.Is(err, limits.ErrCgroup) && child == nil {
+			return fmt.Errorf("%w: confining the child: %w", ErrSetup, err)
+		}
+	} else {
+		child, err = a.r.reaper.Start(cmd)
+	}
 	if a.cgroupDir != nil {
 		_ = a.cgroupDir.Close()
 	}
@@ -257,8 +273,19 @@ func (a *attempt) command() (*exec.Cmd, *os.File, error) {
 	spec := &limits.ShimSpec{Rlimits: cfg.Rlimits, NoNewPrivs: cfg.NoNewPrivs, UID: cfg.UID, GID: cfg.GID,
 		Groups: cfg.Groups, LoopbackUp: cfg.IsolateNet}
 	if cg := cfg.Cgroup; cg != nil && cg.Mode() == limits.ModeV1 {
-		// v1 has no CLONE_INTO_CGROUP: the shim joins before it execs.
-		spec.CgroupProcs = cg.ProcsFiles()
+		// v1 has no CLONE_INTO_CGROUP: the child is forked from a thread
+		// that joined the cgroup (limits.Starter), or, when the shim
+		// runs anyway or that cannot be, the shim joins before it execs.
+		if st, ok := cg.(limits.Starter); ok && st.CanStartInside() {
+			a.inside = st
+		} else {
+			spec.CgroupProcs = cg.ProcsFiles()
+		}
+	}
+	if spec.Needed() && a.inside != nil {
+		// One way in is enough: the shim starts inside already.
+		a.inside = nil
+		spec.CgroupProcs = cfg.Cgroup.ProcsFiles()
 	}
 	if !spec.Needed() {
 		return exec.Command(a.argv[0], a.argv[1:]...), nil, nil

@@ -88,6 +88,7 @@ type run struct {
 	// is acted on (procfs.Foreign).
 	foreignProc bool
 	attempts    int
+	swept       chan struct{} // closed when the stale run folders' sweep is over (nil: not started)
 }
 
 // newRun prepares a run. The run it returns is never nil, and owns the
@@ -118,7 +119,10 @@ func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
 		return r, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	rep.Start = r.engine.Start()
-	sweepRunFolders(r.cfg.ProcRoot, r.log)
+	// Not on the child's start path: the sweep reads every prism-run-*
+	// folder in the temporary folder, and waits only in cleanup.
+	r.swept = make(chan struct{})
+	go func() { defer close(r.swept); sweepRunFolders(r.cfg.ProcRoot, r.log) }()
 	if err := r.prepareFolders(); err != nil {
 		return r, err
 	}
@@ -184,6 +188,9 @@ func (r *run) prepareFolders() error {
 // ever started), the control file, and the run folder unless the child
 // left checkpoints in it.
 func (r *run) cleanup() {
+	if r.swept != nil {
+		<-r.swept
+	}
 	r.store.close()
 	if r.hooks != nil {
 		r.hooks.close(hooksFlush)

@@ -46,8 +46,9 @@ type Setup struct {
 	kmsg     *limits.KernelLog
 	GPU      *gpu.Background
 
-	mu   sync.Mutex
-	late []Gap // found after the start (LateGaps)
+	mu    sync.Mutex
+	late  []Gap         // found after the start (LateGaps)
+	stale chan struct{} // closed when the stale cgroups' sweep is over (nil: none)
 }
 
 // Prepare makes what the plan needs before its child starts. What turns
@@ -87,16 +88,10 @@ func (p *Plan) makeCgroup(log zerolog.Logger, runID string, deps Deps, s *Setup)
 	if deps.Host.CgroupsErr != nil || p.HasCgroupGap() {
 		return nil
 	}
-	removed, unknown, err := limits.CleanStale(host)
-	if err != nil {
-		log.Warn().Err(err).Msg("stale cgroups of an earlier prism-run")
-	}
-	if len(removed) > 0 {
-		log.Info().Strs("cgroups", removed).Msg("removed the cgroups of a prism-run that is gone")
-	}
-	if len(unknown) > 0 {
-		log.Debug().Strs("cgroups", unknown).Msg("left alone: run cgroups whose prism-run cannot be proved gone from here (another PID namespace, or an older prism-run's name)")
-	}
+	// The stale cgroups of earlier runs are not this run's business
+	// before its child starts: swept while it starts (Close waits).
+	s.stale = make(chan struct{})
+	go func() { defer close(s.stale); cleanStale(log, host) }()
 	cg, err := limits.NewCgroup(host, host.RunCgroupName(runID), p.Cgroup)
 	if err != nil {
 		if p.Cgroup == (limits.CgroupSpec{}) {
@@ -226,6 +221,24 @@ func (s *Setup) Close() {
 		_ = s.kmsg.Close()
 	}
 	s.watchdog.Done()
+	if s.stale != nil {
+		<-s.stale
+	}
+}
+
+// cleanStale removes the cgroups of earlier prism-runs that are provably
+// gone (limits.CleanStale), saying what it did.
+func cleanStale(log zerolog.Logger, host limits.Host) {
+	removed, unknown, err := limits.CleanStale(host)
+	if err != nil {
+		log.Warn().Err(err).Msg("stale cgroups of an earlier prism-run")
+	}
+	if len(removed) > 0 {
+		log.Info().Strs("cgroups", removed).Msg("removed the cgroups of a prism-run that is gone")
+	}
+	if len(unknown) > 0 {
+		log.Debug().Strs("cgroups", unknown).Msg("left alone: run cgroups whose prism-run cannot be proved gone from here (another PID namespace, or an older prism-run's name)")
+	}
 }
 
 // Config is the supervisor's configuration for the plan: its rules and
