@@ -48,8 +48,9 @@ var urfaveAllowed = []string{"internal/cli"}
 var nvmlAllowed = []string{"probes/gpu"}
 
 // Only these folders may start processes: the supervisor, limits (the
-// shim and the watchdog), the examples and the test child.
-var execAllowed = []string{"supervisor", "limits", "examples", "internal/testchild"}
+// shim and the watchdog), the examples, the test child and the benchmark
+// driver with its baselines (bench: make bench).
+var execAllowed = []string{"supervisor", "limits", "examples", "internal/testchild", "bench"}
 
 // maxFuncLines bounds a function outside tests and examples: longer ones
 // hide more than one job.

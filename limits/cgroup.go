@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup2"
 	clog "github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/prism-run/prism-run/internal/procfs"
 )
@@ -158,6 +159,7 @@ type v2Cgroup struct {
 	mgr   *cgroup2.Manager
 	group string
 	dir   string
+	stats statFiles // Usage's files, kept open
 }
 
 func v2Resources(spec CgroupSpec) *cgroup2.Resources {
@@ -240,8 +242,8 @@ func (c *v2Cgroup) ProcsFiles() []string { return []string{filepath.Join(c.dir, 
 func (c *v2Cgroup) Kill() error { return c.mgr.Kill() }
 
 func (c *v2Cgroup) Procs() ([]int, error) {
-	pids, err := c.mgr.Procs(true)
-	return toInts(pids), err
+	var out []int
+	return out, procsUnder(c.dir, map[int]bool{}, &out)
 }
 
 // Usage reads the five files it needs (memory.current, memory.peak,
@@ -252,17 +254,17 @@ func (c *v2Cgroup) Usage() (Usage, error) {
 	var u Usage
 	var usec uint64
 	err := errors.Join(
-		readUint(filepath.Join(c.dir, "memory.current"), &u.MemoryCurrent),
-		readUint(filepath.Join(c.dir, "memory.peak"), &u.MemoryPeak), // Linux >= 5.19
-		readKey(filepath.Join(c.dir, "memory.events"), "oom_kill", &u.OOMKills),
-		readKey(filepath.Join(c.dir, "pids.events"), "max", &u.ForksRefused),
-		readKey(filepath.Join(c.dir, "cpu.stat"), "usage_usec", &usec),
+		c.stats.uint(filepath.Join(c.dir, "memory.current"), &u.MemoryCurrent),
+		c.stats.uint(filepath.Join(c.dir, "memory.peak"), &u.MemoryPeak), // Linux >= 5.19
+		c.stats.key(filepath.Join(c.dir, "memory.events"), "oom_kill", &u.OOMKills),
+		c.stats.key(filepath.Join(c.dir, "pids.events"), "max", &u.ForksRefused),
+		c.stats.key(filepath.Join(c.dir, "cpu.stat"), "usage_usec", &usec),
 	)
 	u.CPU = time.Duration(usec) * time.Microsecond
 	return u, err
 }
 
-func (c *v2Cgroup) Delete() error { return c.mgr.Delete() }
+func (c *v2Cgroup) Delete() error { c.stats.close(); return c.mgr.Delete() }
 
 // --- v1 ---
 
@@ -272,6 +274,7 @@ type v1Cgroup struct {
 	dirs    map[string]string // controller -> folder on disk
 	mounts  map[string]Mount  // controller -> its hierarchy's mount (StartInside)
 	pidsMax int64             // pids.max asked for (0: none)
+	stats   statFiles         // Usage's files, kept open
 }
 
 func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
@@ -414,22 +417,47 @@ func (c *v1Cgroup) holdsSelf() bool {
 func (c *v1Cgroup) Procs() ([]int, error) {
 	seen := map[int]bool{os.Getpid(): true}
 	var out []int
-	for ctl := range c.dirs {
-		procs, err := c.cg.Processes(cgroup1.Name(ctl), true)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return out, err
-		}
-		for _, p := range procs {
-			if !seen[p.Pid] {
-				seen[p.Pid] = true
-				out = append(out, p.Pid)
+	for _, ctl := range Controllers {
+		if d, ok := c.dirs[ctl]; ok {
+			if err := procsUnder(d, seen, &out); err != nil {
+				return out, err
 			}
 		}
 	}
 	return out, nil
+}
+
+// procsUnder adds the pids in dir's cgroup.procs and in those of the
+// cgroups below it, each once. It reads each folder's entries with their
+// types (getdents: cgroupfs gives them), never a stat of every file as a
+// filepath.Walk would: this runs on every sampling tick. A cgroup removed
+// meanwhile is skipped.
+func procsUnder(dir string, seen map[int]bool, out *[]int) error {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if p, err := strconv.Atoi(f); err == nil && !seen[p] {
+			seen[p] = true
+			*out = append(*out, p)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // removed since: its processes were read above
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := procsUnder(filepath.Join(dir, e.Name()), seen, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Usage reads the files it needs, as the v2 one does; a controller that
@@ -440,73 +468,21 @@ func (c *v1Cgroup) Usage() (Usage, error) {
 	var errs []error
 	if mem, ok := c.dirs["memory"]; ok {
 		errs = append(errs,
-			readUint(filepath.Join(mem, "memory.usage_in_bytes"), &u.MemoryCurrent),
-			readUint(filepath.Join(mem, "memory.max_usage_in_bytes"), &u.MemoryPeak),
-			readKey(filepath.Join(mem, "memory.oom_control"), "oom_kill", &u.OOMKills))
+			c.stats.uint(filepath.Join(mem, "memory.usage_in_bytes"), &u.MemoryCurrent),
+			c.stats.uint(filepath.Join(mem, "memory.max_usage_in_bytes"), &u.MemoryPeak),
+			c.stats.key(filepath.Join(mem, "memory.oom_control"), "oom_kill", &u.OOMKills))
 	}
 	if pids, ok := c.dirs["pids"]; ok {
-		errs = append(errs, readKey(filepath.Join(pids, "pids.events"), "max", &u.ForksRefused))
+		errs = append(errs, c.stats.key(filepath.Join(pids, "pids.events"), "max", &u.ForksRefused))
 	}
 	if acct, ok := c.dirs["cpuacct"]; ok {
-		errs = append(errs, readUint(filepath.Join(acct, "cpuacct.usage"), &ns))
+		errs = append(errs, c.stats.uint(filepath.Join(acct, "cpuacct.usage"), &ns))
 	}
 	u.CPU = time.Duration(ns)
 	return u, errors.Join(errs...)
 }
 
-// readUint reads a file that holds one number. A missing file reads as
-// zero: a kernel without it (memory.peak before 5.19), or a cgroup being
-// removed.
-func readUint(path string, dst *uint64) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	*dst = v
-	return nil
-}
-
-// readKey reads the value of key from a file of "key value" lines
-// (memory.events, memory.oom_control, cpu.stat). Missing reads as zero.
-func readKey(path, key string, dst *uint64) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, " ")
-		if !ok || k != key {
-			continue
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", path, key, err)
-		}
-		*dst = n
-		return nil
-	}
-	return nil
-}
-
-func (c *v1Cgroup) Delete() error { return c.cg.Delete() }
-
-func toInts(pids []uint64) []int {
-	out := make([]int, len(pids))
-	for i, p := range pids {
-		out[i] = int(p)
-	}
-	return out
-}
+func (c *v1Cgroup) Delete() error { c.stats.close(); return c.cg.Delete() }
 
 // CleanStale removes the cgroups that a prism-run which is provably gone
 // (SIGKILLed, or its machine rebooted into the same hierarchy) left under

@@ -207,7 +207,7 @@ func (p *Parser) ParseWith(dst []policies.Observation, line []byte, src policies
 	if line[len(p.prefix)] == ':' {
 		return dst, fmt.Errorf("%w: %q is not a marker: write the prefix, a space, then key=value (%s iter=3)", ErrMalformed, line[:len(p.prefix)+1], p.prefix)
 	}
-	body := bytes.TrimRight(bytes.TrimLeft(line[len(p.prefix):], " \t"), " \t\r")
+	body := trimBlanks(line[len(p.prefix):])
 	if len(body) == 0 {
 		return dst, fmt.Errorf("%w: nothing after the prefix", ErrMalformed)
 	}
@@ -403,4 +403,17 @@ func specialFloat(s string) (float64, bool) {
 		return math.Inf(-1), true
 	}
 	return 0, false
+}
+
+// trimBlanks cuts the spaces and tabs around b, and a carriage return at
+// its end (bytes.TrimLeft and TrimRight with a cutset cost a marker flood
+// a tenth of its parse time).
+func trimBlanks(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
 }

@@ -98,7 +98,7 @@ type Resolved struct {
 	Recovery          RecoveryPlan
 }
 
-var ruleIndexRe = regexp.MustCompile(`rule#\d+`)
+var ruleIndexRe = lazyRegexp(`rule#\d+`)
 
 // ResolveLayers merges named layers (the mission, the files, the flags)
 // and resolves them. A mistake only the merge shows (a field one layer
@@ -166,7 +166,7 @@ func Resolve(p *Policy) (*Resolved, error) {
 		// its name, not by its place in the merge.
 		var fe *FileError
 		if errors.As(err, &fe) {
-			fe.Field = ruleIndexRe.ReplaceAllStringFunc(fe.Field, func(m string) string {
+			fe.Field = ruleIndexRe().ReplaceAllStringFunc(fe.Field, func(m string) string {
 				i, _ := strconv.Atoi(m[len("rule#"):])
 				if i < len(p.Rules) && p.Rules[i].Name != nil {
 					return fmt.Sprintf("rule %q", *p.Rules[i].Name)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -160,6 +161,7 @@ type FileError struct {
 	Msg   string
 }
 
+// Error is the mistake on one line: "FILE:LINE:COL: FIELD: MESSAGE".
 func (e *FileError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -198,6 +200,7 @@ func oneLine(s string) string {
 	return b.String()
 }
 
+// Unwrap makes every FileError an ErrInvalid.
 func (e *FileError) Unwrap() error { return ErrInvalid }
 
 // LoadFile reads and validates a policy file.
@@ -213,7 +216,7 @@ func LoadFile(path string) (*Policy, error) {
 	return Parse(path, b)
 }
 
-var lineRe = regexp.MustCompile(`line (\d+)`)
+var lineRe = lazyRegexp(`line (\d+)`)
 
 // Parse decodes a policy strictly: an unknown key, a wrong type, a bad
 // value or an invalid rule is a *FileError naming the file, the line (and
@@ -226,7 +229,7 @@ func Parse(name string, src []byte) (*Policy, error) {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			fe.Line, fe.Col, fe.Field, fe.Msg = pe.Position.Line, pe.Position.Col, pe.LastKey, pe.Message
-		} else if m := lineRe.FindStringSubmatch(err.Error()); m != nil {
+		} else if m := lineRe().FindStringSubmatch(err.Error()); m != nil {
 			fe.Line, _ = strconv.Atoi(m[1])
 			fe.Msg = strings.TrimPrefix(err.Error(), "toml: ")
 		}
@@ -270,18 +273,18 @@ func Parse(name string, src []byte) (*Policy, error) {
 }
 
 var (
-	incompatibleRe = regexp.MustCompile(`\(last key "([^"]+)"\): incompatible types: TOML value has type (\S+); destination has type (\S+)`)
-	mismatchRe     = regexp.MustCompile(`\(last key "([^"]+)"\): type mismatch for \S+: expected table but found \[\]`)
+	incompatibleRe = lazyRegexp(`\(last key "([^"]+)"\): incompatible types: TOML value has type (\S+); destination has type (\S+)`)
+	mismatchRe     = lazyRegexp(`\(last key "([^"]+)"\): type mismatch for \S+: expected table but found \[\]`)
 )
 
 // typeMistake says a decoder's type error in the terms of a policy file:
 // the key, what it wants, and what to write ([rule] for [[rule]] above
 // all).
 func typeMistake(msg string) (field, say string, ok bool) {
-	if m := mismatchRe.FindStringSubmatch(msg); m != nil {
+	if m := mismatchRe().FindStringSubmatch(msg); m != nil {
 		return m[1], fmt.Sprintf("[[%s]] is an array of tables; write [%s], one table", m[1], m[1]), true
 	}
-	m := incompatibleRe.FindStringSubmatch(msg)
+	m := incompatibleRe().FindStringSubmatch(msg)
 	if m == nil {
 		return "", "", false
 	}
@@ -422,8 +425,8 @@ type locator struct {
 }
 
 var (
-	headerRe = regexp.MustCompile(`^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?`)
-	keyRe    = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=`)
+	headerRe = lazyRegexp(`^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?`)
+	keyRe    = lazyRegexp(`^\s*([A-Za-z0-9_-]+)\s*=`)
 )
 
 func locate(src []byte) *locator {
@@ -431,7 +434,7 @@ func locate(src []byte) *locator {
 	table := ""
 	counts := map[string]int{}
 	for i, line := range strings.Split(string(src), "\n") {
-		if m := headerRe.FindStringSubmatch(line); m != nil {
+		if m := headerRe().FindStringSubmatch(line); m != nil {
 			table = m[2]
 			if m[1] == "[[" {
 				table = fmt.Sprintf("%s#%d", m[2], counts[m[2]])
@@ -442,7 +445,7 @@ func locate(src []byte) *locator {
 			}
 			continue
 		}
-		if m := keyRe.FindStringSubmatch(line); m != nil {
+		if m := keyRe().FindStringSubmatch(line); m != nil {
 			k := m[1]
 			if table != "" {
 				k = table + "." + k
@@ -483,9 +486,9 @@ func (l *locator) find(k toml.Key) int {
 	return best
 }
 
-var indexRe = regexp.MustCompile(`#\d+`)
+var indexRe = lazyRegexp(`#\d+`)
 
-func stripIndex(k string) string { return indexRe.ReplaceAllString(k, "") }
+func stripIndex(k string) string { return indexRe().ReplaceAllString(k, "") }
 
 func tableOf(field string) string {
 	if i := strings.LastIndexByte(field, '.'); i >= 0 {
@@ -496,7 +499,7 @@ func tableOf(field string) string {
 
 // displayField turns "rule#2.above" into "rule[2].above".
 func displayField(f string) string {
-	return indexRe.ReplaceAllStringFunc(f, func(s string) string { return "[" + s[1:] + "]" })
+	return indexRe().ReplaceAllStringFunc(f, func(s string) string { return "[" + s[1:] + "]" })
 }
 
 func fieldErr(field, format string, a ...any) error {
@@ -577,3 +580,10 @@ func (p *Policy) validate() error {
 
 // minSampleInterval is the shortest sampling interval a policy may ask for.
 const minSampleInterval = 10 * time.Millisecond
+
+// lazyRegexp compiles expr on first use: package initialisation runs on
+// every start of prism-run (and of its watchdog), which needs none of the
+// policy loader's error-message patterns.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}

@@ -200,6 +200,7 @@ type replayer struct {
 	line  []byte // the output line being formatted
 
 	pending     [][]byte  // the records of the line being read (next)
+	next0       int       // pending[next0] is the next record
 	first       bool      // the next of pending is its line's first
 	ended       error     // the recording ended after the pending line
 	lineAt      time.Time // the time of the pending records' line
@@ -212,7 +213,7 @@ type replayer struct {
 // line; a marker printed after it), as in a run; the records of one line
 // share its timestamp. err: the recording ended.
 func (rp *replayer) next() (time.Time, []policies.Observation, bool, error) {
-	for len(rp.pending) == 0 {
+	for rp.next0 == len(rp.pending) {
 		if rp.ended != nil {
 			return time.Time{}, nil, false, rp.ended
 		}
@@ -221,15 +222,23 @@ func (rp *replayer) next() (time.Time, []policies.Observation, bool, error) {
 			return time.Time{}, nil, false, err
 		}
 		rp.ended, rp.first = err, true
-		rp.pending = rp.pending[:0]
-		for i, rec := range bytes.Split(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'}) {
+		rp.pending, rp.next0 = rp.pending[:0], 0
+		// The records between carriage returns, into pending's own
+		// backing array (bytes.Split would allocate one a line).
+		rest := bytes.TrimSuffix(line, []byte{'\n'})
+		for i := 0; ; i++ {
+			rec, after, more := bytes.Cut(rest, []byte{'\r'})
 			if len(rec) > 0 || i == 0 {
 				rp.pending = append(rp.pending, rec)
 			}
+			if !more {
+				break
+			}
+			rest = after
 		}
 	}
-	rec := rp.pending[0]
-	rp.pending = rp.pending[1:]
+	rec := rp.pending[rp.next0]
+	rp.next0++
 	rp.sum.Lines++
 	at, obs, stamped := rp.observations(rec)
 	switch {

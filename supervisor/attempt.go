@@ -71,6 +71,9 @@ type attemptSpec struct {
 type batch struct {
 	obs []policies.Observation
 	bad []error
+	// free takes obs back once handled, for its pump to reuse (nil: the
+	// sender keeps none).
+	free chan<- []policies.Observation
 }
 
 // startAttempt starts the run's next child.
@@ -396,9 +399,15 @@ func (a *attempt) pump(r *os.File, out io.Writer, src policies.Source) {
 	defer func() { a.pumpsDone <- struct{}{} }()
 	st := markers.NewStream(out, a.r.parser, src, a.r.cfg.Clock, a.r.cfg.HideMarkers)
 	buf := make([]byte, 256<<10)
+	free := make(chan []policies.Observation, 4)
 	send := func() {
 		if obs, bad := st.Take(); len(obs) > 0 || len(bad) > 0 {
-			a.batches <- batch{obs, bad}
+			a.batches <- batch{obs, bad, free}
+		}
+		select {
+		case o := <-free:
+			st.Reuse(o)
+		default:
 		}
 	}
 	for {

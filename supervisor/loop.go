@@ -115,6 +115,12 @@ func (a *attempt) handleBatch(b batch) {
 		a.record(o)
 		a.observe(o)
 	}
+	if b.free != nil {
+		select {
+		case b.free <- b.obs[:0]:
+		default:
+		}
+	}
 }
 
 // MaxMarkerNames bounds the marker names a report keeps.

@@ -139,6 +139,13 @@ func (w *oomWatch) reason(pending uint64) string {
 
 // markLive records that the main child was alive after the last poll
 // read the count.
+// markLiveDue reports whether markLive would change anything: the
+// counts moved since it was last called (so a tick reads the child's
+// liveness from /proc only then).
+func (w *oomWatch) markLiveDue() bool {
+	return w.liveCount != w.oom.seen || w.liveNamed != len(w.rep.OOMVictims)
+}
+
 func (w *oomWatch) markLive() { w.liveCount, w.liveNamed = w.oom.seen, len(w.rep.OOMVictims) }
 
 // blames says whether the evidence points at the kernel's OOM killer for
@@ -200,7 +207,7 @@ func (a *attempt) pollCgroup(final bool) {
 	}
 	obs, ds := w.poll(a.r.cfg.Clock.Now(), final)
 	// Read after the count: alive now means alive when it was read.
-	if !final && !a.r.foreignProc && a.alive(a.pid) {
+	if !final && !a.r.foreignProc && w.markLiveDue() && a.alive(a.pid) {
 		w.markLive()
 	}
 	for _, o := range obs {

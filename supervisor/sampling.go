@@ -70,10 +70,13 @@ func (a *attempt) startSampling() func() {
 	}
 }
 
-// treeWalkEvery bounds how often the tree is found by walking /proc (the
-// costly part of a tick without a cgroup: a read of every process's
-// stat); in between, the last walk's pids are used. A cgroup's process
-// list is read every tick: it is one small file.
+// treeWalkEvery bounds how often the tree is found, by walking /proc (a
+// read of every process's stat) or the run's cgroups (a cgroup.procs and
+// a folder listing per controller and nested cgroup); in between, the
+// last walk's pids are used. The host probe does not need it with a
+// cgroup (it reads the cgroup's counters), and the GPU probe sees a new
+// process of the tree at most this late. Reading it every tick was 70 %
+// of an idle prism-run's CPU (BENCHMARKS.md).
 const treeWalkEvery = time.Second
 
 type treeCache struct {
@@ -83,7 +86,7 @@ type treeCache struct {
 
 // sample runs every sampler once.
 func (tc *treeCache) sample(a *attempt, wall time.Time) []policies.Observation {
-	if a.r.cfg.Cgroup != nil || tc.tree == nil || wall.Sub(tc.lastWalk) >= treeWalkEvery {
+	if tc.tree == nil || wall.Sub(tc.lastWalk) >= treeWalkEvery {
 		tc.tree, tc.lastWalk = a.treePids(), wall
 	}
 	now := a.r.cfg.Clock.Now()

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"math"
 	"strings"
+	"sync"
 )
 
 // chart is one series drawn as an SVG polyline, with the run's events as
@@ -49,7 +50,7 @@ func WriteHTML(path string, rep *Report, tl *Timeline) error {
 		tl.mu.Unlock()
 	}
 	var buf bytes.Buffer
-	if err := htmlPage.Execute(&buf, data); err != nil {
+	if err := htmlPage().Execute(&buf, data); err != nil {
 		return fmt.Errorf("telemetry: html report: %w", err)
 	}
 	return writeAtomic(path, buf.Bytes())
@@ -111,7 +112,8 @@ func fmtUnit(v float64, unit string) string {
 	return fmt.Sprintf("%.4g", v)
 }
 
-var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+var htmlPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>prism-run {{.R.RunID}}: {{.R.Reason}}, exit {{.R.Exit}}</title>
 <style>
@@ -159,3 +161,4 @@ svg.chart text{font-size:11px;fill:#555}
 {{if .R.Decisions}}<h2>Decisions</h2><table>{{range .R.Decisions}}<tr><td>{{.Time.UTC.Format "15:04:05.000"}}</td><td>{{.Rule}}</td><td>{{.Severity}}</td><td>{{.Action}}</td><td>{{.Reason}}</td></tr>{{end}}</table>{{end}}
 </body></html>
 `))
+})

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -87,6 +88,9 @@ func Main(ctx context.Context, args []string, stdio IO, build Build, deps Deps) 
 			break
 		}
 	}
+	if stop := profile(os.Getenv("PRISM_CPUPROFILE"), stdio.Stderr); stop != nil {
+		defer stop()
+	}
 	var rep *telemetry.Report
 	app := newApp(stdio, build, deps, command, &rep)
 	err := app.RunContext(ctx, args)
@@ -137,4 +141,23 @@ func usageError(c *cli.Context, err error, _ bool) error {
 		}
 	}
 	return fmt.Errorf("%w: %s (see prism-run --help)", errUsage, msg)
+}
+
+// profile writes a CPU profile of this prism-run to path (the
+// PRISM_CPUPROFILE environment variable; how BENCHMARKS.md's figures were
+// profiled: go tool pprof bin/prism-run FILE). It returns the function
+// that stops and writes it, or nil when path is empty or cannot be made.
+func profile(path string, stderr io.Writer) func() {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "prism-run: PRISM_CPUPROFILE: %v\n", err)
+		return nil
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
