@@ -43,11 +43,17 @@ func main() {
 	out := flag.String("out", "BENCHMARKS.md", "write the table to this file (- for stdout only)")
 	flag.StringVar(&b.prism, "prism", "bin/prism-run", "the prism-run binary to measure")
 	quick := flag.Bool("quick", false, "a short round (CI): smaller files, fewer runs; figures are rough")
+	gate := flag.Bool("gate", false, "exit 3 when a figure misses its target")
 	only := flag.String("only", "", "run only these steps, comma-separated: start,cpu,throughput,reaction,rss,replay")
 	flag.Parse()
 	b.mb, b.starts, b.trials, b.cpuSeconds = 200, 100, 300, 10
 	if *quick {
 		b.mb, b.starts, b.trials, b.cpuSeconds = 16, 15, 40, 2
+	}
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "out" })
+	if *quick && !explicit {
+		*out = "-" // a short round's rough figures never replace BENCHMARKS.md
 	}
 	if err := b.run(*only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -62,8 +68,8 @@ func main() {
 		}
 	}
 	for _, r := range b.rows {
-		if !r.met {
-			os.Exit(3) // a target missed: make bench says so
+		if !r.met && *gate {
+			os.Exit(3)
 		}
 	}
 }
@@ -119,7 +125,8 @@ func (b *bench) markdown(command string) string {
 		if !r.met {
 			met = "**no**"
 		}
-		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s |\n", r.figure, r.prism, r.baseline, r.target, met)
+		cell := func(c string) string { return strings.ReplaceAll(c, "|", `\|`) }
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s |\n", cell(r.figure), cell(r.prism), cell(r.baseline), cell(r.target), met)
 	}
 	if len(b.notes) > 0 {
 		s.WriteString("\n")

@@ -45,7 +45,11 @@ func (b *bench) runJSON(out string, argv ...string) (map[string]float64, error) 
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("%v: %v\n%s", argv, err, tail(msg))
 	}
-	raw, err := os.ReadFile(out)
+	return readJSON(out)
+}
+
+func readJSON(path string) (map[string]float64, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -117,8 +121,18 @@ func (b *bench) ownCPU() error {
 		if err != nil {
 			return err
 		}
+		ticking := exec.Command(b.gowrap, b.child, "cpu", "2", secs, out)
+		ticking.Env = append(os.Environ(), "GOWRAP_TICK="+c.interval)
+		if msg, err := ticking.CombinedOutput(); err != nil {
+			return fmt.Errorf("gowrap with a ticker: %v\n%s", err, msg)
+		}
+		t, err := readJSON(out)
+		if err != nil {
+			return err
+		}
 		b.add(fmt.Sprintf("own CPU while the child sleeps, %s sampling, over %s s", c.interval, secs),
-			fmt.Sprintf("%.2f %% of a core", p["percent"]), fmt.Sprintf("Go os/exec wrapper %.3f %%", g["percent"]),
+			fmt.Sprintf("%.2f %% of a core", p["percent"]),
+			fmt.Sprintf("Go os/exec wrapper %.3f %%; the same with an empty %s ticker %.2f %%", g["percent"], c.interval, t["percent"]),
 			fmt.Sprintf("at most %.1f %%", c.target), p["percent"] <= c.target)
 	}
 	return nil
@@ -231,7 +245,8 @@ func (b *bench) peakRSS() error {
 		if err != nil {
 			return err
 		}
-		b.add("peak RSS, "+c.what, fmt.Sprintf("%.1f MiB", p["hwm_kib"]/1024), fmt.Sprintf("Go os/exec wrapper %.1f MiB", g["hwm_kib"]/1024),
+		b.add("peak RSS, "+c.what, fmt.Sprintf("%.1f MiB (at the end: %.1f MiB its own, %.1f MiB pages of its executable)", p["hwm_kib"]/1024, p["anon_kib"]/1024, p["file_kib"]/1024),
+			fmt.Sprintf("Go os/exec wrapper %.1f MiB", g["hwm_kib"]/1024),
 			fmt.Sprintf("at most %g MiB", c.target), p["hwm_kib"]/1024 <= c.target)
 	}
 	return nil

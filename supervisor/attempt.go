@@ -74,6 +74,10 @@ type batch struct {
 	// free takes obs back once handled, for its pump to reuse (nil: the
 	// sender keeps none).
 	free chan<- []policies.Observation
+	// tick: the sampler's tick, which is the loop's too (one timer, not
+	// two: on this project's VM each timer wakeup costs a Go process
+	// about 0.25 ms of CPU, BENCHMARKS.md).
+	tick bool
 }
 
 // startAttempt starts the run's next child.
@@ -402,7 +406,7 @@ func (a *attempt) pump(r *os.File, out io.Writer, src policies.Source) {
 	free := make(chan []policies.Observation, 4)
 	send := func() {
 		if obs, bad := st.Take(); len(obs) > 0 || len(bad) > 0 {
-			a.batches <- batch{obs, bad, free}
+			a.batches <- batch{obs: obs, bad: bad, free: free}
 		}
 		select {
 		case o := <-free:

@@ -16,8 +16,12 @@ import (
 // the child and every process it started are gone, with how it ended.
 func (a *attempt) supervise(ctx context.Context) (Outcome, error) {
 	cfg := &a.r.cfg
-	ticker := cfg.Clock.NewTicker(cfg.TickInterval)
-	defer ticker.Stop()
+	var tickC <-chan time.Time // nil: the samplers' batches carry the tick
+	if len(cfg.Samplers) == 0 {
+		ticker := cfg.Clock.NewTicker(cfg.TickInterval)
+		defer ticker.Stop()
+		tickC = ticker.C()
+	}
 	done := ctx.Done()
 
 	stopSampling := a.startSampling()
@@ -25,7 +29,10 @@ func (a *attempt) supervise(ctx context.Context) (Outcome, error) {
 		select {
 		case b := <-a.batches:
 			a.handleBatch(b)
-		case <-ticker.C():
+			if b.tick {
+				a.tick()
+			}
+		case <-tickC:
 			a.tick()
 		case sig := <-cfg.Signals:
 			a.handleSignal(sig)

@@ -23,20 +23,21 @@ type Watcher interface {
 }
 
 // startSampling runs the samplers on the tick and the watchers, handing
-// what they find to the loop like the output pumps do. It returns a stop
-// function that waits for them to end.
+// what they find to the loop like the output pumps do; with samplers, their
+// tick is the loop's (batch.tick). It returns a stop function that waits
+// for them to end.
 func (a *attempt) startSampling() func() {
 	if len(a.r.cfg.Samplers) == 0 && len(a.r.cfg.Watchers) == 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	send := func(obs []policies.Observation) {
-		if len(obs) == 0 {
+	send := func(b batch) {
+		if len(b.obs) == 0 && !b.tick {
 			return
 		}
 		select {
-		case a.batches <- batch{obs: obs}:
+		case a.batches <- b:
 		case <-ctx.Done():
 		}
 	}
@@ -53,7 +54,7 @@ func (a *attempt) startSampling() func() {
 					return
 				case <-t.C():
 				}
-				send(tc.sample(a, a.r.cfg.Clock.Now()))
+				send(batch{obs: tc.sample(a, a.r.cfg.Clock.Now()), tick: true})
 			}
 		}()
 	}
@@ -61,7 +62,7 @@ func (a *attempt) startSampling() func() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.Watch(ctx, func(o policies.Observation) { send([]policies.Observation{o}) })
+			w.Watch(ctx, func(o policies.Observation) { send(batch{obs: []policies.Observation{o}}) })
 		}()
 	}
 	return func() {

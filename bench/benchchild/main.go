@@ -28,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(fmt.Errorf("usage: benchchild gen|react|cpu|flood|hwm|hog|count ..."))
+		fail(fmt.Errorf("usage: benchchild gen|react|cpu|flood|hwm|hog|count [ARGS]"))
 	}
 	var err error
 	args := os.Args[2:]
@@ -43,7 +43,7 @@ func main() {
 		err = flood(args)
 	case "hwm":
 		time.Sleep(time.Second)
-		err = writeJSON(args, map[string]any{"hwm_kib": parentHWM()})
+		err = writeJSON(args, parentMem())
 	case "hog":
 		for i := 0; ; i++ {
 			_ = i * i
@@ -181,16 +181,21 @@ func parentCPU() int64 {
 	return sum
 }
 
-// parentHWM is the parent's peak resident set (VmHWM), KiB.
-func parentHWM() int64 {
+// parentMem is the parent's peak resident set (VmHWM), and what its
+// resident set is made of now (RssAnon: its own memory; RssFile: pages
+// of its executable and libraries, shared and clean), KiB.
+func parentMem() map[string]any {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", os.Getppid()))
+	out := map[string]any{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kib
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmHWM" && k != "RssAnon" && k != "RssFile") {
+			continue
 		}
+		kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		out[map[string]string{"VmHWM": "hwm_kib", "RssAnon": "anon_kib", "RssFile": "file_kib"}[k]] = kib
 	}
-	return -1
+	return out
 }
 
 // flood prints what a hostile child might: a 64 MiB line, then a million
@@ -210,7 +215,7 @@ func flood(args []string) error {
 		return err
 	}
 	time.Sleep(300 * time.Millisecond) // let the parent read the last of it
-	return writeJSON(args, map[string]any{"hwm_kib": parentHWM()})
+	return writeJSON(args, parentMem())
 }
 
 // count prints a marker's count in a run report (its "markers" object).
