@@ -116,12 +116,25 @@ func (a *attempt) processes() ([]procfs.Stat, error) {
 	if a.r.foreignProc {
 		return nil, nil // its pids are another namespace's: none is ours
 	}
-	procs, err := procfs.List(a.r.cfg.ProcRoot)
+	procs, err := a.listProcesses()
 	helpers := a.r.cfg.Helpers
 	if a.r.hooks != nil {
 		helpers = append(slices.Clip(helpers), a.r.hooks.helpers()...)
 	}
 	return procfs.Without(procs, helpers), err
+}
+
+// listProcesses reads the processes the tree can be found among: with
+// a cgroup, prism-run's descendants by the kernel's child lists (what may
+// escape such a list, a child forked meanwhile, is in the cgroup, which
+// every caller reads too); without one, every process of the host.
+func (a *attempt) listProcesses() ([]procfs.Stat, error) {
+	if a.r.cfg.Cgroup != nil {
+		if procs, ok, err := procfs.Descendants(a.r.cfg.ProcRoot, os.Getpid()); ok {
+			return procs, err
+		}
+	}
+	return procfs.List(a.r.cfg.ProcRoot)
 }
 
 // alive reports whether pid (of this namespace) has not exited, as far

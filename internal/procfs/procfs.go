@@ -497,3 +497,41 @@ func SignalFate(root string, pid int, sig unix.Signal) (safe, acts, ok bool) {
 	}
 	return true, waits, true
 }
+
+// Descendants lists pid's descendants by the kernel's own child lists
+// (/proc/PID/task/TID/children, Linux >= 3.5 with CONFIG_PROC_CHILDREN),
+// reading the stat of the tree's processes only, where List reads every
+// process of the host: the run's end on a busy host read thousands.
+// ok is false when the kernel has no child lists (the caller then uses
+// List). proc(5) warns that a list may miss a child being created or
+// reaped meanwhile: callers use it only beside a cgroup, whose process
+// list holds every such child, and poll until the tree is empty.
+func Descendants(root string, pid int) (out []Stat, ok bool, err error) {
+	if _, err := os.Stat(filepath.Join(root, strconv.Itoa(pid), "task", strconv.Itoa(pid), "children")); err != nil {
+		return nil, false, nil
+	}
+	seen := map[int]bool{pid: true}
+	queue := []int{pid}
+	for len(queue) > 0 {
+		parent := queue[0]
+		queue = queue[1:]
+		tasks, _ := os.ReadDir(filepath.Join(root, strconv.Itoa(parent), "task"))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(filepath.Join(root, strconv.Itoa(parent), "task", t.Name(), "children"))
+			for _, f := range strings.Fields(string(b)) {
+				c, cerr := strconv.Atoi(f)
+				if cerr != nil || seen[c] {
+					continue
+				}
+				seen[c] = true
+				s, serr := ReadStat(root, c)
+				if serr != nil || s.PID != c {
+					continue // gone since, or mid-change: the next poll sees it
+				}
+				out = append(out, s)
+				queue = append(queue, c)
+			}
+		}
+	}
+	return out, true, nil
+}

@@ -3,9 +3,11 @@ package procfs
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -187,5 +189,43 @@ func TestOwnerGone(t *testing.T) {
 		if _, _, ok := ParseOwner(bad); ok {
 			t.Errorf("ParseOwner(%q) accepted", bad)
 		}
+	}
+}
+
+// The kernel's child lists give the same tree as a walk of every process:
+// a shell, its two background children, and nothing of anyone else's.
+func TestDescendantsReal(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & sleep 30 & echo ready; wait")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if _, err := out.Read(make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := Descendants(Root, os.Getpid())
+	if !ok {
+		t.Skip("this kernel has no /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := List(Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LiveDescendants(all, os.Getpid())
+	var pids []int
+	for _, s := range got {
+		pids = append(pids, s.PID)
+	}
+	slices.Sort(pids)
+	slices.Sort(want)
+	if !slices.Equal(pids, want) || len(pids) < 3 {
+		t.Fatalf("Descendants %v, a walk of every process %v (want the shell and its two sleeps)", pids, want)
 	}
 }
