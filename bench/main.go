@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +34,7 @@ type bench struct {
 	cpuSeconds                 int
 	rows                       []row
 	notes                      []string
+	goBench                    []string // the Go benchmarks' result lines
 	// the every-line-a-marker log, kept for replay
 	replayFile, replayPolicy string
 	replayLines              float64
@@ -44,6 +46,7 @@ func main() {
 	flag.StringVar(&b.prism, "prism", "bin/prism-run", "the prism-run binary to measure")
 	quick := flag.Bool("quick", false, "a short round (CI): smaller files, fewer runs; figures are rough")
 	gate := flag.Bool("gate", false, "exit 3 when a figure misses its target")
+	gobench := flag.String("gobench", "", "also run the Go benchmarks of these packages (space-separated) and keep their lines")
 	only := flag.String("only", "", "run only these steps, comma-separated: start,cpu,throughput,reaction,rss,replay")
 	flag.Parse()
 	b.mb, b.starts, b.trials, b.cpuSeconds = 200, 100, 300, 10
@@ -52,14 +55,28 @@ func main() {
 	}
 	explicit := false
 	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "out" })
-	if *quick && !explicit {
-		*out = "-" // a short round's rough figures never replace BENCHMARKS.md
+	if (*quick || *only != "") && !explicit {
+		*out = "-" // a short or partial round never replaces BENCHMARKS.md
+	}
+	if err := checkSteps(*only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if _, err := exec.LookPath("hyperfine"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: needs hyperfine (apt-get install hyperfine)")
+		os.Exit(1)
+	}
+	if *gobench != "" {
+		if err := b.goBenchmarks(strings.Fields(*gobench)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
 	}
 	if err := b.run(*only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	md := b.markdown(strings.Join(os.Args, " "))
+	md := b.markdown(strings.Join(append([]string{"go run ./bench"}, os.Args[1:]...), " "))
 	fmt.Print(md)
 	if *out != "-" {
 		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
@@ -74,10 +91,28 @@ func main() {
 	}
 }
 
-func (b *bench) run(only string) error {
-	if _, err := exec.LookPath("hyperfine"); err != nil {
-		return fmt.Errorf("needs hyperfine (apt-get install hyperfine)")
+// stepNames are the steps -only may name, in the order they run.
+var stepNames = []string{"start", "cpu", "throughput", "reaction", "rss", "replay"}
+
+// checkSteps refuses an -only list naming a step that does not exist, or
+// replay without throughput (it replays throughput's marker log).
+func checkSteps(only string) error {
+	if only == "" {
+		return nil
 	}
+	names := strings.Split(only, ",")
+	for _, n := range names {
+		if !slices.Contains(stepNames, n) {
+			return fmt.Errorf("-only: no step %q (steps: %s)", n, strings.Join(stepNames, ","))
+		}
+	}
+	if slices.Contains(names, "replay") && !slices.Contains(names, "throughput") {
+		return fmt.Errorf("-only: replay replays throughput's marker log: name both")
+	}
+	return nil
+}
+
+func (b *bench) run(only string) error {
 	var err error
 	if b.prism, err = filepath.Abs(b.prism); err != nil {
 		return err
@@ -99,9 +134,6 @@ func (b *bench) run(only string) error {
 	for _, step := range steps {
 		if only != "" && !strings.Contains(","+only+",", ","+step.name+",") {
 			continue
-		}
-		if step.name == "replay" && b.replayFile == "" {
-			continue // it replays throughput's marker log
 		}
 		if err := step.run(); err != nil {
 			return err
@@ -127,6 +159,13 @@ func (b *bench) markdown(command string) string {
 		}
 		cell := func(c string) string { return strings.ReplaceAll(c, "|", `\|`) }
 		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s |\n", cell(r.figure), cell(r.prism), cell(r.baseline), cell(r.target), met)
+	}
+	if len(b.goBench) > 0 {
+		s.WriteString("\nThe Go benchmarks of the same run (`go test -bench . -benchmem`; the pump's baseline is the same child read straight from a pipe):\n\n```\n")
+		for _, l := range b.goBench {
+			s.WriteString(l + "\n")
+		}
+		s.WriteString("```\n")
 	}
 	if len(b.notes) > 0 {
 		s.WriteString("\n")
@@ -161,4 +200,22 @@ func cgroupMode() string {
 		return "v2"
 	}
 	return "v1 (or hybrid)"
+}
+
+// goBenchmarks runs the packages' Go benchmarks, printing their output as
+// it comes, and keeps their result lines for the table's page.
+func (b *bench) goBenchmarks(pkgs []string) error {
+	cmd := exec.Command("go", append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem"}, pkgs...)...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	os.Stdout.Write(out)
+	if err != nil {
+		return fmt.Errorf("go test -bench: %w", err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Benchmark") || strings.HasPrefix(l, "pkg: ") {
+			b.goBench = append(b.goBench, l)
+		}
+	}
+	return nil
 }

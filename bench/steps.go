@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,20 +42,36 @@ func (b *bench) hyperfine(args []string, cmds ...string) ([]float64, error) {
 // runJSON runs argv (stdout discarded) and reads the JSON the child wrote to out.
 func (b *bench) runJSON(out string, argv ...string) (map[string]float64, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stderr = nil
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%v: %v\n%s", argv, err, tail(msg))
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr // a flood's stdout is not kept
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%v: %v\n%s", argv, err, tail([]byte(stderr.String())))
 	}
 	return readJSON(out)
 }
 
+// readJSON reads what benchchild wrote: its numbers, and, where it
+// measured its parent, that the parent is prism-run or the baseline (a
+// shell in between would be measured instead).
 func readJSON(path string) (map[string]float64, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]float64
-	return m, json.Unmarshal(raw, &m)
+	var all map[string]any
+	if err := json.Unmarshal(raw, &all); err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for k, v := range all {
+		if f, ok := v.(float64); ok {
+			m[k] = f
+		}
+	}
+	if p, ok := all["parent"].(string); ok && p != "prism-run" && p != "gowrap" {
+		return nil, fmt.Errorf("%s: measured %q, not prism-run or the baseline", path, p)
+	}
+	return m, nil
 }
 
 func tail(b []byte) string {
@@ -99,7 +116,7 @@ func (b *bench) start() error {
 		made = "the run's cgroup made"
 	}
 	b.add(fmt.Sprintf("`prism-run -- true`, start to exit, median of %d (%s)", b.starts, made),
-		fmt.Sprintf("%s (`--gpus none` %s, %.1fx)", ms(med[1]), ms(med[2]), med[1]/med[0]),
+		fmt.Sprintf("%s, %.1fx the Go wrapper (`--gpus none`: %s)", ms(med[1]), med[1]/med[0], ms(med[2])),
 		strings.Join(base, "; "), fmt.Sprintf("at most 2x the Go wrapper (%s)", ms(2*med[0])), med[1] <= 2*med[0])
 	return nil
 }

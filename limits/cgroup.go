@@ -269,12 +269,13 @@ func (c *v2Cgroup) Delete() error { c.stats.close(); return c.mgr.Delete() }
 // --- v1 ---
 
 type v1Cgroup struct {
-	cg      cgroup1.Cgroup
-	paths   map[string]string // controller -> path in its hierarchy
-	dirs    map[string]string // controller -> folder on disk
-	mounts  map[string]Mount  // controller -> its hierarchy's mount (StartInside)
-	pidsMax int64             // pids.max asked for (0: none)
-	stats   statFiles         // Usage's files, kept open
+	cg       cgroup1.Cgroup
+	paths    map[string]string // controller -> path in its hierarchy
+	dirs     map[string]string // controller -> folder on disk
+	mounts   map[string]Mount  // controller -> its hierarchy's mount (StartInside)
+	pidsMax  int64             // pids.max asked for (0: none)
+	cpuQuota bool              // a CPU quota is set (CanStartInside)
+	stats    statFiles         // Usage's files, kept open
 }
 
 func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
@@ -345,7 +346,7 @@ func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 		removeEmpty(dirs)
 		return nil, fmt.Errorf("%w: create %s: %w", ErrCgroup, name, err)
 	}
-	return &v1Cgroup{cg: cg, paths: paths, dirs: dirs, mounts: mounts, pidsMax: spec.Pids}, nil
+	return &v1Cgroup{cg: cg, paths: paths, dirs: dirs, mounts: mounts, pidsMax: spec.Pids, cpuQuota: spec.CPUs > 0}, nil
 }
 
 func (c *v1Cgroup) Mode() Mode { return ModeV1 }
@@ -566,6 +567,13 @@ func killAndRemove(dir string) error {
 		return nil
 	})
 	for i := len(sub) - 1; i >= 0; i-- {
+		// A cgroup left frozen (its prism-run killed between freeze and
+		// thaw) holds its processes in the freezer: SIGKILL is acted on
+		// only once thawed (cgroup-v1/freezer-subsystem.rst).
+		if f, err := os.OpenFile(filepath.Join(sub[i], "freezer.state"), os.O_WRONLY, 0); err == nil {
+			_, _ = f.WriteString("THAWED")
+			_ = f.Close()
+		}
 		_, _ = untilEmpty(time.Sleep, func() (int, error) {
 			b, _ := os.ReadFile(filepath.Join(sub[i], "cgroup.procs"))
 			pids := strings.Fields(string(b))

@@ -15,7 +15,8 @@ import (
 // shim (v1; v2 needs neither: clone3's CLONE_INTO_CGROUP).
 type Starter interface {
 	// CanStartInside reports whether StartInside may be used: not with
-	// a pids limit of 1 (the forking thread would count against it).
+	// a CPU quota, which would throttle prism-run's forking thread with
+	// the child's work (for seconds at --cpus 0.01).
 	CanStartInside() bool
 	// StartInside calls start, which must fork the child (os/exec's
 	// Start), on an OS thread of this process that has joined the
@@ -30,7 +31,7 @@ type Starter interface {
 var ErrStrandedThread = errors.New("cgroup: the forking thread could not leave the run's cgroup")
 
 // CanStartInside implements Starter.
-func (c *v1Cgroup) CanStartInside() bool { return c.pidsMax != 1 }
+func (c *v1Cgroup) CanStartInside() bool { return !c.cpuQuota }
 
 // StartInside implements Starter for cgroup v1, where membership is per
 // thread: writing a thread id to a controller's "tasks" file moves that
@@ -70,6 +71,11 @@ func (c *v1Cgroup) startOnThread(start func() error) (err error, stranded bool) 
 	}
 	ownV1, _ := OwnCgroups(own)
 	var joined []string // controllers this thread was moved into
+	// The thread is a task of the pids cgroup until it leaves, which is
+	// after the child's exec: the limit is one higher meanwhile, so the
+	// child's tree can always have its pids.max tasks (else an early fork
+	// of the child failed one time in three at --pids 2).
+	restorePids := c.widenPids()
 	leave := func() error {
 		var errs []error
 		for _, ctl := range joined {
@@ -99,5 +105,23 @@ func (c *v1Cgroup) startOnThread(start func() error) (err error, stranded bool) 
 	if lerr := leave(); lerr != nil {
 		return errors.Join(err, fmt.Errorf("%w: %w", ErrStrandedThread, lerr)), true
 	}
+	if perr := restorePids(); perr != nil {
+		// The child runs with one pid more than asked: said, not hidden.
+		return errors.Join(err, fmt.Errorf("%w: restore pids.max %d: %w", ErrCgroup, c.pidsMax, perr)), false
+	}
 	return err, false
+}
+
+// widenPids raises pids.max by one for the forking thread, and returns
+// what puts it back (a no-op without a pids limit).
+func (c *v1Cgroup) widenPids() func() error {
+	dir, ok := c.dirs["pids"]
+	if !ok || c.pidsMax <= 0 {
+		return func() error { return nil }
+	}
+	file := filepath.Join(dir, "pids.max")
+	if err := os.WriteFile(file, []byte(strconv.FormatInt(c.pidsMax+1, 10)), 0); err != nil {
+		return func() error { return nil }
+	}
+	return func() error { return os.WriteFile(file, []byte(strconv.FormatInt(c.pidsMax, 10)), 0) }
 }

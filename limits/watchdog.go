@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prism-run/prism-run/internal/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // WatchArg is the first argument that makes prism-run the watchdog of a
@@ -29,8 +31,9 @@ const WatchArg = "__prism-watch"
 // pipe, the watchdog reads EOF, kills what is left in the cgroup, removes
 // it, and removes the run folder (unless it holds checkpoints). Without it the next prism-run to start would (CleanStale).
 type Watchdog struct {
-	w  *os.File
-	id procfs.Identity
+	w     *os.File
+	id    procfs.Identity
+	pidfd int // the watchdog's pidfd (-1: none): Done waits on it
 }
 
 // StartWatchdog starts the watchdog of cg and returns without waiting
@@ -68,8 +71,11 @@ func StartWatchdog(self string, cg Cgroup, stderr io.Writer) (*Watchdog, error) 
 		_ = w.Close()
 		return nil, fmt.Errorf("watchdog: %w", err)
 	}
-	d := &Watchdog{w: w}
+	d := &Watchdog{w: w, pidfd: -1}
 	d.id, _ = procfs.IdentityOf(procfs.Root, cmd.Process.Pid)
+	if fd, err := unix.PidfdOpen(cmd.Process.Pid, 0); err == nil { // Linux >= 5.3
+		d.pidfd = fd
+	}
 	// Never waited for here: prism-run's reaper (wait4(-1)) or, once
 	// prism-run is gone, init collects its status. Release drops the
 	// pidfd os/exec holds for it.
@@ -105,7 +111,25 @@ func (d *Watchdog) Done() {
 	_, _ = d.w.WriteString("done\n")
 	_ = d.w.Close()
 	d.w = nil
+	if d.pidfd >= 0 {
+		// Until it has exited (a pidfd polls readable then, reaped or
+		// not; pidfd_open(2)), at most a second: it holds prism-run's
+		// stderr, and whoever reads that through a pipe should see its
+		// end when prism-run ends.
+		fds := []unix.PollFd{{Fd: int32(d.pidfd), Events: unix.POLLIN}}
+		for end := time.Now().Add(doneWait); time.Now().Before(end); {
+			// EINTR: the Go runtime's own signals (preemption) cut polls short.
+			if n, err := unix.Poll(fds, int(time.Until(end)/time.Millisecond)+1); n > 0 || err != unix.EINTR {
+				break
+			}
+		}
+		_ = unix.Close(d.pidfd)
+		d.pidfd = -1
+	}
 }
+
+// doneWait bounds how long Done waits for the watchdog to exit.
+const doneWait = time.Second
 
 // WatchMain runs the watchdog: "watch DIR..." waits on stdin and cleans
 // up if prism-run died. It returns an exit code.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prism-run/prism-run/internal/procfs"
 )
 
 // The watchdog acts only when prism-run died (EOF without "done"), and
@@ -63,3 +65,39 @@ func TestWatch(t *testing.T) {
 		})
 	}
 }
+
+// A watchdog told the run ended well is gone when Done returns: it holds
+// prism-run's stderr, and a pipe's reader must see its end with
+// prism-run's. Killed without Done, it cleans the cgroup's folders up.
+func TestWatchdogDoneWaits(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 10; round++ {
+		d, err := StartWatchdog(self, fakeCgroup{dir: t.TempDir()}, os.Stderr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := d.Identity()
+		if id.PID == 0 {
+			t.Fatal("no identity for the watchdog")
+		}
+		d.Done()
+		if st, err := procfs.ReadStat(procfs.Root, id.PID); err == nil && !st.Dead() {
+			t.Fatalf("round %d: the watchdog (pid %d, state %c) outlived Done", round, id.PID, st.State)
+		}
+	}
+}
+
+// fakeCgroup is a cgroup of one folder that nothing real is in.
+type fakeCgroup struct{ dir string }
+
+func (f fakeCgroup) Mode() Mode            { return ModeV2 }
+func (f fakeCgroup) Path() string          { return "/" + filepath.Base(f.dir) }
+func (f fakeCgroup) ProcsFiles() []string  { return []string{filepath.Join(f.dir, "cgroup.procs")} }
+func (f fakeCgroup) Dir() string           { return f.dir }
+func (f fakeCgroup) Kill() error           { return nil }
+func (f fakeCgroup) Procs() ([]int, error) { return nil, nil }
+func (f fakeCgroup) Usage() (Usage, error) { return Usage{}, nil }
+func (f fakeCgroup) Delete() error         { return nil }

@@ -235,10 +235,12 @@ func (a *attempt) spawn(cmd *exec.Cmd, shimR *os.File) error {
 			child, err = a.r.reaper.Start(cmd)
 			return err
 		})
-		if errors.Is(err, limits.ErrStrandedThread) && child != nil {
-			a.r.log.Error().Err(err).Msg("the child started inside the run's cgroup, but one of prism-run's threads could not leave it: the cgroup cannot be removed while prism-run lives")
+		switch {
+		case err != nil && child != nil:
+			// Started, inside; what went wrong after is the cgroup's.
+			a.r.log.Error().Err(err).Msg("the child started inside the run's cgroup, but prism-run could not put the cgroup back as it was")
 			err = nil
-		} else if errors.Is(err, limits.ErrCgroup) && child == nil {
+		case errors.Is(err, limits.ErrCgroup):
 			return fmt.Errorf("%w: confining the child: %w", ErrSetup, err)
 		}
 	} else {

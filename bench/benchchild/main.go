@@ -158,15 +158,19 @@ func cpu(args []string) error {
 		return fmt.Errorf("cpu: bad seconds")
 	}
 	time.Sleep(warm)
+	parent := parentComm()
 	a, t0 := parentCPU(), time.Now()
 	time.Sleep(span)
 	b, wall := parentCPU(), time.Since(t0)
 	return writeJSON(args[2:], map[string]any{"cpu_ns": b - a, "wall_ns": wall.Nanoseconds(),
-		"percent": 100 * float64(b-a) / float64(wall.Nanoseconds())})
+		"percent": 100 * float64(b-a) / float64(wall.Nanoseconds()), "parent": parent})
 }
 
 func parentCPU() int64 {
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", os.Getppid()))
+	if len(tasks) == 0 {
+		fail(fmt.Errorf("cannot read the parent's (%d) schedstat", os.Getppid()))
+	}
 	var sum int64
 	for _, t := range tasks {
 		b, err := os.ReadFile(t)
@@ -185,8 +189,11 @@ func parentCPU() int64 {
 // resident set is made of now (RssAnon: its own memory; RssFile: pages
 // of its executable and libraries, shared and clean), KiB.
 func parentMem() map[string]any {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", os.Getppid()))
-	out := map[string]any{}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", os.Getppid()))
+	if err != nil {
+		fail(err)
+	}
+	out := map[string]any{"parent": parentComm()}
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || (k != "VmHWM" && k != "RssAnon" && k != "RssFile") {
@@ -248,4 +255,14 @@ func writeJSON(args []string, v any) error {
 		return err
 	}
 	return os.WriteFile(args[0], append(b, '\n'), 0o644)
+}
+
+// parentComm is the parent's name: the driver checks it measured prism-run
+// (or the baseline), not a shell in between.
+func parentComm() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", os.Getppid()))
+	if err != nil {
+		fail(err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -174,9 +174,10 @@ func envVars(flag string) []string {
 }
 
 // configVars are the environment variables prism-run reads as its own
-// settings: never passed on to the child.
+// settings: never passed on to the child. PRISM_CPUPROFILE (Main) is one
+// too: a prism-run inside the job would write its profile over this one's.
 func configVars(flags []cli.Flag) []string {
-	var out []string
+	out := []string{"PRISM_CPUPROFILE"}
 	for _, f := range flags {
 		if ev, ok := f.(interface{ GetEnvVars() []string }); ok {
 			out = append(out, ev.GetEnvVars()...)
@@ -528,11 +529,10 @@ func setLimit(key, v string, l *policies.Limits) error {
 		pd := policies.Duration(d)
 		l.CPUTime = &pd
 	default: // sizes
-		f, err := policies.ParseSize(v)
+		z, err := policies.ParseBytes(v)
 		if err != nil {
 			return fmt.Errorf("%w: --%s: %v", errUsage, key, err)
 		}
-		z := policies.Size(f)
 		switch key {
 		case "memory":
 			l.Memory = &z

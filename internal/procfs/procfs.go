@@ -507,7 +507,7 @@ func SignalFate(root string, pid int, sig unix.Signal) (safe, acts, ok bool) {
 // reaped meanwhile: callers use it only beside a cgroup, whose process
 // list holds every such child, and poll until the tree is empty.
 func Descendants(root string, pid int) (out []Stat, ok bool, err error) {
-	if _, err := os.Stat(filepath.Join(root, strconv.Itoa(pid), "task", strconv.Itoa(pid), "children")); err != nil {
+	if !childListsKept(filepath.Join(root, strconv.Itoa(pid), "task", strconv.Itoa(pid), "children")) {
 		return nil, false, nil
 	}
 	seen := map[int]bool{pid: true}
@@ -534,4 +534,10 @@ func Descendants(root string, pid int) (out []Stat, ok bool, err error) {
 		}
 	}
 	return out, true, nil
+}
+
+// childListsKept reports whether the kernel keeps the child list at path.
+func childListsKept(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
