@@ -47,12 +47,13 @@ import (
 // are the real ones) and the testchild helper.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"prism-run": func() { os.Exit(run(os.Args, cli.Deps{NVML: gpu.System})) },
+		"prism-run": func() { countChaosRun(); os.Exit(run(os.Args, cli.Deps{NVML: gpu.System})) },
 		"testchild": func() { os.Exit(testchild.Main(os.Args[1:])) },
 		"colorer":   func() { os.Exit(colorer.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 		// prism-run with a simulated DGX H100 in place of NVML: the
 		// test-only build of the binary for GPU rules end to end.
 		"prism-run-mockgpu": func() {
+			countChaosRun()
 			os.Exit(run(os.Args, cli.Deps{NVML: mockGPU}))
 		},
 		"tracker":  func() { os.Exit(tracker.Main(os.Args[1:], os.Stdout, os.Stderr)) },
@@ -64,54 +65,64 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
-		Condition: func(cond string) (bool, error) {
-			switch cond {
-			case "root":
-				return os.Getuid() == 0, nil
-			case "cgroup":
-				// Root, and a cgroup hierarchy with the memory, cpu and
-				// pids controllers (v1 here; v2 where delegated).
-				return os.Getuid() == 0 && cgroupUsable(), nil
-			case "kmsg":
-				// The kernel log can be read: OOM victims can be named.
-				kl, err := limits.OpenKernelLog("/dev/kmsg")
-				if err == nil {
-					_ = kl.Close()
-				}
-				return err == nil, nil
-			}
-			return false, fmt.Errorf("unknown condition %q", cond)
-		},
-		Setup: func(env *testscript.Env) error {
-			// A -race child sleeps 1s before exiting unless told not to.
-			env.Setenv("GORACE", "atexit_sleep_ms=0")
-			// testscript's root folder is 0700 (os.MkdirTemp); a --user
-			// child must pass through it to its checkpoint folder under
-			// $TMPDIR, or prism-run rightly refuses the start.
-			return os.Chmod(filepath.Dir(env.WorkDir), 0o711)
-		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfile":    cmdWaitFile,
-			"waitline":    cmdWaitLine,
-			"sendsig":     cmdSendSig,
-			"gone":        cmdGone,
-			"bytesmatch":  cmdBytesMatch,
-			"allbytes":    cmdAllBytes,
-			"atleast":     cmdAtLeast,
-			"enforced":    cmdEnforced,
-			"noleftovers": cmdNoLeftovers,
-			"elapsed":     cmdElapsed,
-			"smaller":     cmdSmaller,
-			"jsonlines":   cmdJSONLines,
-			"freeport":    cmdFreePort,
-			"promquery":   cmdPromQuery,
-			"httpsink":    cmdHTTPSink,
-			"validreport": cmdValidReport,
-			"ptyrun":      cmdPtyRun,
-			"screen":      cmdScreen,
-			"notblank":    cmdNotBlank,
-		},
+		Condition:           scriptCondition,
+		Setup:               scriptSetup,
+		Cmds:                scriptCmds(),
 	})
+}
+
+// scriptCondition answers the scripts' conditions ([root], [cgroup], [kmsg]).
+func scriptCondition(cond string) (bool, error) {
+	switch cond {
+	case "root":
+		return os.Getuid() == 0, nil
+	case "cgroup":
+		// Root, and a cgroup hierarchy with the memory, cpu and
+		// pids controllers (v1 here; v2 where delegated).
+		return os.Getuid() == 0 && cgroupUsable(), nil
+	case "kmsg":
+		// The kernel log can be read: OOM victims can be named.
+		kl, err := limits.OpenKernelLog("/dev/kmsg")
+		if err == nil {
+			_ = kl.Close()
+		}
+		return err == nil, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
+func scriptSetup(env *testscript.Env) error {
+	// A -race child sleeps 1s before exiting unless told not to.
+	env.Setenv("GORACE", "atexit_sleep_ms=0")
+	// testscript's root folder is 0700 (os.MkdirTemp); a --user
+	// child must pass through it to its checkpoint folder under
+	// $TMPDIR, or prism-run rightly refuses the start.
+	return os.Chmod(filepath.Dir(env.WorkDir), 0o711)
+}
+
+// scriptCmds are the scripts' own commands (TestScripts and TestChaos).
+func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"waitfile":    cmdWaitFile,
+		"waitline":    cmdWaitLine,
+		"sendsig":     cmdSendSig,
+		"gone":        cmdGone,
+		"bytesmatch":  cmdBytesMatch,
+		"allbytes":    cmdAllBytes,
+		"atleast":     cmdAtLeast,
+		"enforced":    cmdEnforced,
+		"noleftovers": cmdNoLeftovers,
+		"elapsed":     cmdElapsed,
+		"smaller":     cmdSmaller,
+		"jsonlines":   cmdJSONLines,
+		"freeport":    cmdFreePort,
+		"promquery":   cmdPromQuery,
+		"httpsink":    cmdHTTPSink,
+		"validreport": cmdValidReport,
+		"ptyrun":      cmdPtyRun,
+		"screen":      cmdScreen,
+		"notblank":    cmdNotBlank,
+	}
 }
 
 const waitLimit = 20 * time.Second
@@ -291,6 +302,7 @@ func mockGPU() gpu.Library {
 			s.Xid(1, xid)
 		}()
 	}
+	failGPU(s) // PRISM_TEST_GPU_FAIL: NVML failing mid-run (chaos_test.go)
 	return s
 }
 

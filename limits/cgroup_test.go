@@ -373,8 +373,8 @@ func TestCleanStaleReal(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
 	for i := 0; i < 500; i++ {
 		if pids, _ := cg.Procs(); len(pids) == 1 {
 			break
@@ -503,7 +503,7 @@ func TestRefusedLimitLeavesNothing(t *testing.T) {
 	if err := os.Mkdir(parent, 0o755); err != nil {
 		t.Skip(err)
 	}
-	defer syscall.Rmdir(parent)
+	defer func() { _ = syscall.Rmdir(parent) }()
 	if err := os.WriteFile(filepath.Join(parent, "cpu.cfs_quota_us"), []byte("50000"), 0); err != nil {
 		t.Skip(err)
 	}

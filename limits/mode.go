@@ -18,6 +18,7 @@ const (
 	ModeV2
 )
 
+// String names the mode as the report and --dry-run write it.
 func (m Mode) String() string {
 	return [...]string{"none", "v1", "v2"}[m]
 }

@@ -93,6 +93,7 @@ type ShimError struct {
 	Msg   string `json:"msg"`
 }
 
+// Error says where the shim failed and why: "STAGE: MESSAGE".
 func (e *ShimError) Error() string { return e.Stage + ": " + e.Msg }
 
 // Unwrap gives the errno, so that errors.Is(err, fs.ErrNotExist) and

@@ -28,6 +28,7 @@ var severityNames = map[Severity]string{
 	SeverityCritical: "critical",
 }
 
+// String is the severity's word (low, medium, high, critical).
 func (s Severity) String() string {
 	if n, ok := severityNames[s]; ok {
 		return n

@@ -19,13 +19,14 @@ const (
 	RepeatEvery   Repeat = -2 // on every observation of its metric while it holds
 )
 
+// String is the repeat mode as a policy writes it (ParseRepeat reads it).
 func (r Repeat) String() string {
-	switch {
-	case r == RepeatOnce:
+	switch r {
+	case RepeatOnce:
 		return "once"
-	case r == RepeatEvery:
+	case RepeatEvery:
 		return "every"
-	case r == RepeatEpisode:
+	case RepeatEpisode:
 		return "episode"
 	default:
 		return time.Duration(r).String()
@@ -247,8 +248,10 @@ func (a *armedRule) step(v Verdict, now time.Time) (fire, escalated bool) {
 
 func (a *armedRule) decision(now time.Time, escalated bool) Decision {
 	m := &a.meta
+	// The reason is one line whatever a child printed (a health event's
+	// text with a newline would forge a line of replay's output or a log).
 	d := Decision{Time: now, Rule: m.Name, Kind: m.Kind, Severity: m.Severity, Action: m.Action,
-		What: m.What, Signal: m.Signal, Reason: a.rule.Reason(), ExitCode: m.ExitCode, Since: a.holdSince}
+		What: m.What, Signal: m.Signal, Reason: oneLine(a.rule.Reason()), ExitCode: m.ExitCode, Since: a.holdSince}
 	if m.For > 0 {
 		d.Reason += fmt.Sprintf(" (held %s)", now.Sub(a.holdSince).Round(time.Millisecond))
 	}

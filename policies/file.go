@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -205,7 +204,7 @@ func (e *FileError) Unwrap() error { return ErrInvalid }
 
 // LoadFile reads and validates a policy file.
 func LoadFile(path string) (*Policy, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path) // bounded: see read.go
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -222,6 +221,9 @@ var lineRe = lazyRegexp(`line (\d+)`)
 // value or an invalid rule is a *FileError naming the file, the line (and
 // column where known) and the field.
 func Parse(name string, src []byte) (*Policy, error) {
+	if err := nestingError(name, src); err != nil {
+		return nil, err
+	}
 	var p Policy
 	md, err := toml.NewDecoder(bytes.NewReader(src)).Decode(&p)
 	if err != nil {

@@ -32,6 +32,8 @@ type Observation struct {
 	Labels map[string]string
 }
 
+// String is the observation as a marker writes it: name=value, or
+// name="text".
 func (o Observation) String() string {
 	if o.Text != "" {
 		return fmt.Sprintf("%s=%q", o.Name, o.Text)

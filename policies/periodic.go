@@ -46,8 +46,8 @@ func (p *Periodic) Eval(start time.Time, o Observation) Verdict {
 	}
 	// Skip the periods that passed without an observation rather than
 	// firing once for each of them.
-	missed := o.Time.Sub(p.next) / p.Interval
-	p.next = p.next.Add((missed + 1) * p.Interval)
+	missed := int64(o.Time.Sub(p.next) / p.Interval)
+	p.next = p.next.Add(time.Duration(missed+1) * p.Interval)
 	// Each period is an episode of its own: it holds on this observation only.
 	return Verdict{Holds: true, Fresh: true}
 }

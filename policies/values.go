@@ -46,36 +46,90 @@ func durationUnit(u string) time.Duration {
 }
 
 // ParseDuration reads what users of GNU timeout, systemd and Go type: a
-// bare number of seconds ("10", "1.5"), or numbers each with a unit,
-// summed, spaces between them allowed: "500ms", "1.5d", "1h30m",
-// "2h 30min", "1w" (units: durationUnit). Negative durations, and more
-// than about 290 years (time.Duration's range), are refused.
+// bare number of seconds ("10", "1.5", "1e3"), or numbers each with a
+// unit, summed, spaces between them allowed: "500ms", "1.5d", "1h30m",
+// "2h 30min", "1w" (units: durationUnit). Every duration Go's
+// time.ParseDuration reads as at least zero is read the same, to the
+// nanosecond, so what Duration.MarshalText writes reads back exactly.
+// Negative durations, more than about 290 years (time.Duration's range)
+// and a non-zero duration below 1ns are refused.
 func ParseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
-	bad := fmt.Errorf("bad duration %q: want %s", s, DurationForms)
-	if v, err := strconv.ParseFloat(t, 64); err == nil {
-		if math.IsNaN(v) || v < 0 || v*float64(time.Second) >= math.MaxInt64 || v > 0 && v < 1e-9 {
-			return 0, bad // below 1ns is not zero: refused, not read as 0
-		}
-		return time.Duration(v * float64(time.Second)), nil
+	if d, ok := sumDuration(t); ok {
+		return d, nil
 	}
-	var total float64
-	for t != "" {
-		num := len(t) - len(strings.TrimLeft(t, "0123456789."))
-		rest := strings.TrimLeft(t[num:], " ")
+	// A bare number in a form only strconv reads (1e3, 0x1p4): seconds.
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || math.IsNaN(v) || v < 0 || v*float64(time.Second) >= math.MaxInt64 || v > 0 && v < 1e-9 {
+		return 0, fmt.Errorf("bad duration %q: want %s", s, DurationForms)
+	}
+	return time.Duration(v * float64(time.Second)), nil
+}
+
+// sumDuration reads decimal numbers each with a unit (one bare number:
+// seconds), summed, in integer nanoseconds as time.ParseDuration does: a
+// float64 sum loses nanoseconds ("128.438µs" read as 128.437µs). A sign
+// may lead, as in Go; "-" only on a zero duration.
+func sumDuration(t string) (time.Duration, bool) {
+	neg := strings.HasPrefix(t, "-")
+	if neg || strings.HasPrefix(t, "+") {
+		t = t[1:]
+	}
+	var total uint64
+	nonzero := false
+	for first := true; t != "" || first; first = false {
+		v, frac, scale, rest, ok := leadingDecimal(t)
+		rest = strings.TrimLeft(rest, " ")
 		word := len(rest) - len(strings.TrimLeftFunc(rest, unicode.IsLetter))
-		v, err := strconv.ParseFloat(t[:num], 64)
-		unit := durationUnit(rest[:word])
-		if num == 0 || err != nil || unit == 0 {
-			return 0, bad
+		unit := uint64(durationUnit(rest[:word]))
+		if first && rest == "" {
+			unit = uint64(time.Second) // a bare number
 		}
-		total += v * float64(unit)
+		if !ok || unit == 0 || v > (1<<63-1)/unit {
+			return 0, false
+		}
+		nonzero = nonzero || v > 0 || frac > 0
+		v *= unit
+		if frac > 0 {
+			v += uint64(float64(frac) * (float64(unit) / scale))
+		}
+		if total += v; total > 1<<63-1 {
+			return 0, false
+		}
 		t = strings.TrimLeft(rest[word:], " ")
 	}
-	if strings.TrimSpace(s) == "" || total >= math.MaxInt64 || total > 0 && total < 1 {
-		return 0, bad
+	if neg && total != 0 || total == 0 && nonzero {
+		return 0, false // negative, or below 1ns: refused, not read as 0
 	}
-	return time.Duration(total), nil
+	return time.Duration(total), true
+}
+
+// leadingDecimal reads the digits of a decimal number at the start of s:
+// the integer part v and the fraction frac/scale (as time.ParseDuration,
+// digits past int64's precision are dropped). ok: there was a digit, and
+// v fits in an int64.
+func leadingDecimal(s string) (v, frac uint64, scale float64, rest string, ok bool) {
+	i, scale := 0, 1.0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		if v > (1<<63-1)/10 {
+			return 0, 0, 0, s, false
+		}
+		v = v*10 + uint64(s[i]-'0')
+		if v > 1<<63-1 {
+			return 0, 0, 0, s, false
+		}
+	}
+	digits, full := i, false
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			digits++
+			y := frac*10 + uint64(s[i]-'0')
+			if full = full || frac > (1<<63-1)/10 || y > 1<<63-1; !full {
+				frac, scale = y, scale*10
+			}
+		}
+	}
+	return v, frac, scale, s[i:], digits > 0
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -145,16 +199,11 @@ func sizeUnits() []struct {
 // SizeForms are the forms ParseSize accepts, for error messages.
 const SizeForms = `bytes (4096) or a number with a unit: K/M/G/T, Ki/Mi/Gi/Ti or KiB/MiB/GiB/TiB (1024-based: 512M, 8GiB), KB/MB/GB/TB (1000-based: 7.5GB)`
 
-// ParseSize reads "8GiB", "7.5GB", "512M", "512m", "4096" as bytes.
+// ParseSize reads "8GiB", "7.5GB", "512M", "512m", "4096" as bytes: a
+// float64, exact up to 2^53 bytes (a bound of a rule; [limits] and the
+// size flags read whole bytes with ParseBytes).
 func ParseSize(s string) (float64, error) {
-	t := strings.TrimSpace(s)
-	mult := 1.0
-	for _, u := range sizeUnits() {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
+	t, mult := sizeNumber(s)
 	v, err := strconv.ParseFloat(t, 64)
 	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
 		return 0, fmt.Errorf("bad size %q: want %s", s, SizeForms)
@@ -163,6 +212,33 @@ func ParseSize(s string) (float64, error) {
 		return 0, fmt.Errorf("bad size %q: too large (at most 8EiB)", s)
 	}
 	return v * mult, nil
+}
+
+// sizeNumber splits a size into its number and its unit's multiplier.
+func sizeNumber(s string) (string, float64) {
+	t := strings.TrimSpace(s)
+	for _, u := range sizeUnits() {
+		if strings.HasSuffix(t, u.suffix) {
+			return strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+		}
+	}
+	return t, 1
+}
+
+// ParseBytes reads a size as ParseSize does, as whole bytes: exact for a
+// whole number of a unit up to 2^63-1 bytes (what Size.MarshalText
+// writes reads back the same), where a float64 is exact only to 2^53; a
+// fraction of a byte is dropped ("1.5" is 1, "0.5K" is 512).
+func ParseBytes(s string) (Size, error) {
+	t, mult := sizeNumber(s)
+	if n, err := strconv.ParseUint(t, 10, 64); err == nil {
+		if n > math.MaxInt64/uint64(mult) {
+			return 0, fmt.Errorf("bad size %q: too large (at most 8EiB)", s)
+		}
+		return Size(n * uint64(mult)), nil
+	}
+	f, err := ParseSize(s)
+	return Size(f), err
 }
 
 // Size is a number of bytes: a TOML integer or a string with a unit.
@@ -177,11 +253,11 @@ func (z *Size) UnmarshalTOML(v any) error {
 		}
 		*z = Size(x)
 	case string:
-		f, err := ParseSize(x)
+		b, err := ParseBytes(x)
 		if err != nil {
 			return err
 		}
-		*z = Size(f)
+		*z = b
 	default:
 		return fmt.Errorf("bad size %v: want bytes or a string such as \"8GiB\"", v)
 	}
@@ -229,9 +305,13 @@ func (n *Number) UnmarshalTOML(v any) error {
 	return nil
 }
 
-// MarshalTOML writes the number as a TOML float or integer.
+// MarshalTOML writes the number as a TOML float or integer (infinity as
+// TOML writes it, inf: strconv's +Inf is no TOML).
 func (n Number) MarshalTOML() ([]byte, error) {
 	f := float64(n)
+	if math.IsInf(f, 0) {
+		return []byte(map[bool]string{true: "inf", false: "-inf"}[f > 0]), nil
+	}
 	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
 		return []byte(strconv.FormatInt(int64(f), 10)), nil
 	}

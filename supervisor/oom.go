@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/prism-run/prism-run/internal/procfs"
 	"github.com/prism-run/prism-run/limits"
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/telemetry"
@@ -206,8 +207,12 @@ func (a *attempt) pollCgroup(final bool) {
 		return
 	}
 	obs, ds := w.poll(a.r.cfg.Clock.Now(), final)
-	// Read after the count: alive now means alive when it was read.
-	if !final && !a.r.foreignProc && w.markLiveDue() && a.alive(a.pid) {
+	// Read after the count: alive now means alive when it was read. Not
+	// killed either: the kernel counts an OOM kill when it sends the
+	// SIGKILL, and its victim can still look alive while it dies (more so
+	// under load); taken for alive, the main child's own OOM kill would
+	// count as one before it, and its death as "signaled".
+	if !final && !a.r.foreignProc && w.markLiveDue() && !procfs.Killed(a.r.cfg.ProcRoot, a.pid) {
 		w.markLive()
 	}
 	for _, o := range obs {

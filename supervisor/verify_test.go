@@ -60,10 +60,10 @@ func TestVerifyEnvSettled(t *testing.T) {
 			c := &hookClock{Clock: testclock.NewFakeClock(time.Unix(0, 0)), onSleep: func() { write(tt.later) }}
 			err := verifyEnvSettled(c, root, 42, want)
 			bad := err != nil
-			switch tt.wantErr {
-			case errAny:
+			switch {
+			case errors.Is(tt.wantErr, errAny):
 				bad = err == nil
-			case procfs.ErrGone:
+			case errors.Is(tt.wantErr, procfs.ErrGone):
 				bad = !errors.Is(err, procfs.ErrGone)
 			}
 			switch {

@@ -148,8 +148,13 @@ func (a *Alerter) post(url string, body []byte) error {
 // after their tries, and those the queue could not take or that were
 // still waiting when Close gave up (one per alert and URL for Sent and
 // Failed).
-func (a *Alerter) Sent() int64    { return a.sent.Load() }
-func (a *Alerter) Failed() int64  { return a.failed.Load() }
+func (a *Alerter) Sent() int64 { return a.sent.Load() }
+
+// Failed counts the alerts given up on after their tries (see Sent).
+func (a *Alerter) Failed() int64 { return a.failed.Load() }
+
+// Dropped counts the alerts the queue could not take or Close gave up
+// on (see Sent).
 func (a *Alerter) Dropped() int64 { return a.dropped.Load() }
 
 // Close sends what is queued, within ctx: the last alerts of a run go

@@ -254,7 +254,10 @@ func health(now time.Time, event string, index int) policies.Observation {
 // WaitEvent waits up to timeout for one health event (critical Xid, or a
 // double-bit ECC error) and returns it as an observation; ok is false when
 // none came. A GPU that is lost while waiting is reported as "gpu-lost".
-// Without an event set it sleeps for timeout and reports nothing.
+// Without an event set it sleeps for timeout and reports nothing. A call
+// that reports nothing lasts the whole timeout, also when NVML answers at
+// once with an error (a failing driver does, every time): a caller that
+// waits in a loop never spins.
 func (p *Probe) WaitEvent(timeout time.Duration) (policies.Observation, bool) {
 	p.mu.Lock()
 	es := p.events
@@ -263,6 +266,16 @@ func (p *Probe) WaitEvent(timeout time.Duration) (policies.Observation, bool) {
 		time.Sleep(timeout)
 		return policies.Observation{}, false
 	}
+	start := time.Now()
+	if o, ok := p.event(es, timeout); ok {
+		return o, true
+	}
+	time.Sleep(time.Until(start.Add(timeout)))
+	return policies.Observation{}, false
+}
+
+// event is one wait of the event set: the health event it returned, if any.
+func (p *Probe) event(es nvml.EventSet, timeout time.Duration) (policies.Observation, bool) {
 	data, r := es.Wait(uint32(timeout / time.Millisecond))
 	now := time.Now()
 	switch r {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 
 	"github.com/prism-run/prism-run/policies"
 	"github.com/prism-run/prism-run/probes/gpu"
@@ -128,6 +129,37 @@ func TestHealthEvents(t *testing.T) {
 	s.ECC(2)
 	if o, ok := p.WaitEvent(time.Second); !ok || o.Text != "ecc:double-bit" || o.Labels["gpu"] != "2" {
 		t.Fatalf("ecc: %+v %v", o, ok)
+	}
+}
+
+// A failing driver answers the event wait at once, with an error, every
+// time: the wait still lasts its timeout, so Background.Watch's loop does
+// not spin a core (it did, for the rest of the run).
+func TestFailingEventWaitLastsItsTimeout(t *testing.T) {
+	for _, r := range []nvml.Return{nvml.ERROR_UNKNOWN, nvml.ERROR_GPU_IS_LOST} {
+		s := gputest.New()
+		s.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
+			return &mock.EventSet{
+				WaitFunc: func(uint32) (nvml.EventData, nvml.Return) { return nvml.EventData{}, r },
+				FreeFunc: func() nvml.Return { return nvml.SUCCESS },
+			}, nvml.SUCCESS
+		}
+		p := gpu.New(s, nil)
+		if err := p.Init(); err != nil {
+			t.Fatal(err)
+		}
+		lost := 0
+		start := time.Now()
+		for i := 0; i < 13; i++ {
+			if o, ok := p.WaitEvent(20 * time.Millisecond); ok && o.Text == "gpu-lost" {
+				lost++ // ERROR_GPU_IS_LOST: each GPU once
+			}
+		}
+		// The 8 GPUs lost return at once; the other waits last 20ms each.
+		if took, least := time.Since(start), time.Duration(13-lost)*20*time.Millisecond; took < least {
+			t.Errorf("%s: 13 waits of 20ms, %d GPUs lost, took %s, less than %s: a failing wait returned at once", nvml.ErrorString(r), lost, took, least)
+		}
+		p.Close()
 	}
 }
 

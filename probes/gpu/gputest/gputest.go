@@ -35,7 +35,7 @@ func New() *Server {
 	s := &Server{Server: dgxh100.New(), procs: map[int]map[uint32]uint64{}, gprocs: map[int]map[uint32]uint64{},
 		util: map[int]uint32{}, lost: map[int]bool{}, events: make(chan nvml.EventData, 16)}
 	for i, d := range s.Devices {
-		i, dev := i, d.(*server.Device)
+		dev := d.(*server.Device)
 		dev.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
