@@ -3,12 +3,17 @@
 // arguments with the same streams and the child's exit code. With
 // GOWRAP_TICK=DUR it also wakes on a ticker that does nothing: the floor
 // of the CPU any Go process sampling that often costs on this machine.
+// With GOWRAP_REACT=LINE it reads the child's stdout line by line and
+// sends it SIGUSR1 for each line equal to LINE: the least a Go supervisor
+// does to react to a marker, the reaction figure's baseline.
 package main
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -24,7 +29,12 @@ func main() {
 	}
 	cmd := exec.Command(os.Args[1], os.Args[2:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	err := cmd.Run()
+	var err error
+	if line := os.Getenv("GOWRAP_REACT"); line != "" {
+		err = react(cmd, line)
+	} else {
+		err = cmd.Run()
+	}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
@@ -32,4 +42,23 @@ func main() {
 	case err != nil:
 		os.Exit(127)
 	}
+}
+
+// react runs cmd with its stdout read here, signalling it at each line.
+func react(cmd *exec.Cmd, line string) error {
+	cmd.Stdout = nil
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if sc.Text() == line {
+			_ = cmd.Process.Signal(syscall.SIGUSR1)
+		}
+	}
+	return cmd.Wait()
 }
