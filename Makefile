@@ -41,7 +41,9 @@ test:
 lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
-	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	@bad=$$(gofmt -l .) || { echo "gofmt failed (a file that does not parse?)"; exit 1; }; \
+		test -z "$$bad" || { echo "gofmt needed:"; echo "$$bad"; exit 1; }
+	$(GO) vet -tags gpu ./probes/gpu
 
 # The Go benchmarks, then the whole-binary figures beside their baselines
 # in the same run (bench/: start, own CPU, output floods, reaction, peak

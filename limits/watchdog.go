@@ -184,6 +184,10 @@ func watch(in io.Reader, dirs []string, stderr io.Writer) int {
 	}
 	if cleaned {
 		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died during its run; killed what was left in its cgroup and removed it (%s)\n", dirs[0])
+	} else if len(dirs) > 0 {
+		// Another prism-run's start swept it first (its owner is provably
+		// gone): the same end, said all the same.
+		fmt.Fprintf(stderr, "prism-run: watchdog: prism-run died during its run; its cgroup was already removed (%s)\n", dirs[0])
 	}
 	return 0
 }

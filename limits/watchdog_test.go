@@ -27,7 +27,7 @@ func TestWatch(t *testing.T) {
 		checkpoints bool // the run folder holds a checkpoint
 	}{
 		{"the run ended: nothing touched", "guard RUN\ndone\n", 0, "", true, true, false},
-		{"prism-run died, its cgroup already removed", "", 0, "", false, true, false},
+		{"prism-run died, its cgroup already removed", "", 0, "its cgroup was already removed", false, true, false},
 		{"prism-run died mid-run", "guard RUN\n", 0, "killed what was left in its cgroup and removed it", false, false, false},
 		{"prism-run died, checkpoints kept", "guard RUN\n", 0, "its checkpoints are kept in", false, true, true},
 	}

@@ -37,7 +37,7 @@ step() { # step TITLE FUNCTION: run it, say how it went and how long it took
 
 gofmt_clean() {
 	local bad
-	bad=$(gofmt -l .)
+	bad=$(gofmt -l .) || { echo "gofmt failed (a file that does not parse?)"; return 1; }
 	[ -z "$bad" ] || { echo "gofmt needed:"; echo "$bad"; return 1; }
 }
 vet() { $GO vet ./...; }
@@ -50,7 +50,7 @@ build() { $GO build -trimpath -tags "${TAGS:-}" -o "$bin" . && "$bin" version; }
 
 missions() { # prism-run check of every built-in mission, as printed by prism-run missions
 	local names m
-	names=$("$bin" missions | awk '{ print $1 }')
+	names=$("$bin" missions | awk '{ print $1 }') || return 1
 	[ -n "$names" ] || { echo "no missions listed"; return 1; }
 	for m in $names; do
 		"$bin" missions "$m" >"$out/$m.toml" || return 1
