@@ -429,6 +429,9 @@ func cmdChaosViolations(ts *testscript.TestScript, neg bool, args []string) {
 			bad = append(bad, fmt.Sprintf("%s: %d lines are not whole JSON objects", name, broken))
 		case lost > 0:
 			bad = append(bad, fmt.Sprintf("%s: %d lines for %d decisions (%d counted as dropped)", name, whole, decided, dropped))
+		case args[1] != "-" && int64(whole) > decided-dropped:
+			// A line no decision accounts for: a duplicate, or another run's.
+			bad = append(bad, fmt.Sprintf("%s: %d lines for %d decisions (%d counted as dropped): more lines than decisions", name, whole, decided, dropped))
 		case whole < min:
 			bad = append(bad, fmt.Sprintf("%s: %d lines, want at least %d", name, whole, min))
 		}
