@@ -404,12 +404,30 @@ func (c *v1Cgroup) Kill() error {
 // (v1's cgroup.procs lists a thread group when any thread is there).
 func (c *v1Cgroup) holdsSelf() bool {
 	for _, d := range c.dirs {
-		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-		if err == nil && slices.Contains(strings.Fields(string(b)), strconv.Itoa(os.Getpid())) {
+		if pids, _ := readProcs(d); slices.Contains(pids, os.Getpid()) {
 			return true
 		}
 	}
 	return false
+}
+
+// readProcs reads the pids in the cgroup.procs file of the cgroup folder
+// dir; a cgroup that is gone (removed, or being removed: ENODEV) holds none.
+func readProcs(dir string) ([]int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids, nil
 }
 
 // Procs lists the processes in the cgroup, never this one: v1 lists a
@@ -434,15 +452,12 @@ func (c *v1Cgroup) Procs() ([]int, error) {
 // filepath.Walk would: this runs on every sampling tick. A cgroup removed
 // meanwhile is skipped.
 func procsUnder(dir string, seen map[int]bool, out *[]int) error {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
-		return nil
-	}
+	pids, err := readProcs(dir)
 	if err != nil {
 		return err
 	}
-	for _, f := range strings.Fields(string(b)) {
-		if p, err := strconv.Atoi(f); err == nil && !seen[p] {
+	for _, p := range pids {
+		if !seen[p] {
 			seen[p] = true
 			*out = append(*out, p)
 		}
@@ -575,12 +590,9 @@ func killAndRemove(dir string) error {
 			_ = f.Close()
 		}
 		_, _ = untilEmpty(time.Sleep, func() (int, error) {
-			b, _ := os.ReadFile(filepath.Join(sub[i], "cgroup.procs"))
-			pids := strings.Fields(string(b))
+			pids, _ := readProcs(sub[i])
 			for _, p := range pids {
-				if n, err := strconv.Atoi(p); err == nil {
-					_ = syscall.Kill(n, syscall.SIGKILL)
-				}
+				_ = syscall.Kill(p, syscall.SIGKILL)
 			}
 			return len(pids), nil
 		})
