@@ -61,12 +61,14 @@ type Report struct {
 	// DurationSeconds is End less Start.
 	DurationSeconds float64 `json:"duration_s"`
 	// Host is what the run found of the machine.
-	Host    *HostFacts `json:"host,omitempty"`
-	Exit    int        `json:"exit_code"`
-	Reason  Reason     `json:"reason"`
-	Signal  string     `json:"signal,omitempty"` // the signal the child died of
-	Rule    string     `json:"rule,omitempty"`   // the rule that stopped the child
-	Message string     `json:"message"`
+	Host *HostFacts `json:"host,omitempty"`
+	// Slurm is the Slurm job the run ran in (absent outside Slurm).
+	Slurm   *SlurmFacts `json:"slurm,omitempty"`
+	Exit    int         `json:"exit_code"`
+	Reason  Reason      `json:"reason"`
+	Signal  string      `json:"signal,omitempty"` // the signal the child died of
+	Rule    string      `json:"rule,omitempty"`   // the rule that stopped the child
+	Message string      `json:"message"`
 
 	// Escalated: the child outlived SIGTERM by kill-after and got SIGKILL.
 	Escalated bool `json:"escalated,omitempty"`

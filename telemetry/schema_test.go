@@ -184,6 +184,7 @@ func TestReportValidates(t *testing.T) {
 	rep := NewReport("r1", now)
 	rep.Command, rep.End, rep.Exit, rep.Reason, rep.Message = []string{"./solver"}, now, 75, ReasonPolicy, "stopped"
 	rep.Host = &HostFacts{Name: "n", CgroupMode: "v1", NVML: "used", GPUs: []int{0}}
+	rep.Slurm = &SlurmFacts{JobID: "42", RestartCount: 1, ArrayJobID: "40", ArrayTaskID: "3"}
 	rep.AttemptLog = []Attempt{{N: 0, RunID: "r1", Start: now, End: now, Exit: &seven, Reason: ReasonExited, Counted: true}}
 	rep.Recovery = &Recovery{Restarts: 1, Deleted: []string{"/ck/1"}}
 	rep.Alerts = &AlertCounts{Sent: 1}

@@ -61,6 +61,8 @@ type options struct {
 	labels, alertWebhooks                              []string
 	onViolation, onViolationTimeout, reportHTML        string
 	verifyRepro                                        bool
+	terminationLog, junit                              string
+	terminationLogSet, githubSummary                   bool
 	policies                                           []string
 	seed                                               uint64
 	seedSet, hideMarkers, strict, dryRun, foreground   bool
@@ -204,6 +206,7 @@ func (e *envList) String() string { return "" }
 // read takes what the flag destinations cannot hold.
 func (o *options) read(c *cli.Context) {
 	o.seedSet = c.IsSet("seed")
+	o.terminationLogSet = c.IsSet("termination-log")
 	o.policies = c.StringSlice("policy")
 	o.rlimits = map[string]string{}
 	for _, f := range rlimitFlags() {
@@ -307,7 +310,7 @@ func (o *options) outputFlags() []cli.Flag {
 		&cli.StringFlag{Name: "metrics-textfile", EnvVars: envVars("metrics-textfile"), Destination: &o.metricsTextfile,
 			Usage: "write the metrics to `FILE` (node_exporter's textfile format, atomically) every sampling interval (at least 1s) and at exit"},
 		&cli.GenericFlag{Name: "label", EnvVars: envVars("label"), Value: &envList{list: &o.labels},
-			Usage: "`NAME=VALUE` put on every metric (with slurm_job_id from SLURM_JOB_ID, and host); repeatable"},
+			Usage: "`NAME=VALUE` put on every metric (with host, and inside Slurm slurm_job_id, slurm_array_job_id, slurm_array_task_id); repeatable"},
 		&cli.GenericFlag{Name: "alert-webhook", EnvVars: envVars("alert-webhook"), Value: &envList{list: &o.alertWebhooks},
 			Usage: "POST each violation at or above --alert-severity to `URL` as JSON with a text field (Slack and Mattermost incoming webhooks take it as it is); retried with backoff, never slowing the run; repeatable"},
 		&cli.StringFlag{Name: "alert-severity", EnvVars: envVars("alert-severity"), Value: "high", Destination: &o.alertSeverity,
@@ -318,6 +321,12 @@ func (o *options) outputFlags() []cli.Flag {
 			DefaultText: "10s", Usage: "kill --on-violation's program (its process group) after `DUR`"},
 		&cli.StringFlag{Name: "record", EnvVars: envVars("record"), Destination: &o.record,
 			Usage: "append every observation (markers, probe samples) and signal, with its time, to `FILE` in the format prism-run replay reads"},
+		&cli.StringFlag{Name: "termination-log", EnvVars: envVars("termination-log"), Value: telemetry.DefaultTerminationLog, Destination: &o.terminationLog,
+			Usage: "write the run's end in one line to `FILE` (Kubernetes' termination message: kubectl describe pod shows it); the default is written only where it exists, a path given is made; \"\" for none"},
+		&cli.BoolFlag{Name: "github-summary", EnvVars: envVars("github-summary"), Destination: &o.githubSummary,
+			Usage: "append a Markdown summary of the run (its end, violations by rule, peaks, checkpoints, restarts) to the file $GITHUB_STEP_SUMMARY names (GitHub Actions shows it on the job's page)"},
+		&cli.StringFlag{Name: "junit", EnvVars: envVars("junit"), Destination: &o.junit,
+			Usage: "write JUnit XML to `FILE` at exit: one test case per rule (a violation is a failure, a rule that never saw its metric is skipped) and one for the exit"},
 		&cli.BoolFlag{Name: "no-status", EnvVars: envVars("no-status"), Destination: &o.noStatus,
 			Usage: "no live status line (shown only when stderr is a terminal)"},
 		&cli.StringFlag{Name: "log-format", EnvVars: envVars("log-format"), Value: "console", Destination: &o.log.Format,

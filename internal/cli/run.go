@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/shlex"
 	"github.com/mattn/go-isatty"
@@ -315,9 +314,21 @@ func (r *runner) checkOutputs() error {
 			return fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
 		}
 	}
-	for _, f := range []struct{ flag, path string }{{"metrics-textfile", o.metricsTextfile}, {"report-html", o.reportHTML}} {
+	for _, f := range []struct{ flag, path string }{{"metrics-textfile", o.metricsTextfile}, {"report-html", o.reportHTML}, {"junit", o.junit}} {
 		if err := telemetry.CheckWritable(f.path); err != nil {
 			return fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
+		}
+	}
+	if o.terminationLogSet {
+		if err := telemetry.CheckAppendable(o.terminationLog); err != nil {
+			return fmt.Errorf("%w: --termination-log %s: %v", errUsage, o.terminationLog, err)
+		}
+	}
+	if o.githubSummary {
+		if path := os.Getenv("GITHUB_STEP_SUMMARY"); path == "" {
+			r.log.Warn().Msg("--github-summary: GITHUB_STEP_SUMMARY is not set (not a GitHub Actions step?): no summary will be written")
+		} else if err := telemetry.CheckAppendable(path); err != nil {
+			return fmt.Errorf("%w: --github-summary: $GITHUB_STEP_SUMMARY %s: %v", errUsage, path, err)
 		}
 	}
 	if _, err := policies.ParseSeverity(strings.ToLower(o.alertSeverity)); err != nil {
@@ -362,8 +373,8 @@ func (r *runner) openMetrics(cfg *supervisor.Config, outs *outputs) error {
 	if h, err := os.Hostname(); err == nil {
 		labels["host"] = h
 	}
-	if j := os.Getenv("SLURM_JOB_ID"); j != "" && utf8.ValidString(j) {
-		labels["slurm_job_id"] = j
+	for k, v := range telemetry.ReadSlurm(os.Getenv).Labels() {
+		labels[k] = v
 	}
 	for _, l := range o.labels {
 		k, v, err := telemetry.ParseLabel(l)
@@ -485,6 +496,7 @@ func (r *runner) fail(err error, p *plan.Plan) (*telemetry.Report, error) {
 // it, and what could not be enforced.
 func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
 	rep.Version, rep.Policies = r.build.Version, r.o.policies
+	rep.Slurm = telemetry.ReadSlurm(os.Getenv)
 	if !rep.End.IsZero() {
 		rep.DurationSeconds = rep.End.Sub(rep.Start).Seconds()
 	}
@@ -506,6 +518,35 @@ func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
 	if r.o.reportHTML != "" {
 		if err := telemetry.WriteHTML(r.o.reportHTML, rep, r.timeline); err != nil {
 			r.log.Error().Err(err).Msg("cannot write the HTML report")
+		}
+	}
+	r.writeEnd(rep, p)
+}
+
+// writeEnd writes the run's end where schedulers and CI systems look for
+// it: the termination message (Kubernetes), the step summary (GitHub
+// Actions) and JUnit XML (any CI). Each failure is logged, never fatal:
+// the report is already written.
+func (r *runner) writeEnd(rep *telemetry.Report, p *plan.Plan) {
+	o := &r.o
+	if err := telemetry.WriteTerminationLog(o.terminationLog, telemetry.EndLine(rep), !o.terminationLogSet); err != nil {
+		r.log.Error().Err(err).Msg("cannot write the termination message")
+	}
+	var rules []telemetry.RuleInfo
+	if p != nil && p.Policy != nil {
+		for _, rl := range p.Policy.Rules {
+			m := rl.Meta()
+			rules = append(rules, telemetry.RuleInfo{Name: m.Name, Kind: m.Kind, Metric: m.Metric, Severity: m.Severity.String()})
+		}
+	}
+	if path := os.Getenv("GITHUB_STEP_SUMMARY"); o.githubSummary && path != "" {
+		if err := telemetry.AppendGitHubSummary(path, rep, rules); err != nil {
+			r.log.Error().Err(err).Msg("cannot write the GitHub step summary")
+		}
+	}
+	if o.junit != "" {
+		if err := telemetry.WriteJUnit(o.junit, rep, rules); err != nil {
+			r.log.Error().Err(err).Msg("cannot write the JUnit XML")
 		}
 	}
 }
