@@ -37,6 +37,7 @@ type attempt struct {
 	outR, errR *os.File
 	batches    chan batch
 	pumpsDone  chan struct{}
+	notify     *notifySocket // the child's NOTIFY_SOCKET (nil: none)
 	spipe      chan os.Signal
 
 	exited bool
@@ -123,6 +124,11 @@ func (a *attempt) start() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	if cfg.Notify {
+		if a.notify, err = openNotify(a.r.runDir, cfg.UID, cfg.OuterNotifySocket); err != nil {
+			a.r.log.Warn().Err(err).Msg("the child gets no NOTIFY_SOCKET")
+		}
+	}
 	cmd, shimR, err := a.command()
 	if err == nil {
 		cmd.Dir, cmd.Env = cfg.Dir, a.childEnv()
@@ -153,6 +159,9 @@ func (a *attempt) start() error {
 	a.pumpsDone = make(chan struct{}, 2)
 	go a.pump(a.outR, cfg.Stdout, policies.SourceStdout)
 	go a.pump(a.errR, cfg.Stderr, policies.SourceStderr)
+	if a.notify != nil {
+		go a.notify.read(a.r.parser, cfg.Clock, a.batches, a.r.log)
+	}
 	return nil
 }
 
@@ -190,6 +199,9 @@ func widenPipe(f *os.File) {
 
 func (a *attempt) closePipes() {
 	signal.Stop(a.spipe)
+	if a.notify != nil {
+		_ = a.notify.close()
+	}
 	if a.outR != nil {
 		_ = a.outR.Close()
 		_ = a.errR.Close()

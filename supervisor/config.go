@@ -50,6 +50,14 @@ type Config struct {
 	Foreground     bool
 	Stdout, Stderr io.Writer // where the child's output passes to
 
+	// Notify gives each child an sd_notify socket (NOTIFY_SOCKET, and
+	// WATCHDOG_USEC when a heartbeat rule would hear WATCHDOG=1): its
+	// datagrams are observations like markers (markers.ParseNotify).
+	Notify bool
+	// OuterNotifySocket is prism-run's own NOTIFY_SOCKET ("" none): the
+	// child's READY=1 and STATUS= are passed on to it.
+	OuterNotifySocket string
+
 	RunID   string
 	Mission string
 	Seed    uint64

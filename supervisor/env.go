@@ -5,6 +5,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/prism-run/prism-run/markers"
+	"github.com/prism-run/prism-run/policies"
 )
 
 // Environment variables of the control protocol: what prism-run gives the
@@ -64,6 +68,15 @@ func (a *attempt) childEnv() []string {
 	if a.ckDir != "" {
 		ours[EnvCheckpointDir] = a.ckDir
 	}
+	notify := []string{EnvNotifySocket, EnvWatchdogUsec, EnvWatchdogPID}
+	if a.notify != nil {
+		// prism-run's own (its service manager's) are not the child's.
+		base = without(base, notify)
+		ours[EnvNotifySocket] = a.notify.path
+		if us := watchdogUsec(cfg.Rules); us > 0 {
+			ours[EnvWatchdogUsec] = strconv.FormatInt(us, 10)
+		}
+	}
 	env := make([]string, 0, len(base)+len(ours))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
@@ -72,7 +85,7 @@ func (a *attempt) childEnv() []string {
 			env = append(env, kv)
 		}
 	}
-	for _, k := range []string{EnvRunID, EnvMission, EnvControl, EnvCheckpointDir, EnvResume, EnvSeed, EnvRestartCount} {
+	for _, k := range []string{EnvRunID, EnvMission, EnvControl, EnvCheckpointDir, EnvResume, EnvSeed, EnvRestartCount, EnvNotifySocket, EnvWatchdogUsec} {
 		if v, ok := ours[k]; ok {
 			env = append(env, k+"="+v)
 		}
@@ -128,4 +141,20 @@ func without(env, drop []string) []string {
 		}
 	}
 	return out
+}
+
+// watchdogUsec is the WATCHDOG_USEC a child gets: the shortest timeout of
+// the heartbeat rules that a WATCHDOG=1 feeds (metric "watchdog", or
+// none: any message of the child), in microseconds; 0 when none would.
+// A program using sd_watchdog_enabled(3) then sends WATCHDOG=1 every
+// half of it, as it would under systemd's WatchdogSec=.
+func watchdogUsec(rules []policies.Rule) int64 {
+	var least time.Duration
+	for _, r := range rules {
+		h, ok := r.(*policies.Heartbeat)
+		if ok && (h.Metric == "" || h.Metric == markers.NotifyWatchdog) && (least == 0 || h.Timeout < least) {
+			least = h.Timeout
+		}
+	}
+	return least.Microseconds()
 }

@@ -276,10 +276,20 @@ func boolInt(b bool) int {
 func (a *attempt) drain() {
 	grace := a.r.cfg.Clock.NewTimer(drainGrace)
 	defer grace.Stop()
-	for left := 2; left > 0; {
+	left := 2
+	var notifyDone <-chan struct{}
+	if a.notify != nil {
+		// Every process is gone: what the socket holds is all there is.
+		a.notify.finish()
+		notifyDone, left = a.notify.done, 3
+	}
+	for left > 0 {
 		select {
 		case b := <-a.batches:
 			a.handleBatch(b)
+		case <-notifyDone:
+			notifyDone = nil
+			left--
 		case sig := <-a.r.cfg.Signals:
 			// Nothing of the tree is left to forward it to: recorded.
 			if us, ok := sig.(unix.Signal); ok {
@@ -291,6 +301,9 @@ func (a *attempt) drain() {
 			a.r.log.Warn().Msg("the child's output is still open after every process ended; closing it")
 			_ = a.outR.Close()
 			_ = a.errR.Close()
+			if a.notify != nil {
+				_ = a.notify.close()
+			}
 		}
 	}
 	for {

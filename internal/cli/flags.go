@@ -62,7 +62,7 @@ type options struct {
 	onViolation, onViolationTimeout, reportHTML        string
 	verifyRepro                                        bool
 	terminationLog, junit                              string
-	terminationLogSet, githubSummary                   bool
+	terminationLogSet, githubSummary, notify           bool
 	policies                                           []string
 	seed                                               uint64
 	seedSet, hideMarkers, strict, dryRun, foreground   bool
@@ -287,6 +287,8 @@ func (o *options) runFlags() []cli.Flag {
 			Usage: "after an exit 0, run the command again from the beginning with the same seed and compare its result markers (PRISM result=...); a difference exits 65"},
 		&cli.BoolFlag{Name: "unbuffered", EnvVars: envVars("unbuffered"), Value: true, Destination: &o.unbuffered,
 			Usage: "give the child PYTHONUNBUFFERED=1 unless it is set, so a Python program's markers arrive when printed (--unbuffered=false: leave it)"},
+		&cli.BoolFlag{Name: "notify", EnvVars: envVars("notify"), Value: true, Destination: &o.notify,
+			Usage: "give the child an sd_notify socket (NOTIFY_SOCKET): READY=1, STATUS=, WATCHDOG=1 (heartbeat rules) and PRISM_name=value (markers, a checkpoint acknowledgement included) count as its markers; READY and STATUS are passed on to prism-run's own NOTIFY_SOCKET (--notify=false: leave the child's environment alone)"},
 		&cli.BoolFlag{Name: "preserve-status", EnvVars: envVars("preserve-status"), Destination: &o.preserveStatus,
 			Usage: "after a policy stop, exit with the child's own code instead of 75 or 124 (as GNU timeout's flag)"},
 		&cli.BoolFlag{Name: "foreground", EnvVars: envVars("foreground"), Destination: &o.foreground,

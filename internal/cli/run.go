@@ -154,6 +154,7 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.RunID, cfg.Mission, cfg.Seed, cfg.SeedSet = o.runID, o.mission, o.seed, o.seedSet
 	cfg.CheckpointDir, cfg.StateDir, cfg.Resume, cfg.VerifyRepro = o.checkpointDir, o.stateDir, o.resume, o.verifyRepro
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
+	cfg.Notify, cfg.OuterNotifySocket = o.notify, os.Getenv(supervisor.EnvNotifySocket)
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
 	cfg.OnViolation, cfg.OnViolationTimeout = r.hookArgv, r.hookTimeout
 	outs, err := r.openOutputs(&cfg)
