@@ -278,12 +278,38 @@ type v1Cgroup struct {
 	stats    statFiles         // Usage's files, kept open
 }
 
+// SlurmStep says whether own (a v1 cgroup path of prism-run's) is inside
+// a Slurm job step's, as proctrack/cgroup names it:
+// .../slurm[_NODE]/uid_UID/job_ID/step_STEP[/...] (the step is batch,
+// extern, interactive or a number). Slurm finds a step's processes in the
+// step's freezer cgroup.procs alone, not in cgroups nested below it
+// (measured with Slurm 22.05: scontrol listpids showed prism-run, not its
+// child, and the time limit's SIGKILL missed the child's tree), so a run
+// inside a step keeps the step's freezer cgroup: no nested one, and
+// prism-run's own kill of the run's cgroup is a kill loop, not a freeze.
+func SlurmStep(own string) bool {
+	el := strings.Split(own, "/")
+	for i := 0; i+3 < len(el); i++ {
+		if strings.HasPrefix(el[i], "slurm") && numbered(el[i+1], "uid_") && numbered(el[i+2], "job_") &&
+			strings.HasPrefix(el[i+3], "step_") && len(el[i+3]) > len("step_") {
+			return true
+		}
+	}
+	return false
+}
+
+// numbered: s is prefix followed by decimal digits only.
+func numbered(s, prefix string) bool {
+	d, ok := strings.CutPrefix(s, prefix)
+	return ok && d != "" && strings.Trim(d, "0123456789") == ""
+}
+
 func newV1(h Host, name string, spec CgroupSpec) (Cgroup, error) {
 	paths, dirs, mounts := map[string]string{}, map[string]string{}, map[string]Mount{}
 	var subs []cgroup1.Subsystem
 	for _, c := range Controllers {
 		m, ok := h.Hierarchy.V1[c]
-		if !ok {
+		if !ok || c == "freezer" && SlurmStep(h.OwnV1[c]) {
 			continue
 		}
 		p := path.Join(relTo(m, h.OwnV1[c]), name)

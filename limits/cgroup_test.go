@@ -524,3 +524,72 @@ func TestRefusedLimitLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestSlurmStep(t *testing.T) {
+	for own, want := range map[string]bool{
+		"/slurm/uid_0/job_2/step_batch":                      true,
+		"/slurm_vm/uid_1000/job_17/step_0/task_0":            true,
+		"/slurm/uid_0/job_2/step_extern":                     true,
+		"/slurm/uid_0/job_2":                                 false, // the job, not a step
+		"/":                                                  false,
+		"/system.slice/slurmd.service":                       false,
+		"/process_api/e7a2/prism-run.x":                      false,
+		"/notslurm/uid_0/job_2/step_batch":                   false,
+		"/slurm/uid_0/job_2/step_batch/prism-run.4026-1-2-r": true,
+	} {
+		if got := SlurmStep(own); got != want {
+			t.Errorf("SlurmStep(%q) = %v, want %v", own, got, want)
+		}
+	}
+}
+
+// Inside a Slurm step's freezer cgroup the run's cgroup nests in every
+// controller but the freezer, so Slurm still finds the run's processes
+// in its step's freezer cgroup.procs; the run is still killed and
+// removed whole (a kill loop). Real v1, with a step's cgroup made here.
+func TestV1InsideASlurmStep(t *testing.T) {
+	h := realHost(t, ModeV1, "freezer", "memory")
+	fm := h.Hierarchy.V1["freezer"]
+	step := path.Join(relTo(fm, h.OwnV1["freezer"]), "slurm_test"+strconv.Itoa(os.Getpid()), "uid_0", "job_7", "step_batch")
+	top := filepath.Join(fm.Point, path.Dir(path.Dir(path.Dir(step))))
+	if err := os.MkdirAll(filepath.Join(fm.Point, step), 0o755); err != nil {
+		t.Skipf("cannot make a freezer cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		for d := filepath.Join(fm.Point, step); len(d) >= len(top); d = filepath.Dir(d) {
+			_ = os.Remove(d)
+		}
+	})
+	h.OwnV1["freezer"] = "/" + strings.TrimPrefix(step, "/")
+	if !SlurmStep(h.OwnV1["freezer"]) {
+		t.Skipf("%s is not read as a step (this host's own freezer cgroup is not the root)", h.OwnV1["freezer"])
+	}
+	cg, err := NewCgroup(h, h.RunCgroupName("slurmtest"), CgroupSpec{Memory: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := cg.(*v1Cgroup)
+	if _, ok := v1.dirs["freezer"]; ok {
+		t.Fatalf("a freezer cgroup was nested in the Slurm step's: %s", v1.dirs["freezer"])
+	}
+	if _, ok := v1.dirs["memory"]; !ok {
+		t.Fatal("no memory cgroup")
+	}
+	cmd := exec.Command("sh", append([]string{"-c", `for f in "$@"; do echo $$ > "$f"; done; exec sleep 60`, "sh"}, cg.ProcsFiles()...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 500; i++ {
+		if pids, _ := cg.Procs(); len(pids) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := KillAndDelete(cg, realSleeper{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if _, err := os.Stat(v1.dirs["memory"]); !os.IsNotExist(err) {
+		t.Errorf("%s left behind", v1.dirs["memory"])
+	}
+}

@@ -38,6 +38,7 @@ type attempt struct {
 	batches    chan batch
 	pumpsDone  chan struct{}
 	notify     *notifySocket // the child's NOTIFY_SOCKET (nil: none)
+	pty        *ptyTerm      // --pty: the child's stdout (nil: a pipe)
 	spipe      chan os.Signal
 
 	exited bool
@@ -133,6 +134,9 @@ func (a *attempt) start() error {
 	if err == nil {
 		cmd.Dir, cmd.Env = cfg.Dir, a.childEnv()
 		cmd.Stdin = cfg.Stdin // nil: /dev/null
+		if a.pty != nil && a.pty.stdin {
+			cmd.Stdin = a.pty.slave
+		}
 		cmd.Stdout, cmd.Stderr = outW, errW
 		err = a.setProcAttr(cmd)
 	}
@@ -162,12 +166,27 @@ func (a *attempt) start() error {
 	if a.notify != nil {
 		go a.notify.read(a.r.parser, cfg.Clock, a.batches, a.r.log)
 	}
+	if a.pty != nil {
+		a.pty.follow()
+		if a.pty.stdin {
+			if a.r.ptyIn == nil {
+				a.r.ptyIn = &ptyInput{}
+				a.r.ptyIn.start(cfg.Stdin)
+			}
+			a.r.ptyIn.set(a.pty.master)
+		}
+	}
 	return nil
 }
 
 func (a *attempt) openPipes() (outW, errW *os.File, err error) {
-	outR, outW, err := os.Pipe()
-	if err != nil {
+	var outR *os.File
+	if a.r.cfg.PTY {
+		if a.pty, err = openPTY(a.r.cfg.Stdin, a.r.cfg.Stdout, a.r.cfg.Stderr); err != nil {
+			return nil, nil, err
+		}
+		outR, outW = a.pty.master, a.pty.slave
+	} else if outR, outW, err = os.Pipe(); err != nil {
 		return nil, nil, err
 	}
 	errR, errW, err := os.Pipe()
@@ -199,6 +218,12 @@ func widenPipe(f *os.File) {
 
 func (a *attempt) closePipes() {
 	signal.Stop(a.spipe)
+	if a.pty != nil {
+		if a.r.ptyIn != nil {
+			a.r.ptyIn.set(nil)
+		}
+		a.pty.close()
+	}
 	if a.notify != nil {
 		_ = a.notify.close()
 	}
@@ -226,6 +251,14 @@ func (a *attempt) setProcAttr(cmd *exec.Cmd) error {
 	}
 	if cfg.IsolateNet {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	if a.pty != nil {
+		// A session of its own with the pty as its controlling terminal
+		// (its stdout, descriptor 1 in the child), as a login shell has:
+		// the session's group is the child's pid, as Setpgid would make
+		// it (setpgid after setsid would fail: EPERM).
+		cmd.SysProcAttr.Setpgid = false
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 1
 	}
 	if cfg.Foreground {
 		tty, err := foregroundTerminal(cfg.Stdin)

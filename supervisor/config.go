@@ -50,6 +50,14 @@ type Config struct {
 	Foreground     bool
 	Stdout, Stderr io.Writer // where the child's output passes to
 
+	// OnUSR1 and OnTERM are what a SIGUSR1 / SIGTERM sent to prism-run
+	// does: ActionCheckpointStop asks the child for a checkpoint, then
+	// stops it (exit 75 once acknowledged); anything else, the default
+	// (SIGUSR1 a checkpoint request, SIGTERM forwarded).
+	OnUSR1, OnTERM policies.Action
+	// PTY makes the child's stdout a pseudo-terminal (ptyTerm), and its
+	// stdin too when Stdin is a terminal; not with Foreground.
+	PTY bool
 	// Notify gives each child an sd_notify socket (NOTIFY_SOCKET, and
 	// WATCHDOG_USEC when a heartbeat rule would hear WATCHDOG=1): its
 	// datagrams are observations like markers (markers.ParseNotify).
@@ -231,6 +239,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: checkpoint-timeout must not be negative", ErrConfig)
 	case c.TickInterval < time.Millisecond:
 		return fmt.Errorf("%w: tick interval below 1ms", ErrConfig)
+	case c.PTY && c.Foreground:
+		return fmt.Errorf("%w: --pty and --foreground: the child gets a terminal of its own with --pty (prism-run's is forwarded to it); choose one", ErrConfig)
 	}
 	return nil
 }

@@ -245,6 +245,11 @@ func (a *attempt) handleSignal(sig os.Signal) {
 	for _, s := range a.r.cfg.Sinks {
 		s.Signal(a.r.cfg.Clock.Now(), name)
 	}
+	if (us == unix.SIGUSR1 && a.r.cfg.OnUSR1 == policies.ActionCheckpointStop) ||
+		(us == unix.SIGTERM && a.r.cfg.OnTERM == policies.ActionCheckpointStop) {
+		a.signalCheckpointStop(us)
+		return
+	}
 	switch us {
 	case unix.SIGUSR1:
 		// A checkpoint request from outside: Slurm's --signal=B:USR1@T
@@ -264,6 +269,26 @@ func (a *attempt) handleSignal(sig os.Signal) {
 	a.sendControl(ControlLine{Action: action, Signal: name, Reason: name + " sent to prism-run"}, us)
 	if terminating(us) {
 		a.outsideStop(us)
+	}
+}
+
+// signalCheckpointStop is --on-usr1 / --on-term checkpoint-stop: the
+// signal sent to prism-run (a scheduler's warning before its time limit,
+// a pod's deletion) becomes a checkpoint request, then a stop, as a
+// rule's checkpoint-stop: the child gets SIGUSR1, not the signal itself,
+// and exit 75 says its work is saved (a requeue resumes it).
+func (a *attempt) signalCheckpointStop(sig unix.Signal) {
+	name := unix.SignalName(sig)
+	d := policies.Decision{Time: a.r.cfg.Clock.Now(), Rule: "signal", Kind: "signal", Severity: policies.SeverityHigh,
+		Action: policies.ActionCheckpointStop, Reason: name + " sent to prism-run: checkpoint, then stop"}
+	_ = unix.Kill(-a.pid, unix.SIGCONT)
+	killed, began := a.stop.outsideCheckpointStop(d, terminating(sig))
+	switch {
+	case killed:
+		a.r.log.Warn().Str("signal", name).Msg("a second terminating signal: killing the child's tree now")
+	case began:
+		a.r.decided(d, a.n)
+		a.logDecision(d)
 	}
 }
 

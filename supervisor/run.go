@@ -89,6 +89,7 @@ type run struct {
 	foreignProc bool
 	attempts    int
 	swept       chan struct{} // closed when the stale run folders' sweep is over (nil: not started)
+	ptyIn       *ptyInput     // --pty with a terminal on stdin: what is typed goes to the attempt's pty
 }
 
 // newRun prepares a run. The run it returns is never nil, and owns the
@@ -200,6 +201,9 @@ func (r *run) cleanup() {
 	}
 	if r.reaper != nil {
 		r.reaper.Close()
+	}
+	if r.ptyIn != nil {
+		r.ptyIn.close()
 	}
 	r.closeCgroup()
 	if r.control != nil {

@@ -178,6 +178,30 @@ func (m *stopMachine) outsideSignal(d policies.Decision) (killed bool) {
 	return false
 }
 
+// outsideCheckpointStop is a signal sent to prism-run that asks for a
+// checkpoint and then a stop (Config.OnUSR1, OnTERM): a policy's
+// checkpoint-stop (75 once acknowledged, else 124). A terminating one
+// counts as the first terminating signal: a second kills the tree at
+// once. A stop already under way goes on as it is. began: d's stop
+// began.
+func (m *stopMachine) outsideCheckpointStop(d policies.Decision, terminating bool) (killed, began bool) {
+	if m.ended {
+		return false, false
+	}
+	if terminating {
+		if m.outside {
+			m.killNow("a second terminating signal: " + d.Reason)
+			return true, false
+		}
+		m.outside = true
+	}
+	if m.stop != nil {
+		return false, false
+	}
+	m.beginStop(d, byPolicy)
+	return false, true
+}
+
 // acknowledged takes a checkpoint marker seen at time at. It returns the
 // rule whose request it answers ("" when none was pending: the child
 // checkpointed unasked) and how long that took.

@@ -12,12 +12,18 @@ import (
 	"unicode"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/prism-run/prism-run/policies"
 )
 
 // RuleInfo is one rule of the run's policy, as the CI outputs name it.
 type RuleInfo struct {
 	Name, Kind, Metric, Severity string
 }
+
+// scheduled: the rule's decisions are a schedule (checkpoint_every's
+// periodic requests), not violations: they never fail a CI run.
+func (ri RuleInfo) scheduled() bool { return ri.Kind == policies.KindPeriodic }
 
 // EndLine is the run's end in one line, as the termination message and
 // the summaries give it: "exit 75 (policy, rule timeout): stopped by rule
@@ -171,6 +177,7 @@ type junitCase struct {
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
 	Skipped   *junitProblem `xml:"skipped,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
 }
 
 type junitProblem struct {
@@ -205,7 +212,9 @@ func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
 	by := ruleDecisions(rep)
 	for _, ri := range rules {
 		c := junitCase{Name: ri.Name, Classname: suite.Name + "." + ri.Kind, Time: suite.Time}
-		if idx := by[ri.Name]; len(idx) > 0 {
+		if idx := by[ri.Name]; len(idx) > 0 && ri.scheduled() {
+			c.SystemOut = fmt.Sprintf("%d scheduled request(s), none a violation", len(idx))
+		} else if len(idx) > 0 {
 			first := rep.Decisions[idx[0]]
 			var t strings.Builder
 			for n, i := range idx {
@@ -308,7 +317,9 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 		b.WriteString("| rule | kind | result | first reason |\n|---|---|---|---|\n")
 		for _, ri := range rules {
 			res, why := "pass", ""
-			if idx := by[ri.Name]; len(idx) > 0 {
+			if idx := by[ri.Name]; len(idx) > 0 && ri.scheduled() {
+				res = fmt.Sprintf("pass (%d scheduled request(s))", len(idx))
+			} else if len(idx) > 0 {
 				d := rep.Decisions[idx[0]]
 				res = fmt.Sprintf("**%d violation(s)**, %s %s", len(idx), d.Severity, d.Action)
 				why = d.Reason

@@ -31,7 +31,11 @@ func hostileReport() (*Report, []RuleInfo) {
 		rep.AddDecision(policies.Decision{Time: now.Add(time.Duration(i) * time.Second), Rule: "lat", Kind: "threshold",
 			Severity: policies.SeverityHigh, Action: policies.ActionCheckpointStop, Reason: "latency_ms = 9 ]]> & \x01 <x>"})
 	}
-	rules := []RuleInfo{{Name: "lat", Kind: "threshold"}, {Name: "loss", Kind: "max"}, {Name: "ok", Kind: "heartbeat"}}
+	// checkpoint_every's requests are a schedule, not violations.
+	rep.AddDecision(policies.Decision{Time: now, Rule: "every", Kind: policies.KindPeriodic, Severity: policies.SeverityLow,
+		Action: policies.ActionCheckpoint, Reason: "periodic request every 10m"})
+	rules := []RuleInfo{{Name: "lat", Kind: "threshold"}, {Name: "loss", Kind: "max"}, {Name: "ok", Kind: "heartbeat"},
+		{Name: "every", Kind: policies.KindPeriodic}}
 	return rep, rules
 }
 
@@ -58,8 +62,8 @@ func TestJUnit(t *testing.T) {
 	if err := xml.Unmarshal(b, &got); err != nil {
 		t.Fatalf("not XML a CI system can read: %v\n%s", err, b)
 	}
-	if got.Tests != 4 || got.Failures != 1 || got.Errors != 1 || got.Skipped != 1 {
-		t.Fatalf("counts tests=%d failures=%d errors=%d skipped=%d, want 4 1 1 1", got.Tests, got.Failures, got.Errors, got.Skipped)
+	if got.Tests != 5 || got.Failures != 1 || got.Errors != 1 || got.Skipped != 1 {
+		t.Fatalf("counts tests=%d failures=%d errors=%d skipped=%d, want 5 1 1 1", got.Tests, got.Failures, got.Errors, got.Skipped)
 	}
 	cases := map[string]junitCase{}
 	for _, c := range got.Suites[0].Cases {
@@ -70,6 +74,9 @@ func TestJUnit(t *testing.T) {
 	}
 	if cases["loss"].Skipped == nil || cases["ok"].Failure != nil || cases["ok"].Skipped != nil {
 		t.Errorf("idle rule not skipped, or passing rule not a pass: %+v", cases)
+	}
+	if c := cases["every"]; c.Failure != nil || !strings.Contains(c.SystemOut, "1 scheduled request") {
+		t.Errorf("a periodic checkpoint request failed its case: %+v", c)
 	}
 	if e := cases["exit"].Error; e == nil || !strings.Contains(e.Message, "exit 75") {
 		t.Errorf("the exit case: %+v", e)
@@ -108,7 +115,7 @@ func TestGitHubSummaryEscapes(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"exit 75 (policy)", "| lat | threshold | **2 violation(s)**, high checkpoint-stop |",
-		"| loss | max | idle |", "| ok | heartbeat | pass |", "| memory\\_bytes | 1073741824 |", "last `/ck/2`"} {
+		"| loss | max | idle |", "| ok | heartbeat | pass |", "| every | periodic | pass (1 scheduled request(s)) |", "| memory\\_bytes | 1073741824 |", "last `/ck/2`"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}

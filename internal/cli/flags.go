@@ -61,8 +61,8 @@ type options struct {
 	labels, alertWebhooks                              []string
 	onViolation, onViolationTimeout, reportHTML        string
 	verifyRepro                                        bool
-	terminationLog, junit                              string
-	terminationLogSet, githubSummary, notify           bool
+	terminationLog, junit, onUSR1, onTERM              string
+	terminationLogSet, githubSummary, notify, pty      bool
 	policies                                           []string
 	seed                                               uint64
 	seedSet, hideMarkers, strict, dryRun, foreground   bool
@@ -287,6 +287,12 @@ func (o *options) runFlags() []cli.Flag {
 			Usage: "after an exit 0, run the command again from the beginning with the same seed and compare its result markers (PRISM result=...); a difference exits 65"},
 		&cli.BoolFlag{Name: "unbuffered", EnvVars: envVars("unbuffered"), Value: true, Destination: &o.unbuffered,
 			Usage: "give the child PYTHONUNBUFFERED=1 unless it is set, so a Python program's markers arrive when printed (--unbuffered=false: leave it)"},
+		&cli.StringFlag{Name: "on-usr1", EnvVars: envVars("on-usr1"), Destination: &o.onUSR1, DefaultText: "checkpoint; checkpoint-stop inside a Slurm job",
+			Usage: "what a SIGUSR1 sent to prism-run does: `checkpoint` (ask the child for one and go on) | checkpoint-stop (ask, then stop it: exit 75 once acknowledged, as sbatch --signal=B:USR1@T wants before a time limit)"},
+		&cli.StringFlag{Name: "on-term", EnvVars: envVars("on-term"), Value: "forward", Destination: &o.onTERM,
+			Usage: "what a SIGTERM sent to prism-run does: `forward` (to the child's group) | checkpoint-stop (ask the child for a checkpoint first, then stop it: exit 75 once acknowledged; a pod's deletion, a Slurm time limit; a second SIGTERM kills at once)"},
+		&cli.BoolFlag{Name: "pty", EnvVars: envVars("pty"), Destination: &o.pty,
+			Usage: "give the child a pseudo-terminal as its stdout (and stdin, when prism-run's is a terminal): its C library then line-buffers, so markers arrive when printed; output byte for byte (no \\r\\n) unless prism-run's stdout is a terminal; the window size follows; stderr stays a pipe"},
 		&cli.BoolFlag{Name: "notify", EnvVars: envVars("notify"), Value: true, Destination: &o.notify,
 			Usage: "give the child an sd_notify socket (NOTIFY_SOCKET): READY=1, STATUS=, WATCHDOG=1 (heartbeat rules) and PRISM_name=value (markers, a checkpoint acknowledgement included) count as its markers; READY and STATUS are passed on to prism-run's own NOTIFY_SOCKET (--notify=false: leave the child's environment alone)"},
 		&cli.BoolFlag{Name: "preserve-status", EnvVars: envVars("preserve-status"), Destination: &o.preserveStatus,

@@ -155,6 +155,8 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.CheckpointDir, cfg.StateDir, cfg.Resume, cfg.VerifyRepro = o.checkpointDir, o.stateDir, o.resume, o.verifyRepro
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
 	cfg.Notify, cfg.OuterNotifySocket = o.notify, os.Getenv(supervisor.EnvNotifySocket)
+	cfg.PTY = o.pty
+	cfg.OnUSR1, cfg.OnTERM = signalActions(*o)
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
 	cfg.OnViolation, cfg.OnViolationTimeout = r.hookArgv, r.hookTimeout
 	outs, err := r.openOutputs(&cfg)
@@ -319,6 +321,14 @@ func (r *runner) checkOutputs() error {
 		if err := telemetry.CheckWritable(f.path); err != nil {
 			return fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
 		}
+	}
+	switch o.onUSR1 {
+	case "", "checkpoint", "checkpoint-stop":
+	default:
+		return fmt.Errorf("%w: --on-usr1 %q: want checkpoint | checkpoint-stop", errUsage, o.onUSR1)
+	}
+	if o.onTERM != "forward" && o.onTERM != "checkpoint-stop" {
+		return fmt.Errorf("%w: --on-term %q: want forward | checkpoint-stop", errUsage, o.onTERM)
 	}
 	if o.terminationLogSet {
 		if err := telemetry.CheckAppendable(o.terminationLog); err != nil {
@@ -613,4 +623,20 @@ func randomSeed() uint64 {
 	_, _ = rand.Read(b[:])
 	// Below 2^53, so the seed survives any JSON reader's float64.
 	return binary.LittleEndian.Uint64(b[:]) >> 11
+}
+
+// signalActions are what SIGUSR1 and SIGTERM sent to prism-run do
+// (checkOutputs has read the flags). Inside a Slurm job (SLURM_JOB_ID)
+// SIGUSR1 is a checkpoint-stop unless --on-usr1 says otherwise: there it
+// comes from sbatch --signal=B:USR1@T, the warning before the time limit,
+// and a job that checkpointed and went on would be killed at the limit.
+func signalActions(o options) (usr1, term policies.Action) {
+	usr1 = policies.ActionCheckpoint
+	if o.onUSR1 == "checkpoint-stop" || o.onUSR1 == "" && os.Getenv("SLURM_JOB_ID") != "" {
+		usr1 = policies.ActionCheckpointStop
+	}
+	if o.onTERM == "checkpoint-stop" {
+		term = policies.ActionCheckpointStop
+	}
+	return usr1, term
 }
