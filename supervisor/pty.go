@@ -37,8 +37,8 @@ type ptyTerm struct {
 	// changed).
 	saved *unix.Termios
 
-	winch chan os.Signal
-	done  chan struct{}
+	// unfollow ends follow's goroutine and waits for it (nil: none).
+	unfollow func()
 }
 
 // isTerminal says whether f is a terminal (TCGETS succeeds).
@@ -147,27 +147,32 @@ func (t *ptyTerm) follow() {
 	if t.outer == nil {
 		return
 	}
-	t.winch, t.done = make(chan os.Signal, 1), make(chan struct{})
-	signal.Notify(t.winch, unix.SIGWINCH)
+	winch, done, exited := make(chan os.Signal, 1), make(chan struct{}), make(chan struct{})
+	signal.Notify(winch, unix.SIGWINCH)
 	go func() {
+		defer close(exited)
 		for {
 			select {
-			case <-t.winch:
+			case <-winch:
 				t.resize()
-			case <-t.done:
+			case <-done:
 				return
 			}
 		}
 	}()
+	t.unfollow = func() {
+		signal.Stop(winch)
+		close(done)
+		<-exited // no resize of a closed pty
+	}
 }
 
 // stop ends what follow started and gives the outer terminal its
 // settings back.
 func (t *ptyTerm) stop() {
-	if t.winch != nil {
-		signal.Stop(t.winch)
-		close(t.done)
-		t.winch = nil
+	if t.unfollow != nil {
+		t.unfollow()
+		t.unfollow = nil
 	}
 	if t.saved != nil {
 		_ = unix.IoctlSetTermios(int(t.outer.Fd()), unix.TCSETSW, t.saved)
