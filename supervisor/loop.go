@@ -279,7 +279,9 @@ func (a *attempt) handleSignal(sig os.Signal) {
 // and exit 75 says its work is saved (a requeue resumes it).
 func (a *attempt) signalCheckpointStop(sig unix.Signal) {
 	name := unix.SignalName(sig)
-	d := policies.Decision{Time: a.r.cfg.Clock.Now(), Rule: "signal", Kind: "signal", Severity: policies.SeverityHigh,
+	// Medium: a scheduler's stop is expected, not a fault of the job (a
+	// warning in the log, below --alert-severity's default).
+	d := policies.Decision{Time: a.r.cfg.Clock.Now(), Rule: "signal", Kind: "signal", Severity: policies.SeverityMedium,
 		Action: policies.ActionCheckpointStop, Reason: name + " sent to prism-run: checkpoint, then stop"}
 	_ = unix.Kill(-a.pid, unix.SIGCONT)
 	killed, began := a.stop.outsideCheckpointStop(d, terminating(sig))
