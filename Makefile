@@ -16,7 +16,7 @@ FUZZTIME    ?= 30s
 # the warnings say nothing about this project.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build examples test lint bench demo fuzz validate hooks clean
+.PHONY: all build examples test lint bench demo fuzz validate hooks clean slurm-test
 
 all: build examples
 
@@ -56,6 +56,15 @@ bench: build
 		{ test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hyperfine tini; } || \
 		{ echo "make bench needs hyperfine (and tini for its baseline): apt-get install hyperfine tini"; exit 1; }
 	$(GO) run ./bench -gobench '$(BENCHPKGS)' $(BENCHFLAGS)
+
+# A real single-node Slurm runs examples/slurm/ (scripts/slurm-test.sh;
+# root, ports 6817/6818 free; Debian's munge, slurmctld, slurmd,
+# slurm-client and jq installed when missing): a SIGUSR1 before the time
+# limit turns into a checkpoint and exit 75, a requeue and a resume to the
+# uninterrupted run's result, and a time-limit kill with the report
+# written. About a minute and a half, most of it waiting for the limit.
+slurm-test: build examples
+	bash scripts/slurm-test.sh --bin bin
 
 # Short fuzzing rounds; FUZZTIME=10m for a long one. Each new interesting
 # input is minimized for at most 1s, not go test's default minute: with the
