@@ -113,8 +113,11 @@ type Report struct {
 	HooksFailed  int64 `json:"on_violation_failed,omitempty"`
 	// RecordingDropped counts the observations the recording (--record)
 	// could not take.
-	RecordingDropped int64    `json:"recording_dropped,omitempty"`
-	Forwarded        []string `json:"forwarded_signals,omitempty"`
+	RecordingDropped int64 `json:"recording_dropped,omitempty"`
+	// Forwarded are the signals sent to prism-run, in order: forwarded to
+	// the child's group, or acted on (SIGUSR1 a checkpoint request, a
+	// --on-usr1/--on-term checkpoint-stop, SIGTSTP job control).
+	Forwarded []string `json:"forwarded_signals,omitempty"`
 
 	Cgroup *CgroupReport `json:"cgroup,omitempty"`
 
