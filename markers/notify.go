@@ -45,6 +45,7 @@ const MaxNotifyMessage = 64 << 10
 func (p *Parser) ParseNotify(dst []policies.Observation, msg []byte, at time.Time, names Names) ([]policies.Observation, []error) {
 	var bad []error
 	for line := range bytes.SplitSeq(msg, []byte{'\n'}) {
+		line = bytes.TrimSuffix(line, []byte{'\r'}) // a CRLF sender's line ends as a newline's
 		if len(line) == 0 {
 			continue
 		}

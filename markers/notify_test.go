@@ -22,6 +22,7 @@ func TestParseNotify(t *testing.T) {
 	}{
 		{"systemd-notify --ready --status", "READY=1\nSTATUS=loading the graph", []policies.Observation{o("ready", 1, ""), o("status", 0, "loading the graph")}, 0},
 		{"a keep-alive", "WATCHDOG=1", []policies.Observation{o("watchdog", 1, "")}, 0},
+		{"CRLF line ends", "PRISM_z=1\r\nSTATUS=up\r\n", []policies.Observation{o("z", 1, ""), o("status", 0, "up")}, 0},
 		{"metrics and a checkpoint acknowledgement", "PRISM_loss=0.25\nPRISM_iter=12\nPRISM_checkpoint=/ck/my run 7.pt\n",
 			[]policies.Observation{o("loss", 0.25, ""), o("iter", 12, ""), o("checkpoint", 0, "/ck/my run 7.pt")}, 0},
 		{"stopping, reloading, errno", "STOPPING=1\nRELOADING=1\nERRNO=5", []policies.Observation{o("stopping", 1, ""), o("reloading", 1, ""), o("errno", 5, "")}, 0},

@@ -182,7 +182,7 @@ func (a *attempt) start() error {
 func (a *attempt) openPipes() (outW, errW *os.File, err error) {
 	var outR *os.File
 	if a.r.cfg.PTY {
-		if a.pty, err = openPTY(a.r.cfg.Stdin, a.r.cfg.Stdout, a.r.cfg.Stderr); err != nil {
+		if a.pty, err = openPTY(a.r.cfg.Stdin, a.r.cfg.Stdout, a.r.cfg.Stderr, a.r.cfg.UID); err != nil {
 			return nil, nil, err
 		}
 		outR, outW = a.pty.master, a.pty.slave

@@ -36,6 +36,7 @@ type notifySocket struct {
 	path  string
 	token []byte        // the end-of-stream datagram: random, so no child can forge it
 	done  chan struct{} // closed when the reader has handed on everything
+	ready bool          // READY=1 was logged
 	// outer is prism-run's own NOTIFY_SOCKET (it runs under systemd with
 	// Type=notify): READY=1 and STATUS= are passed on to it.
 	outer string
@@ -98,14 +99,22 @@ func (n *notifySocket) read(p *markers.Parser, clock policies.Clock, out chan<- 
 		if string(msg) == string(n.token) {
 			return
 		}
-		obs, bad := p.ParseNotify(nil, msg, clock.Now(), names)
+		var obs []policies.Observation
+		var bad []error
 		if flags&unix.MSG_TRUNC != 0 {
-			bad = append(bad, fmt.Errorf("%w: an sd_notify message over %d bytes", markers.ErrMalformed, markers.MaxNotifyMessage))
+			// Cut by the socket: none of it is read (a value cut short
+			// must not reach a rule), as systemd drops it whole.
+			bad = []error{fmt.Errorf("%w: an sd_notify message over %d bytes, dropped whole", markers.ErrMalformed, markers.MaxNotifyMessage)}
+		} else {
+			obs, bad = p.ParseNotify(nil, msg, clock.Now(), names)
 		}
 		for _, o := range obs {
 			switch o.Name {
 			case markers.NotifyReady:
-				log.Info().Msg("the child is ready (sd_notify READY=1)")
+				if !n.ready { // many daemons send READY=1 with every STATUS
+					n.ready = true
+					log.Info().Msg("the child is ready (sd_notify READY=1)")
+				}
 				n.passOn("READY=1")
 			case markers.NotifyStatus:
 				log.Debug().Str("status", o.Text).Msg("sd_notify STATUS")

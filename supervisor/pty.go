@@ -50,16 +50,35 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// foregroundJob says whether prism-run's process group is the
+// foreground one of the terminal f (tcgetpgrp(3)).
+func foregroundJob(f *os.File) bool {
+	pg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	return err == nil && pg == unix.Getpgrp()
+}
+
 // openPTY makes the pty for a child whose stdin is stdin (nil: none) and
 // whose output passes to stdout. The slave's output is raw (no OPOST: a
 // "\n" is not turned into "\r\n") unless stdout is a terminal itself, so
 // what reaches a file or pipe is byte for byte what the child wrote.
-func openPTY(stdin *os.File, stdout, stderr io.Writer) (*ptyTerm, error) {
+//
+// A person is at the terminal only when prism-run is its foreground job:
+// from a background job (`prism-run --pty ... &`), changing the
+// terminal's modes would stop prism-run (SIGTTOU), so the child's stdin is
+// then prism-run's own. With uid (--user) the slave is the child's user's,
+// as login(1) hands a terminal over, so it can open it by name.
+func openPTY(stdin *os.File, stdout, stderr io.Writer, uid *int) (*ptyTerm, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("--pty: %w", err)
 	}
-	t := &ptyTerm{master: master, slave: slave, stdin: isTerminal(stdin)}
+	t := &ptyTerm{master: master, slave: slave, stdin: isTerminal(stdin) && foregroundJob(stdin)}
+	if uid != nil {
+		if err := slave.Chown(*uid, -1); err != nil {
+			t.close()
+			return nil, fmt.Errorf("--pty: give the terminal to the child's user: %w", err)
+		}
+	}
 	for _, w := range []any{stdin, stdout, stderr} {
 		if f, ok := w.(*os.File); ok && t.outer == nil && isTerminal(f) {
 			t.outer = f
@@ -179,11 +198,6 @@ func (t *ptyTerm) stop() {
 		t.saved = nil
 	}
 }
-
-// closeSlave closes prism-run's copy of the slave once the child has it:
-// the master then reads EIO when the child's last copy closes (the
-// stream's end, as a pipe's EOF).
-func (t *ptyTerm) closeSlave() { _ = t.slave.Close() }
 
 // close ends the pty: the terminal's settings back, both sides closed.
 func (t *ptyTerm) close() {

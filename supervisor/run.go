@@ -140,6 +140,12 @@ func newRun(cfg Config, rep *telemetry.Report) (*run, error) {
 func (r *run) prepareFolders() error {
 	var err error
 	r.runDir, err = os.MkdirTemp("", "prism-run-"+limits.SafeName(r.cfg.RunID)+"-")
+	if err == nil {
+		// A relative $TMPDIR would give the child relative paths
+		// (PRISM_CONTROL, NOTIFY_SOCKET: sd_notify(3) refuses one) that
+		// break as soon as it changes folder.
+		r.runDir, err = filepath.Abs(r.runDir)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: run folder: %w", ErrSetup, err)
 	}

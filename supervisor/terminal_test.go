@@ -54,7 +54,9 @@ func miniShell() int {
 	cmd := exec.Command(os.Args[0], os.Args[1:]...)
 	cmd.Env = append(os.Environ(), "PRISM_TEST_TTY=supervise")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: 0}
+	// PRISM_TEST_BG=1: a job started with `&` (the terminal stays the
+	// shell's).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: os.Getenv("PRISM_TEST_BG") != "1", Ctty: 0}
 	if err := cmd.Start(); err != nil {
 		fmt.Println("shell:", err)
 		return 2
@@ -106,6 +108,7 @@ func superviseOnTTY() int {
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		Foreground: os.Getenv("PRISM_TEST_FOREGROUND") == "1",
+		PTY:        os.Getenv("PRISM_TEST_PTY") == "1",
 		RunID:      "tty",
 		KillAfter:  5 * time.Second,
 		Log:        zerolog.New(os.Stderr),

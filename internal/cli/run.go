@@ -322,6 +322,9 @@ func (r *runner) checkOutputs() error {
 			return fmt.Errorf("%w: --%s %s: %v", errUsage, f.flag, f.path, err)
 		}
 	}
+	if o.pty && o.foreground {
+		return fmt.Errorf("%w: --pty and --foreground: the child gets a terminal of its own with --pty (prism-run's is forwarded to it); choose one", errUsage)
+	}
 	switch o.onUSR1 {
 	case "", "checkpoint", "checkpoint-stop":
 	default:
