@@ -9,13 +9,14 @@ import (
 )
 
 // Names the sd_notify protocol's messages become (Source notify).
+// (policies' canonical names).
 const (
-	NotifyReady     = "ready"     // READY=1: the service finished starting (value 1)
-	NotifyStatus    = "status"    // STATUS=...: free text
-	NotifyWatchdog  = "watchdog"  // WATCHDOG=1: a keep-alive (value 1); feeds heartbeat rules
-	NotifyStopping  = "stopping"  // STOPPING=1
-	NotifyReloading = "reloading" // RELOADING=1
-	NotifyErrno     = "errno"     // ERRNO=N: the error the service failed with
+	NotifyReady     = policies.NameReady     // READY=1: the service finished starting (value 1)
+	NotifyStatus    = policies.NameStatus    // STATUS=...: free text
+	NotifyWatchdog  = policies.NameWatchdog  // WATCHDOG=1: a keep-alive (value 1); feeds heartbeat rules
+	NotifyStopping  = policies.NameStopping  // STOPPING=1
+	NotifyReloading = policies.NameReloading // RELOADING=1
+	NotifyErrno     = policies.NameErrno     // ERRNO=N: the error the service failed with
 )
 
 // MaxNotifyMessage is the largest sd_notify datagram read whole; a

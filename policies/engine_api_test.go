@@ -244,7 +244,7 @@ func TestActionKinds(t *testing.T) {
 func TestNames(t *testing.T) {
 	seen := map[string]bool{}
 	for _, n := range Names() {
-		if seen[n.Name] || !slices.Contains([]string{"marker", "probe", "clock"}, n.Source) {
+		if seen[n.Name] || !slices.Contains([]string{"marker", "probe", "notify", "clock"}, n.Source) {
 			t.Errorf("name %+v: twice, or an unknown source", n)
 		}
 		seen[n.Name] = true

@@ -37,6 +37,14 @@ const (
 	// "ecc:double-bit", "gpu-lost"), Labels["gpu"] the GPU's index.
 	NameHealth = "health"
 
+	// From the child's sd_notify socket (NOTIFY_SOCKET).
+	NameReady     = "ready"     // READY=1: the child finished starting
+	NameStatus    = "status"    // text: STATUS=, the child's own account of what it does
+	NameWatchdog  = "watchdog"  // WATCHDOG=1: a keep-alive (heartbeat rules)
+	NameStopping  = "stopping"  // STOPPING=1
+	NameReloading = "reloading" // RELOADING=1
+	NameErrno     = "errno"     // ERRNO=N: the error the child failed with
+
 	// From the clock.
 	NameElapsed = "elapsed_s" // run time in seconds (time stopped by job control excluded)
 )
@@ -44,7 +52,7 @@ const (
 // NameInfo is one canonical name and where it comes from.
 type NameInfo struct {
 	Name   string
-	Source string // "marker", "probe" or "clock"
+	Source string // "marker", "probe", "notify" or "clock"
 }
 
 // Names lists the canonical names, markers first.
@@ -57,6 +65,9 @@ func Names() []NameInfo {
 	for _, n := range []string{NameMemory, NameCPU, NameOOMKills, NameForksRefused, NameGPUMemory, NameGPUUtil, NameGPUProcessUtil,
 		NameGPUDeviceUsed, NameGPUDeviceTotal, NameGPUTemp, NameGPUPower, NameHealth} {
 		out = append(out, NameInfo{n, "probe"})
+	}
+	for _, n := range []string{NameReady, NameStatus, NameWatchdog, NameStopping, NameReloading, NameErrno} {
+		out = append(out, NameInfo{n, "notify"})
 	}
 	return append(out, NameInfo{NameElapsed, "clock"})
 }

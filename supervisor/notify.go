@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -109,17 +109,16 @@ func (n *notifySocket) read(p *markers.Parser, clock policies.Clock, out chan<- 
 			obs, bad = p.ParseNotify(nil, msg, clock.Now(), names)
 		}
 		for _, o := range obs {
-			switch o.Name {
-			case markers.NotifyReady:
-				if !n.ready { // many daemons send READY=1 with every STATUS
-					n.ready = true
-					log.Info().Msg("the child is ready (sd_notify READY=1)")
-				}
-				n.passOn("READY=1")
-			case markers.NotifyStatus:
-				log.Debug().Str("status", o.Text).Msg("sd_notify STATUS")
-				n.passOn("STATUS=" + o.Text)
+			if o.Name == markers.NotifyReady && !n.ready { // many daemons send READY=1 with every STATUS
+				n.ready = true
+				log.Info().Msg("the child is ready (sd_notify READY=1)")
 			}
+			if o.Name == markers.NotifyStatus {
+				log.Debug().Str("status", o.Text).Msg("sd_notify STATUS")
+			}
+		}
+		if len(obs) > 0 {
+			n.passOn(relayed(msg, p.Prefix()))
 		}
 		if len(obs) > 0 || len(bad) > 0 {
 			out <- batch{obs: obs, bad: bad}
@@ -142,11 +141,26 @@ func closeRights(oob []byte) {
 	}
 }
 
+// relayed is what of a child's message goes on to prism-run's own
+// NOTIFY_SOCKET: READY=1, STATUS= (for a service manager) and the marker
+// assignments (PREFIX_name=value: an outer prism-run reads them as this
+// one does, a checkpoint acknowledgement included; systemd skips them).
+func relayed(msg []byte, prefix string) []byte {
+	var out []byte
+	for line := range bytes.SplitSeq(msg, []byte{'\n'}) {
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if string(line) == "READY=1" || bytes.HasPrefix(line, []byte("STATUS=")) || bytes.HasPrefix(line, []byte(prefix+"_")) {
+			out = append(append(out, line...), '\n')
+		}
+	}
+	return out
+}
+
 // passOn sends msg to prism-run's own NOTIFY_SOCKET, if it has one: a
 // service manager waiting for READY=1 hears it when the child is ready,
 // not when prism-run started. Best effort, never blocking.
-func (n *notifySocket) passOn(msg string) {
-	if n.outer == "" || strings.ContainsRune(msg, '\n') {
+func (n *notifySocket) passOn(msg []byte) {
+	if n.outer == "" || len(msg) == 0 {
 		return
 	}
 	addr := n.outer
@@ -158,7 +172,7 @@ func (n *notifySocket) passOn(msg string) {
 		return
 	}
 	defer unix.Close(fd)
-	_ = unix.Sendto(fd, []byte(msg), unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: addr})
+	_ = unix.Sendto(fd, msg, unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: addr})
 }
 
 // notifyDrain bounds how long the end of an attempt waits for the

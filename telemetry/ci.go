@@ -67,6 +67,10 @@ func lastCheckpoint(rep *Report) string {
 // status... will be truncated by the node if greater than 4096 bytes").
 const MaxTerminationMessage = 4096
 
+// terminationTail is how much of a line too long for the termination
+// message is kept from its end.
+const terminationTail = 512
+
 // DefaultTerminationLog is Kubernetes' default terminationMessagePath.
 const DefaultTerminationLog = "/dev/termination-log"
 
@@ -94,7 +98,13 @@ func WriteTerminationLog(path, line string, onlyIfExists bool) error {
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	if len(line) > MaxTerminationMessage-1 {
-		line = cutRunes(line, MaxTerminationMessage-1)
+		// Cut in the middle: the end holds the last checkpoint, what a
+		// person resuming the job needs.
+		tail := line[len(line)-terminationTail:]
+		for len(tail) > 0 && !isRuneStart(tail[0]) {
+			tail = tail[1:]
+		}
+		line = cutRunes(line, MaxTerminationMessage-1-len(tail)-len("…")) + "…" + tail
 	}
 	if _, err := f.WriteString(line + "\n"); err != nil {
 		return fmt.Errorf("termination log %s: %w", path, err)
@@ -204,7 +214,7 @@ func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
 	if rep.Host != nil {
 		suite.Hostname = rep.Host.Name
 	}
-	suite.Properties = []junitProperty{{"run_id", rep.RunID}, {"command", strings.Join(rep.Command, " ")},
+	suite.Properties = []junitProperty{{"run_id", rep.RunID}, {"command", shellWords(rep.Command)},
 		{"seed", strconv.FormatUint(rep.Seed, 10)}, {"exit_code", strconv.Itoa(rep.Exit)}, {"reason", string(rep.Reason)}}
 	if rep.Slurm != nil {
 		suite.Properties = append(suite.Properties, junitProperty{"slurm_job_id", rep.Slurm.JobID})
@@ -212,24 +222,7 @@ func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
 	by := ruleDecisions(rep)
 	for _, ri := range rules {
 		c := junitCase{Name: ri.Name, Classname: suite.Name + "." + ri.Kind, Time: suite.Time}
-		if idx := by[ri.Name]; len(idx) > 0 && ri.scheduled() {
-			c.SystemOut = fmt.Sprintf("%d scheduled request(s), none a violation", len(idx))
-		} else if len(idx) > 0 {
-			first := rep.Decisions[idx[0]]
-			var t strings.Builder
-			for n, i := range idx {
-				if n == maxJUnitDecisions {
-					fmt.Fprintf(&t, "... and %d more\n", len(idx)-n)
-					break
-				}
-				d := rep.Decisions[i]
-				fmt.Fprintf(&t, "%s %s %s: %s\n", d.Time.UTC().Format(time.RFC3339Nano), d.Severity, d.Action, d.Reason)
-			}
-			c.Failure = &junitProblem{Message: fmt.Sprintf("%d violation(s); first: %s", len(idx), first.Reason),
-				Type: first.Severity.String() + "/" + string(first.Action), Text: t.String()}
-		} else if why := idleReason(rep, ri.Name); why != "" {
-			c.Skipped = &junitProblem{Message: why}
-		}
+		c.Failure, c.Skipped, c.SystemOut = judgeRule(rep, ri, by[ri.Name])
 		suite.add(c)
 	}
 	end := junitCase{Name: "exit", Classname: suite.Name, Time: suite.Time}
@@ -245,6 +238,67 @@ func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
 		return nil, err
 	}
 	return append(append([]byte(xml.Header), xmlSafe(out)...), '\n'), nil
+}
+
+// judgeRule is a rule's test case: a failure for its violations (the
+// count, the first reason, up to 20 listed); a pass with a note when its
+// decisions are informational (low severity, action log: progress, not
+// a violation) or a schedule that the child answered (checkpoint_every's
+// requests, some acknowledged); a failure for a schedule never answered;
+// skipped when the rule never saw its metric.
+func judgeRule(rep *Report, ri RuleInfo, idx []int) (failure, skipped *junitProblem, note string) {
+	var viol, notes []int
+	for _, i := range idx {
+		if informational(rep.Decisions[i]) {
+			notes = append(notes, i)
+		} else {
+			viol = append(viol, i)
+		}
+	}
+	switch {
+	case ri.scheduled() && len(idx) > 0:
+		acked := acknowledgedFor(rep, ri.Name)
+		if acked == 0 {
+			return &junitProblem{Message: fmt.Sprintf("%d scheduled checkpoint request(s), none acknowledged", len(idx)), Type: "unanswered"}, nil, ""
+		}
+		return nil, nil, fmt.Sprintf("%d scheduled request(s), %d acknowledged", len(idx), acked)
+	case len(viol) > 0:
+		first := rep.Decisions[viol[0]]
+		var t strings.Builder
+		for n, i := range viol {
+			if n == maxJUnitDecisions {
+				fmt.Fprintf(&t, "... and %d more\n", len(viol)-n)
+				break
+			}
+			d := rep.Decisions[i]
+			fmt.Fprintf(&t, "%s %s %s: %s\n", d.Time.UTC().Format(time.RFC3339Nano), d.Severity, d.Action, d.Reason)
+		}
+		return &junitProblem{Message: fmt.Sprintf("%d violation(s); first: %s", len(viol), first.Reason),
+			Type: first.Severity.String() + "/" + string(first.Action), Text: t.String()}, nil, ""
+	case len(notes) > 0:
+		return nil, nil, fmt.Sprintf("%d note(s) (low severity, log only; not violations); first: %s", len(notes), rep.Decisions[notes[0]].Reason)
+	}
+	if why := idleReason(rep, ri.Name); why != "" {
+		return nil, &junitProblem{Message: why}, ""
+	}
+	return nil, nil, ""
+}
+
+// informational: a decision that only logs at low severity (a mission's
+// progress notes) is not a violation.
+func informational(d policies.Decision) bool {
+	return d.Severity == policies.SeverityLow && d.Action == policies.ActionLog
+}
+
+// acknowledgedFor counts the checkpoints acknowledged in answer to rule.
+func acknowledgedFor(rep *Report, rule string) int {
+	n := 0
+	for _, c := range rep.Checkpoints {
+		if c.Rule == rule {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *junitSuite) add(c junitCase) {
@@ -286,6 +340,9 @@ func WriteJUnit(path string, rep *Report, rules []RuleInfo) error {
 
 // --- GitHub step summary ---
 
+// maxSummaryRules bounds the rules the summary's table lists.
+const maxSummaryRules = 200
+
 // maxSummary bounds one run's Markdown summary: GitHub takes at most
 // 1 MiB of step summary per step, and several runs may share a step.
 const maxSummary = 64 << 10
@@ -301,9 +358,9 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 		icon = ":x:"
 	}
 	fmt.Fprintf(&b, "### %s prism-run: exit %d (%s)\n\n", icon, rep.Exit, rep.Reason)
-	fmt.Fprintf(&b, "Command: %s\n\n", mdText(strings.Join(rep.Command, " ")))
+	fmt.Fprintf(&b, "Command: %s\n\n", mdText(shellWords(rep.Command)))
 	fmt.Fprintf(&b, "%s\n\n", mdText(EndLine(rep)))
-	fmt.Fprintf(&b, "Run `%s`, seed %d, %s", mdCode(rep.RunID), rep.Seed, time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
+	fmt.Fprintf(&b, "Run `%s`, seed %d, %s", mdSpan(rep.RunID), rep.Seed, time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
 	if rep.Mission != "" {
 		fmt.Fprintf(&b, ", mission %s", mdText(rep.Mission))
 	}
@@ -315,16 +372,19 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 	by := ruleDecisions(rep)
 	if len(rules) > 0 || len(rep.Decisions) > 0 {
 		b.WriteString("| rule | kind | result | first reason |\n|---|---|---|---|\n")
-		for _, ri := range rules {
+		for n, ri := range rules {
+			if n == maxSummaryRules {
+				fmt.Fprintf(&b, "\n... and %d more rules (every one in --junit's file).\n", len(rules)-n)
+				break
+			}
 			res, why := "pass", ""
-			if idx := by[ri.Name]; len(idx) > 0 && ri.scheduled() {
-				res = fmt.Sprintf("pass (%d scheduled request(s))", len(idx))
-			} else if len(idx) > 0 {
-				d := rep.Decisions[idx[0]]
-				res = fmt.Sprintf("**%d violation(s)**, %s %s", len(idx), d.Severity, d.Action)
-				why = d.Reason
-			} else if w := idleReason(rep, ri.Name); w != "" {
-				res, why = "idle", w
+			switch failure, skipped, note := judgeRule(rep, ri, by[ri.Name]); {
+			case failure != nil:
+				res, why = "**fail** ("+mdText(failure.Type)+")", failure.Message
+			case skipped != nil:
+				res, why = "idle", skipped.Message
+			default:
+				why = note
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", mdText(ri.Name), mdText(ri.Kind), res, mdText(why))
 		}
@@ -349,7 +409,7 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 	if len(rep.Checkpoints) > 0 {
 		fmt.Fprintf(&b, "Checkpoints: %d", len(rep.Checkpoints))
 		if ck := lastCheckpoint(rep); ck != "" {
-			fmt.Fprintf(&b, ", last `%s`", mdCode(ck))
+			fmt.Fprintf(&b, ", last `%s`", mdSpan(ck))
 		}
 		b.WriteString(".\n\n")
 	}
@@ -409,14 +469,27 @@ func mdText(s string) string {
 	return b.String()
 }
 
-// mdCode makes s safe inside a `code span` of a table: one line, no
-// backtick, and | escaped (GitHub splits table cells at a bare | even in
-// a code span, and honours \| there).
-func mdCode(s string) string {
+// mdSpan makes s safe inside a `code span` outside a table: one line,
+// no backtick (a span cannot escape one).
+func mdSpan(s string) string {
 	return strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == '`' {
 			return ' '
 		}
 		return r
-	}, strings.ReplaceAll(s, "|", "\\|"))
+	}, s)
+}
+
+// shellWords writes argv as a shell would read it back: a word with
+// anything but letters, digits and -_./=:,+@% single-quoted.
+func shellWords(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -34,8 +34,12 @@ func hostileReport() (*Report, []RuleInfo) {
 	// checkpoint_every's requests are a schedule, not violations.
 	rep.AddDecision(policies.Decision{Time: now, Rule: "every", Kind: policies.KindPeriodic, Severity: policies.SeverityLow,
 		Action: policies.ActionCheckpoint, Reason: "periodic request every 10m"})
+	rep.Checkpoints = append(rep.Checkpoints, Checkpoint{Path: "/ck/3", Time: now, Rule: "every"})
+	// A mission's progress note: low severity, log only.
+	rep.AddDecision(policies.Decision{Time: now, Rule: "progress", Kind: "threshold", Severity: policies.SeverityLow,
+		Action: policies.ActionLog, Reason: "colors = 115, above 82"})
 	rules := []RuleInfo{{Name: "lat", Kind: "threshold"}, {Name: "loss", Kind: "max"}, {Name: "ok", Kind: "heartbeat"},
-		{Name: "every", Kind: policies.KindPeriodic}}
+		{Name: "every", Kind: policies.KindPeriodic}, {Name: "progress", Kind: "threshold"}}
 	return rep, rules
 }
 
@@ -45,7 +49,7 @@ func TestEndLineIsOneLine(t *testing.T) {
 	if strings.ContainsAny(l, "\n\r\x00\x1b") {
 		t.Fatalf("end line has control characters: %q", l)
 	}
-	for _, want := range []string{"exit 75 (policy, rule lat)", "latency_ms = 9", "last checkpoint /ck/2"} {
+	for _, want := range []string{"exit 75 (policy, rule lat)", "latency_ms = 9", "last checkpoint /ck/3"} {
 		if !strings.Contains(l, want) {
 			t.Errorf("end line %q lacks %q", l, want)
 		}
@@ -62,8 +66,8 @@ func TestJUnit(t *testing.T) {
 	if err := xml.Unmarshal(b, &got); err != nil {
 		t.Fatalf("not XML a CI system can read: %v\n%s", err, b)
 	}
-	if got.Tests != 5 || got.Failures != 1 || got.Errors != 1 || got.Skipped != 1 {
-		t.Fatalf("counts tests=%d failures=%d errors=%d skipped=%d, want 5 1 1 1", got.Tests, got.Failures, got.Errors, got.Skipped)
+	if got.Tests != 6 || got.Failures != 1 || got.Errors != 1 || got.Skipped != 1 {
+		t.Fatalf("counts tests=%d failures=%d errors=%d skipped=%d, want 6 1 1 1", got.Tests, got.Failures, got.Errors, got.Skipped)
 	}
 	cases := map[string]junitCase{}
 	for _, c := range got.Suites[0].Cases {
@@ -75,8 +79,11 @@ func TestJUnit(t *testing.T) {
 	if cases["loss"].Skipped == nil || cases["ok"].Failure != nil || cases["ok"].Skipped != nil {
 		t.Errorf("idle rule not skipped, or passing rule not a pass: %+v", cases)
 	}
-	if c := cases["every"]; c.Failure != nil || !strings.Contains(c.SystemOut, "1 scheduled request") {
-		t.Errorf("a periodic checkpoint request failed its case: %+v", c)
+	if c := cases["every"]; c.Failure != nil || !strings.Contains(c.SystemOut, "1 scheduled request(s), 1 acknowledged") {
+		t.Errorf("a periodic checkpoint request, answered, failed its case: %+v", c)
+	}
+	if c := cases["progress"]; c.Failure != nil || !strings.Contains(c.SystemOut, "1 note(s)") {
+		t.Errorf("a low, log-only decision (progress) failed its case: %+v", c)
 	}
 	if e := cases["exit"].Error; e == nil || !strings.Contains(e.Message, "exit 75") {
 		t.Errorf("the exit case: %+v", e)
@@ -109,13 +116,13 @@ func TestJUnitListsAtMost20Decisions(t *testing.T) {
 func TestGitHubSummaryEscapes(t *testing.T) {
 	rep, rules := hostileReport()
 	s := string(GitHubSummary(rep, rules))
-	for _, bad := range []string{"<b>", "<script>", "<x>", "\x00", "\x1b", "\nPRISM injected"} {
+	for _, bad := range []string{"<b>", "<x>", "\x00", "\x1b", "\nPRISM injected"} {
 		if strings.Contains(s, bad) {
 			t.Errorf("summary carries %q unescaped:\n%s", bad, s)
 		}
 	}
-	for _, want := range []string{"exit 75 (policy)", "| lat | threshold | **2 violation(s)**, high checkpoint-stop |",
-		"| loss | max | idle |", "| ok | heartbeat | pass |", "| every | periodic | pass (1 scheduled request(s)) |", "| memory\\_bytes | 1073741824 |", "last `/ck/2`"} {
+	for _, want := range []string{"exit 75 (policy)", "| lat | threshold | **fail** (high/checkpoint\\-stop) | 2 violation\\(s\\); first: latency\\_ms = 9",
+		"| loss | max | idle |", "| ok | heartbeat | pass |", "| every | periodic | pass | 1 scheduled request\\(s\\), 1 acknowledged |", "last `/ck/3`", "Command: \\./solver '\\-\\-x=\\`rm \\-rf\\`\\|&lt;script&gt;'", "| memory\\_bytes | 1073741824 |"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
@@ -137,7 +144,7 @@ func TestGitHubSummaryBounded(t *testing.T) {
 		rules = append(rules, RuleInfo{Name: n, Kind: "max"})
 	}
 	s := GitHubSummary(rep, rules)
-	if len(s) > maxSummary || !utf8.Valid(s) || !strings.HasSuffix(string(s), "(summary cut)\n\n") {
+	if len(s) > maxSummary || !utf8.Valid(s) || !strings.Contains(string(s), "... and 2800 more rules") {
 		t.Fatalf("summary of %d bytes, valid %v", len(s), utf8.Valid(s))
 	}
 }
@@ -173,5 +180,36 @@ func TestWriteTerminationLog(t *testing.T) {
 	}
 	if err := WriteTerminationLog(filepath.Join(dir, "no", "such"), "end", false); err == nil {
 		t.Fatal("no error for a folder that does not exist")
+	}
+}
+
+// A checkpoint_every that the child never answered fails its case: a run
+// that saved nothing must not read like one that did.
+func TestJUnitUnansweredSchedule(t *testing.T) {
+	rep := NewReport("r", time.Now())
+	for range 3 {
+		rep.AddDecision(policies.Decision{Rule: "every", Kind: policies.KindPeriodic, Severity: policies.SeverityLow, Action: policies.ActionCheckpoint})
+	}
+	f, _, _ := judgeRule(rep, RuleInfo{Name: "every", Kind: policies.KindPeriodic}, []int{0, 1, 2})
+	if f == nil || f.Message != "3 scheduled checkpoint request(s), none acknowledged" {
+		t.Fatalf("got %+v", f)
+	}
+}
+
+func TestTerminationMessageKeepsItsEnd(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tl")
+	line := "prism-run: exit 75 (policy): " + strings.Repeat("é", 3000) + "; last checkpoint /ck/the-one.pt"
+	if err := WriteTerminationLog(p, line, false); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if len(b) > MaxTerminationMessage || !utf8.Valid(b) || !strings.HasSuffix(string(b), "; last checkpoint /ck/the-one.pt\n") || !strings.Contains(string(b), "…") {
+		t.Fatalf("%d bytes, ends %q", len(b), b[len(b)-60:])
+	}
+}
+
+func TestShellWords(t *testing.T) {
+	if got := shellWords([]string{"sh", "-c", "exit 2", "it's", "", "a=b"}); got != `sh -c 'exit 2' 'it'\''s' '' a=b` {
+		t.Fatalf("got %s", got)
 	}
 }
