@@ -126,7 +126,7 @@ func (a *attempt) start() error {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	if cfg.Notify {
-		if a.notify, err = openNotify(a.r.runDir, cfg.UID, cfg.OuterNotifySocket); err != nil {
+		if a.notify, err = openNotify(a.r.runDir, cfg.UID, cfg.OuterNotifySocket, cfg.OuterIsPrismRun); err != nil {
 			a.r.log.Warn().Err(err).Msg("the child gets no NOTIFY_SOCKET")
 		}
 	}
@@ -136,6 +136,8 @@ func (a *attempt) start() error {
 		cmd.Stdin = cfg.Stdin // nil: /dev/null
 		if a.pty != nil && a.pty.stdin {
 			cmd.Stdin = a.pty.slave
+		} else if a.pty != nil && a.pty.noStdin {
+			cmd.Stdin = nil // /dev/null
 		}
 		cmd.Stdout, cmd.Stderr = outW, errW
 		err = a.setProcAttr(cmd)

@@ -63,8 +63,10 @@ type Config struct {
 	// datagrams are observations like markers (markers.ParseNotify).
 	Notify bool
 	// OuterNotifySocket is prism-run's own NOTIFY_SOCKET ("" none): the
-	// child's READY=1 and STATUS= are passed on to it.
+	// child's READY=1 and STATUS= are passed on to it, and its marker
+	// lines too when OuterIsPrismRun (prism-run runs under another).
 	OuterNotifySocket string
+	OuterIsPrismRun   bool
 
 	RunID   string
 	Mission string

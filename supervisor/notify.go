@@ -37,6 +37,9 @@ type notifySocket struct {
 	token []byte        // the end-of-stream datagram: random, so no child can forge it
 	done  chan struct{} // closed when the reader has handed on everything
 	ready bool          // READY=1 was logged
+	// outerPrism: the outer socket is a prism-run's (this one is its
+	// child): the marker lines go on too, and may wait for room.
+	outerPrism bool
 	// outer is prism-run's own NOTIFY_SOCKET (it runs under systemd with
 	// Type=notify): READY=1 and STATUS= are passed on to it.
 	outer string
@@ -49,7 +52,7 @@ const maxSunPath = 107
 // openNotify binds the attempt's socket in dir, 0600 and owned by the
 // child's user when it runs as another (so only the child's user and
 // root can send). A path too long for a unix socket is an error.
-func openNotify(dir string, uid *int, outer string) (*notifySocket, error) {
+func openNotify(dir string, uid *int, outer string, outerPrism bool) (*notifySocket, error) {
 	path := filepath.Join(dir, "notify")
 	if len(path) > maxSunPath {
 		return nil, fmt.Errorf("sd_notify socket %s: longer than a unix socket path may be (%d bytes; a shorter $TMPDIR or --run-id)", path, maxSunPath)
@@ -77,7 +80,7 @@ func openNotify(dir string, uid *int, outer string) (*notifySocket, error) {
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	return &notifySocket{conn: conn, path: path, token: []byte("PRISM_RUN_END=" + hex.EncodeToString(tok)),
-		done: make(chan struct{}), outer: outer}, nil
+		done: make(chan struct{}), outer: outer, outerPrism: outerPrism}, nil
 }
 
 // read hands each datagram's observations to the loop until the end
@@ -117,8 +120,8 @@ func (n *notifySocket) read(p *markers.Parser, clock policies.Clock, out chan<- 
 				log.Debug().Str("status", o.Text).Msg("sd_notify STATUS")
 			}
 		}
-		if len(obs) > 0 {
-			n.passOn(relayed(msg, p.Prefix()))
+		if len(obs) > 0 && n.outer != "" {
+			n.passOn(relayed(msg, p.Prefix(), n.outerPrism))
 		}
 		if len(obs) > 0 || len(bad) > 0 {
 			out <- batch{obs: obs, bad: bad}
@@ -142,36 +145,47 @@ func closeRights(oob []byte) {
 }
 
 // relayed is what of a child's message goes on to prism-run's own
-// NOTIFY_SOCKET: READY=1, STATUS= (for a service manager) and the marker
-// assignments (PREFIX_name=value: an outer prism-run reads them as this
-// one does, a checkpoint acknowledgement included; systemd skips them).
-func relayed(msg []byte, prefix string) []byte {
+// NOTIFY_SOCKET: READY=1 and STATUS= (for a service manager), and, when
+// the outer socket is a prism-run's, the marker assignments
+// (PREFIX_name=value: the outer prism-run reads them as this one does, a
+// checkpoint acknowledgement included).
+func relayed(msg []byte, prefix string, markers bool) []byte {
 	var out []byte
 	for line := range bytes.SplitSeq(msg, []byte{'\n'}) {
 		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if string(line) == "READY=1" || bytes.HasPrefix(line, []byte("STATUS=")) || bytes.HasPrefix(line, []byte(prefix+"_")) {
+		if string(line) == "READY=1" || bytes.HasPrefix(line, []byte("STATUS=")) || markers && bytes.HasPrefix(line, []byte(prefix+"_")) {
 			out = append(append(out, line...), '\n')
 		}
 	}
 	return out
 }
 
-// passOn sends msg to prism-run's own NOTIFY_SOCKET, if it has one: a
-// service manager waiting for READY=1 hears it when the child is ready,
-// not when prism-run started. Best effort, never blocking.
+// relayWait bounds how long a relayed message waits for room in the
+// outer socket's queue (net.unix.max_dgram_qlen, 10 by default): as long
+// as the child's own send would block, within reason.
+const relayWait = time.Second
+
+// passOn sends msg to prism-run's own NOTIFY_SOCKET: a service manager
+// waiting for READY=1 hears it when the child is ready, not when
+// prism-run started; an outer prism-run hears the child's markers. It
+// waits up to relayWait for room (a full queue must not drop an outer
+// prism-run's checkpoint acknowledgement), so a flood slows the child
+// as its own sends to a full socket would.
 func (n *notifySocket) passOn(msg []byte) {
-	if n.outer == "" || len(msg) == 0 {
+	if len(msg) == 0 {
 		return
 	}
 	addr := n.outer
 	if addr[0] == '@' { // an abstract socket (sd_notify(3))
 		addr = "\x00" + addr[1:]
 	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
 	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(relayWait.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	_ = unix.Sendto(fd, msg, unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: addr})
 }
 

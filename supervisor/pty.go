@@ -30,6 +30,12 @@ type ptyTerm struct {
 	master, slave *os.File
 	// stdin: the child's stdin is the slave as well.
 	stdin bool
+	// noStdin: prism-run's stdin is a terminal it is a background job of:
+	// the child reads nothing (/dev/null). Its stdin cannot be that
+	// terminal: the child leads a session of its own, so the kernel would
+	// not stop it for reading there (SIGTTIN), and it would take the keys
+	// typed to the shell.
+	noStdin bool
 	// outer is prism-run's terminal whose size the pty follows (nil: none,
 	// 80x24).
 	outer *os.File
@@ -64,15 +70,17 @@ func foregroundJob(f *os.File) bool {
 //
 // A person is at the terminal only when prism-run is its foreground job:
 // from a background job (`prism-run --pty ... &`), changing the
-// terminal's modes would stop prism-run (SIGTTOU), so the child's stdin is
-// then prism-run's own. With uid (--user) the slave is the child's user's,
+// terminal's modes would stop prism-run (SIGTTOU), so the terminal is
+// left alone and the child's stdin is /dev/null. With uid (--user) the slave is the child's user's,
 // as login(1) hands a terminal over, so it can open it by name.
 func openPTY(stdin *os.File, stdout, stderr io.Writer, uid *int) (*ptyTerm, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("--pty: %w", err)
 	}
-	t := &ptyTerm{master: master, slave: slave, stdin: isTerminal(stdin) && foregroundJob(stdin)}
+	tty := isTerminal(stdin)
+	t := &ptyTerm{master: master, slave: slave, stdin: tty && foregroundJob(stdin)}
+	t.noStdin = tty && !t.stdin
 	if uid != nil {
 		if err := slave.Chown(*uid, -1); err != nil {
 			t.close()

@@ -59,12 +59,14 @@ func TestPTYFollowsTheTerminal(t *testing.T) {
 }
 
 // From a job started with & the terminal is not prism-run's to change
-// (that would stop it with SIGTTOU): the child's stdin stays prism-run's
-// and the run goes on. (It once stopped at once, "Stopped (tty output)".)
+// (that would stop it with SIGTTOU), nor its keys the child's: the run
+// goes on, the child reads nothing. (It once stopped at once, "Stopped
+// (tty output)"; then its child read what was typed to the shell.)
 func TestPTYInABackgroundJob(t *testing.T) {
-	s := openShell(t, []string{"PRISM_TEST_PTY=1", "PRISM_TEST_BG=1"}, "sh", "-c", "test -t 1 && echo tick; test -t 0 || echo tock")
+	s := openShell(t, []string{"PRISM_TEST_PTY=1", "PRISM_TEST_BG=1"}, "sh", "-c", "test -t 1 && echo tick; read x || echo eof; echo \"[$x]\"")
 	s.expect("tick")
-	s.expect("tock")
+	s.expect("eof")
+	s.expect("[]")
 	s.expect("supervise: reason=exited")
 	s.expect("shell: exit=0")
 	s.absent("job stopped")

@@ -101,6 +101,9 @@ func WriteTerminationLog(path, line string, onlyIfExists bool) error {
 		// Cut in the middle: the end holds the last checkpoint, what a
 		// person resuming the job needs.
 		tail := line[len(line)-terminationTail:]
+		if i := strings.LastIndex(line, "; last checkpoint "); i >= 0 && len(line)-i <= MaxTerminationMessage/2 {
+			tail = line[i:] // the whole path, however long
+		}
 		for len(tail) > 0 && !isRuneStart(tail[0]) {
 			tail = tail[1:]
 		}
@@ -258,10 +261,22 @@ func judgeRule(rep *Report, ri RuleInfo, idx []int) (failure, skipped *junitProb
 	switch {
 	case ri.scheduled() && len(idx) > 0:
 		acked := acknowledgedFor(rep, ri.Name)
-		if acked == 0 {
-			return &junitProblem{Message: fmt.Sprintf("%d scheduled checkpoint request(s), none acknowledged", len(idx)), Type: "unanswered"}, nil, ""
+		if acked > 0 {
+			return nil, nil, fmt.Sprintf("%d scheduled request(s), %d acknowledged", len(idx), acked)
 		}
-		return nil, nil, fmt.Sprintf("%d scheduled request(s), %d acknowledged", len(idx), acked)
+		// Unanswered: its checkpoint timeout ran out before the run
+		// ended; a request the end came first to was still in time.
+		timeout := enforcedDuration(rep, "checkpoint_timeout")
+		late := 0
+		for _, i := range idx {
+			if rep.End.Sub(rep.Decisions[i].Time) > timeout {
+				late++
+			}
+		}
+		if late == 0 {
+			return nil, nil, fmt.Sprintf("%d scheduled request(s), none acknowledged yet: the run ended within the checkpoint timeout", len(idx))
+		}
+		return &junitProblem{Message: fmt.Sprintf("%d scheduled checkpoint request(s), none acknowledged within the checkpoint timeout", late), Type: "unanswered"}, nil, ""
 	case len(viol) > 0:
 		first := rep.Decisions[viol[0]]
 		var t strings.Builder
@@ -288,6 +303,18 @@ func judgeRule(rep *Report, ri RuleInfo, idx []int) (failure, skipped *junitProb
 // progress notes) is not a violation.
 func informational(d policies.Decision) bool {
 	return d.Severity == policies.SeverityLow && d.Action == policies.ActionLog
+}
+
+// enforcedDuration is the plan's timing item name as the report has it
+// (0 when absent or unreadable).
+func enforcedDuration(rep *Report, name string) time.Duration {
+	for _, e := range rep.Enforced {
+		if e.What == "timing" && e.Name == name {
+			d, _ := time.ParseDuration(e.Value)
+			return d
+		}
+	}
+	return 0
 }
 
 // acknowledgedFor counts the checkpoints acknowledged in answer to rule.
@@ -354,6 +381,13 @@ const maxSummary = 64 << 10
 func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 	var b strings.Builder
 	icon := ":white_check_mark:"
+	by := ruleDecisions(rep)
+	for _, ri := range rules {
+		if f, _, _ := judgeRule(rep, ri, by[ri.Name]); f != nil {
+			icon = ":warning:" // exit 0, but a rule failed (as JUnit says)
+			break
+		}
+	}
 	if rep.Exit != 0 {
 		icon = ":x:"
 	}
@@ -369,12 +403,11 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 	}
 	b.WriteString(".\n\n")
 
-	by := ruleDecisions(rep)
 	if len(rules) > 0 || len(rep.Decisions) > 0 {
 		b.WriteString("| rule | kind | result | first reason |\n|---|---|---|---|\n")
 		for n, ri := range rules {
 			if n == maxSummaryRules {
-				fmt.Fprintf(&b, "\n... and %d more rules (every one in --junit's file).\n", len(rules)-n)
+				fmt.Fprintf(&b, "\n... and %d more rules.\n", len(rules)-n)
 				break
 			}
 			res, why := "pass", ""

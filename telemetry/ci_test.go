@@ -144,7 +144,7 @@ func TestGitHubSummaryBounded(t *testing.T) {
 		rules = append(rules, RuleInfo{Name: n, Kind: "max"})
 	}
 	s := GitHubSummary(rep, rules)
-	if len(s) > maxSummary || !utf8.Valid(s) || !strings.Contains(string(s), "... and 2800 more rules") {
+	if len(s) > maxSummary || !utf8.Valid(s) || !strings.Contains(string(s), "... and 2800 more rules.") {
 		t.Fatalf("summary of %d bytes, valid %v", len(s), utf8.Valid(s))
 	}
 }
@@ -183,16 +183,26 @@ func TestWriteTerminationLog(t *testing.T) {
 	}
 }
 
-// A checkpoint_every that the child never answered fails its case: a run
-// that saved nothing must not read like one that did.
+// A checkpoint_every that the child never answered within the checkpoint
+// timeout fails its case: a run that saved nothing must not read like one
+// that did. A request the run's end came first to was still in time.
 func TestJUnitUnansweredSchedule(t *testing.T) {
-	rep := NewReport("r", time.Now())
-	for range 3 {
-		rep.AddDecision(policies.Decision{Rule: "every", Kind: policies.KindPeriodic, Severity: policies.SeverityLow, Action: policies.ActionCheckpoint})
+	t0 := time.Now()
+	rep := NewReport("r", t0)
+	rep.End = t0.Add(10 * time.Second)
+	rep.Enforced = []Enforced{{What: "timing", Name: "checkpoint_timeout", Value: "2s"}}
+	for _, at := range []time.Duration{time.Second, 5 * time.Second, 9 * time.Second} {
+		rep.AddDecision(policies.Decision{Time: t0.Add(at), Rule: "every", Kind: policies.KindPeriodic, Severity: policies.SeverityLow, Action: policies.ActionCheckpoint})
 	}
-	f, _, _ := judgeRule(rep, RuleInfo{Name: "every", Kind: policies.KindPeriodic}, []int{0, 1, 2})
-	if f == nil || f.Message != "3 scheduled checkpoint request(s), none acknowledged" {
+	ri := RuleInfo{Name: "every", Kind: policies.KindPeriodic}
+	f, _, _ := judgeRule(rep, ri, []int{0, 1, 2})
+	if f == nil || f.Message != "2 scheduled checkpoint request(s), none acknowledged within the checkpoint timeout" {
 		t.Fatalf("got %+v", f)
+	}
+	// Only the last, 1 s before the end: in time.
+	f, _, note := judgeRule(rep, ri, []int{2})
+	if f != nil || !strings.Contains(note, "none acknowledged yet") {
+		t.Fatalf("got %+v %q", f, note)
 	}
 }
 

@@ -155,6 +155,8 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	cfg.CheckpointDir, cfg.StateDir, cfg.Resume, cfg.VerifyRepro = o.checkpointDir, o.stateDir, o.resume, o.verifyRepro
 	cfg.HideMarkers, cfg.Foreground, cfg.PreserveStatus = o.hideMarkers, o.foreground, o.preserveStatus
 	cfg.Notify, cfg.OuterNotifySocket = o.notify, os.Getenv(supervisor.EnvNotifySocket)
+	// An outer prism-run gave this one its control file: the socket is its.
+	cfg.OuterIsPrismRun = os.Getenv(supervisor.EnvControl) != ""
 	cfg.PTY = o.pty
 	cfg.OnUSR1, cfg.OnTERM = signalActions(*o)
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
