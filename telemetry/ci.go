@@ -403,29 +403,7 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 	}
 	b.WriteString(".\n\n")
 
-	if len(rules) > 0 || len(rep.Decisions) > 0 {
-		b.WriteString("| rule | kind | result | first reason |\n|---|---|---|---|\n")
-		for n, ri := range rules {
-			if n == maxSummaryRules {
-				fmt.Fprintf(&b, "\n... and %d more rules.\n", len(rules)-n)
-				break
-			}
-			res, why := "pass", ""
-			switch failure, skipped, note := judgeRule(rep, ri, by[ri.Name]); {
-			case failure != nil:
-				res, why = "**fail** ("+mdText(failure.Type)+")", failure.Message
-			case skipped != nil:
-				res, why = "idle", skipped.Message
-			default:
-				why = note
-			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", mdText(ri.Name), mdText(ri.Kind), res, mdText(why))
-		}
-		if rep.DecisionsDropped > 0 {
-			fmt.Fprintf(&b, "\n%d more decisions were not kept in the report.\n", rep.DecisionsDropped)
-		}
-		b.WriteString("\n")
-	}
+	summaryRules(&b, rep, rules)
 	if len(rep.Peaks) > 0 {
 		names := make([]string, 0, len(rep.Peaks))
 		for n := range rep.Peaks {
@@ -458,6 +436,35 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 		s = cutRunes(s, maxSummary-32) + "\n\n(summary cut)\n\n"
 	}
 	return []byte(s)
+}
+
+// summaryRules writes the summary's table of rules: each one's result as
+// JUnit judges it (judgeRule), at most maxSummaryRules of them.
+func summaryRules(b *strings.Builder, rep *Report, rules []RuleInfo) {
+	by := ruleDecisions(rep)
+	if len(rules) > 0 || len(rep.Decisions) > 0 {
+		b.WriteString("| rule | kind | result | first reason |\n|---|---|---|---|\n")
+		for n, ri := range rules {
+			if n == maxSummaryRules {
+				fmt.Fprintf(b, "\n... and %d more rules.\n", len(rules)-n)
+				break
+			}
+			res, why := "pass", ""
+			switch failure, skipped, note := judgeRule(rep, ri, by[ri.Name]); {
+			case failure != nil:
+				res, why = "**fail** ("+mdText(failure.Type)+")", failure.Message
+			case skipped != nil:
+				res, why = "idle", skipped.Message
+			default:
+				why = note
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s |\n", mdText(ri.Name), mdText(ri.Kind), res, mdText(why))
+		}
+		if rep.DecisionsDropped > 0 {
+			fmt.Fprintf(b, "\n%d more decisions were not kept in the report.\n", rep.DecisionsDropped)
+		}
+		b.WriteString("\n")
+	}
 }
 
 // AppendGitHubSummary appends GitHubSummary(rep, rules) to path (the
