@@ -154,23 +154,24 @@ func idleReason(rep *Report, name string) string {
 // Jenkins, GitLab's junit report and GitHub test-report actions accept):
 // one testsuite, a testcase per rule, failure/skipped children.
 type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Errors   int          `xml:"errors,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
+	XMLName xml.Name `xml:"testsuites"`
+	Name    string   `xml:"name,attr"`
+	junitCounts
+	Suites []junitSuite `xml:"testsuite"`
+}
+
+// junitCounts are the counts both levels carry (seconds in Time).
+type junitCounts struct {
+	Tests    int    `xml:"tests,attr"`
+	Failures int    `xml:"failures,attr"`
+	Errors   int    `xml:"errors,attr"`
+	Skipped  int    `xml:"skipped,attr"`
+	Time     string `xml:"time,attr"`
 }
 
 type junitSuite struct {
-	Name       string          `xml:"name,attr"`
-	Tests      int             `xml:"tests,attr"`
-	Failures   int             `xml:"failures,attr"`
-	Errors     int             `xml:"errors,attr"`
-	Skipped    int             `xml:"skipped,attr"`
-	Time       string          `xml:"time,attr"`
+	Name string `xml:"name,attr"`
+	junitCounts
 	Timestamp  string          `xml:"timestamp,attr"`
 	Hostname   string          `xml:"hostname,attr,omitempty"`
 	Properties []junitProperty `xml:"properties>property,omitempty"`
@@ -210,7 +211,8 @@ const maxJUnitDecisions = 20
 // exit code is 0). Times are seconds; XML-invalid characters in the
 // child's text are replaced (encoding/xml escapes the rest).
 func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
-	suite := junitSuite{Name: "prism-run", Timestamp: rep.Start.UTC().Format(time.RFC3339), Time: seconds(rep.DurationSeconds)}
+	suite := junitSuite{Name: "prism-run", Timestamp: rep.Start.UTC().Format(time.RFC3339)}
+	suite.Time = seconds(rep.DurationSeconds)
 	if rep.Mission != "" {
 		suite.Name = "prism-run." + rep.Mission
 	}
@@ -234,8 +236,7 @@ func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
 	}
 	suite.add(end)
 	suite.SystemOut = EndLine(rep) + "\n"
-	all := junitSuites{Name: "prism-run", Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors,
-		Skipped: suite.Skipped, Time: suite.Time, Suites: []junitSuite{suite}}
+	all := junitSuites{Name: "prism-run", junitCounts: suite.junitCounts, Suites: []junitSuite{suite}}
 	out, err := xml.MarshalIndent(all, "", "  ")
 	if err != nil {
 		return nil, err
