@@ -368,6 +368,33 @@ func (o Owner) Gone(root string, self Owner) (gone, provable bool) {
 	return st.StartTime != o.Start || st.Dead(), true
 }
 
+// SignalfdMask is the union of the signal masks of pid's signalfds, read
+// from /proc/PID/fdinfo/FD ("sigmask:" in hex, signalfd(2)); 0 when it
+// has none or they cannot be read. A process that reads a signal from a
+// signalfd blocks it in every thread, and takes it without dying.
+func SignalfdMask(root string, pid int) uint64 {
+	dir := filepath.Join(root, strconv.Itoa(pid), "fdinfo")
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var mask uint64
+	for _, fd := range fds {
+		b, err := os.ReadFile(filepath.Join(dir, fd.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if v, ok := bytes.CutPrefix(line, []byte("sigmask:")); ok {
+				if m, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 16, 64); err == nil {
+					mask |= m
+				}
+			}
+		}
+	}
+	return mask
+}
+
 // WaitedSignals is the set of signals the process's threads are waiting
 // for in sigtimedwait(2)/sigwaitinfo(2)/sigwait(3) (all of them the
 // rt_sigtimedwait system call). During such a wait the kernel takes the
@@ -482,7 +509,15 @@ func SignalFate(root string, pid int, sig unix.Signal) (safe, acts, ok bool) {
 			return false, false, false
 		}
 		if ts.SigBlk&SigBit(sig) != 0 {
-			continue
+			// Blocked: pending until unblocked, then its default action,
+			// unless something takes it off the queue: a sigwait of
+			// another thread, or a signalfd. (A shell blocks signals for
+			// a moment around its fork and wait: a request sent then
+			// killed it once unblocked.)
+			if waits || SignalfdMask(root, pid)&SigBit(sig) != 0 {
+				continue
+			}
+			return false, false, true
 		}
 		sc, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "task", t.Name(), "syscall"))
 		if err != nil {

@@ -229,3 +229,49 @@ func TestDescendantsReal(t *testing.T) {
 		t.Fatalf("Descendants %v, a walk of every process %v (want the shell and its two sleeps)", pids, want)
 	}
 }
+
+// SignalFate over a fake /proc: a signal a thread blocks is safe only
+// when something takes it off the queue (a signalfd, another thread's
+// sigwait); otherwise it kills once unblocked (a shell blocks signals
+// for a moment around fork and wait: a checkpoint request sent then
+// killed it).
+func TestSignalFateBlocked(t *testing.T) {
+	usr1 := fmt.Sprintf("%016x", SigBit(unix.SIGUSR1))
+	status := func(blk string) string {
+		return "Name:\tx\nSigBlk:\t" + blk + "\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n"
+	}
+	cases := []struct {
+		name         string
+		blk, sigmask string // the thread's SigBlk; a signalfd's mask ("" none)
+		safe, acts   bool
+	}{
+		{"blocked, nobody takes it: dies when unblocked", usr1, "", false, false},
+		{"blocked, read from a signalfd", usr1, usr1, true, false},
+		{"blocked, a signalfd for another signal", usr1, fmt.Sprintf("%016x", SigBit(unix.SIGUSR2)), false, false},
+		{"not blocked, not caught: dies", "0000000000000000", "", false, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			write := func(rel, body string) {
+				p := filepath.Join(root, rel)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write("7/status", status(c.blk))
+			write("7/task/7/status", status(c.blk))
+			write("7/task/7/syscall", "61 0x0 0x0 0x0 0x0 0x0 0x0 0x7ffc 0x7f00\n") // wait4
+			if c.sigmask != "" {
+				write("7/fdinfo/3", "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nsigmask:\t"+c.sigmask+"\n")
+			}
+			safe, acts, ok := SignalFate(root, 7, unix.SIGUSR1)
+			if !ok || safe != c.safe || acts != c.acts {
+				t.Fatalf("SignalFate = safe %v acts %v ok %v, want %v %v true", safe, acts, ok, c.safe, c.acts)
+			}
+		})
+	}
+}
