@@ -108,20 +108,13 @@ func notifyFlag(k string) string {
 	return NotifyReloading
 }
 
-// checkKey says why name cannot be a marker key (nil: it can).
+// checkKey says why name cannot be a marker key (nil: it can): the
+// stream's rules (keyHead), and key bytes only.
 func checkKey(name []byte) error {
-	if len(name) > MaxKeyLen {
-		return fmt.Errorf("a key longer than %d bytes", MaxKeyLen)
+	if i := bytes.IndexFunc(name, func(r rune) bool { return r > 0x7f || !isKeyByte(byte(r)) }); i >= 0 {
+		return fmt.Errorf("key %q: %q cannot be in a key", name, name[i])
 	}
-	if !isKeyStart(name[0]) {
-		return fmt.Errorf("key %q must start with a letter or '_'", name)
-	}
-	for _, c := range name {
-		if !isKeyByte(c) {
-			return fmt.Errorf("key %q: %q cannot be in a key", name, c)
-		}
-	}
-	return nil
+	return keyHead(name)
 }
 
 // clip bounds what an error quotes of the child's bytes.

@@ -244,11 +244,8 @@ func parseKV(dst []policies.Observation, b []byte, src policies.Source, at time.
 		if i == start || i >= len(b) || b[i] != '=' {
 			return dst, fmt.Errorf("%w: expected key=value at byte %d", ErrMalformed, start)
 		}
-		if !isKeyStart(b[start]) {
-			return dst, fmt.Errorf("%w: key %q must start with a letter or '_'", ErrMalformed, b[start:i])
-		}
-		if i-start > MaxKeyLen {
-			return dst, fmt.Errorf("%w: a key longer than %d bytes", ErrMalformed, MaxKeyLen)
+		if err := keyHead(b[start:i]); err != nil {
+			return dst, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 		o := obs(names.intern(b[start:i]), src, at)
 		i++ // '='
@@ -311,6 +308,18 @@ func readQuoted(b []byte, i int) (int, string, error) {
 		}
 	}
 	return 0, "", errors.New("unterminated quoted value")
+}
+
+// keyHead says why key (its bytes already key bytes) cannot be a
+// marker key: its first byte, or its length (nil: it can).
+func keyHead(key []byte) error {
+	if !isKeyStart(key[0]) {
+		return fmt.Errorf("key %q must start with a letter or '_'", key)
+	}
+	if len(key) > MaxKeyLen {
+		return fmt.Errorf("a key longer than %d bytes", MaxKeyLen)
+	}
+	return nil
 }
 
 func isKeyStart(c byte) bool {

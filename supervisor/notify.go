@@ -172,21 +172,33 @@ const relayWait = time.Second
 // prism-run's checkpoint acknowledgement), so a flood slows the child
 // as its own sends to a full socket would.
 func (n *notifySocket) passOn(msg []byte) {
-	if len(msg) == 0 {
-		return
+	if len(msg) > 0 {
+		_ = sendDatagram(n.outer, msg, relayWait)
 	}
-	addr := n.outer
-	if addr[0] == '@' { // an abstract socket (sd_notify(3))
+}
+
+// sendDatagram sends msg to the unix datagram socket at addr (a path, or
+// "@name" for an abstract one, as sd_notify(3) reads NOTIFY_SOCKET),
+// from a socket of its own; it waits up to wait for room in a full
+// queue (0: not at all, EAGAIN).
+func sendDatagram(addr string, msg []byte, wait time.Duration) error {
+	if addr != "" && addr[0] == '@' {
 		addr = "\x00" + addr[1:]
 	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	typ := unix.SOCK_DGRAM | unix.SOCK_CLOEXEC
+	if wait == 0 {
+		typ |= unix.SOCK_NONBLOCK
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, typ, 0)
 	if err != nil {
-		return
+		return err
 	}
 	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(relayWait.Nanoseconds())
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	_ = unix.Sendto(fd, msg, unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: addr})
+	if wait > 0 {
+		tv := unix.NsecToTimeval(wait.Nanoseconds())
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	}
+	return unix.Sendto(fd, msg, unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: addr})
 }
 
 // notifyDrain bounds how long the end of an attempt waits for the
@@ -199,13 +211,7 @@ const notifyDrain = time.Second
 // queue takes the token late or not at all: the reader then stops at
 // the deadline.
 func (n *notifySocket) finish() {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	sent := false
-	if err == nil {
-		sent = unix.Sendto(fd, n.token, unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: n.path}) == nil
-		_ = unix.Close(fd)
-	}
-	if !sent {
+	if sendDatagram(n.path, n.token, 0) != nil {
 		_ = n.conn.SetReadDeadline(time.Now().Add(notifyDrain / 10))
 	}
 }

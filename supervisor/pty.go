@@ -56,13 +56,6 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// foregroundJob says whether prism-run's process group is the
-// foreground one of the terminal f (tcgetpgrp(3)).
-func foregroundJob(f *os.File) bool {
-	pg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
-	return err == nil && pg == unix.Getpgrp()
-}
-
 // openPTY makes the pty for a child whose stdin is stdin (nil: none) and
 // whose output passes to stdout. The slave's output is raw (no OPOST: a
 // "\n" is not turned into "\r\n") unless stdout is a terminal itself, so
@@ -78,9 +71,10 @@ func openPTY(stdin *os.File, stdout, stderr io.Writer, uid *int) (*ptyTerm, erro
 	if err != nil {
 		return nil, fmt.Errorf("--pty: %w", err)
 	}
-	tty := isTerminal(stdin)
-	t := &ptyTerm{master: master, slave: slave, stdin: tty && foregroundJob(stdin)}
-	t.noStdin = tty && !t.stdin
+	// foregroundTerminal: a terminal, and prism-run its foreground job.
+	_, fgErr := foregroundTerminal(stdin)
+	t := &ptyTerm{master: master, slave: slave, stdin: fgErr == nil}
+	t.noStdin = fgErr != nil && !errors.Is(fgErr, errNoTerminal)
 	if uid != nil {
 		if err := slave.Chown(*uid, -1); err != nil {
 			t.close()

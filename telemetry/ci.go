@@ -224,10 +224,10 @@ func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
 	if rep.Slurm != nil {
 		suite.Properties = append(suite.Properties, junitProperty{"slurm_job_id", rep.Slurm.JobID})
 	}
-	by := ruleDecisions(rep)
-	for _, ri := range rules {
+	for i, v := range judgeRules(rep, rules) {
+		ri := rules[i]
 		c := junitCase{Name: ri.Name, Classname: suite.Name + "." + ri.Kind, Time: suite.Time}
-		c.Failure, c.Skipped, c.SystemOut = judgeRule(rep, ri, by[ri.Name])
+		c.Failure, c.Skipped, c.SystemOut = v.failure, v.skipped, v.note
 		suite.add(c)
 	}
 	end := junitCase{Name: "exit", Classname: suite.Name, Time: suite.Time}
@@ -242,6 +242,23 @@ func JUnit(rep *Report, rules []RuleInfo) ([]byte, error) {
 		return nil, err
 	}
 	return append(append([]byte(xml.Header), xmlSafe(out)...), '\n'), nil
+}
+
+// verdict is judgeRule's answer for one rule.
+type verdict struct {
+	failure, skipped *junitProblem
+	note             string
+}
+
+// judgeRules judges each rule once, in order (JUnit and the summary
+// both show these).
+func judgeRules(rep *Report, rules []RuleInfo) []verdict {
+	by := ruleDecisions(rep)
+	out := make([]verdict, len(rules))
+	for i, ri := range rules {
+		out[i].failure, out[i].skipped, out[i].note = judgeRule(rep, ri, by[ri.Name])
+	}
+	return out
 }
 
 // judgeRule is a rule's test case: a failure for its violations (the
@@ -382,12 +399,9 @@ const maxSummary = 64 << 10
 func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 	var b strings.Builder
 	icon := ":white_check_mark:"
-	by := ruleDecisions(rep)
-	for _, ri := range rules {
-		if f, _, _ := judgeRule(rep, ri, by[ri.Name]); f != nil {
-			icon = ":warning:" // exit 0, but a rule failed (as JUnit says)
-			break
-		}
+	verdicts := judgeRules(rep, rules)
+	if slices.ContainsFunc(verdicts, func(v verdict) bool { return v.failure != nil }) {
+		icon = ":warning:" // exit 0, but a rule failed (as JUnit says)
 	}
 	if rep.Exit != 0 {
 		icon = ":x:"
@@ -404,7 +418,7 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 	}
 	b.WriteString(".\n\n")
 
-	summaryRules(&b, rep, rules)
+	summaryRules(&b, rep, rules, verdicts)
 	if len(rep.Peaks) > 0 {
 		names := make([]string, 0, len(rep.Peaks))
 		for n := range rep.Peaks {
@@ -440,9 +454,8 @@ func GitHubSummary(rep *Report, rules []RuleInfo) []byte {
 }
 
 // summaryRules writes the summary's table of rules: each one's result as
-// JUnit judges it (judgeRule), at most maxSummaryRules of them.
-func summaryRules(b *strings.Builder, rep *Report, rules []RuleInfo) {
-	by := ruleDecisions(rep)
+// JUnit judges it (verdicts, judgeRules'), at most maxSummaryRules of them.
+func summaryRules(b *strings.Builder, rep *Report, rules []RuleInfo, verdicts []verdict) {
 	if len(rules) > 0 || len(rep.Decisions) > 0 {
 		b.WriteString("| rule | kind | result | first reason |\n|---|---|---|---|\n")
 		for n, ri := range rules {
@@ -451,13 +464,13 @@ func summaryRules(b *strings.Builder, rep *Report, rules []RuleInfo) {
 				break
 			}
 			res, why := "pass", ""
-			switch failure, skipped, note := judgeRule(rep, ri, by[ri.Name]); {
-			case failure != nil:
-				res, why = "**fail** ("+mdText(failure.Type)+")", failure.Message
-			case skipped != nil:
-				res, why = "idle", skipped.Message
+			switch v := verdicts[n]; {
+			case v.failure != nil:
+				res, why = "**fail** ("+mdText(v.failure.Type)+")", v.failure.Message
+			case v.skipped != nil:
+				res, why = "idle", v.skipped.Message
 			default:
-				why = note
+				why = v.note
 			}
 			fmt.Fprintf(b, "| %s | %s | %s | %s |\n", mdText(ri.Name), mdText(ri.Kind), res, mdText(why))
 		}

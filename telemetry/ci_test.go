@@ -223,3 +223,14 @@ func TestShellWords(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 }
+
+// A reason of the child's that is itself huge is cut with the page.
+func TestGitHubSummaryCutsAHugeReason(t *testing.T) {
+	rep, rules := hostileReport()
+	rep.AddDecision(policies.Decision{Rule: "loss", Kind: "max", Severity: policies.SeverityHigh, Action: policies.ActionStop,
+		Reason: strings.Repeat("é", 100<<10)})
+	s := GitHubSummary(rep, rules)
+	if len(s) > maxSummary || !utf8.Valid(s) || !strings.HasSuffix(string(s), "(summary cut)\n\n") {
+		t.Fatalf("summary of %d bytes, valid %v", len(s), utf8.Valid(s))
+	}
+}

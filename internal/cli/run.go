@@ -49,9 +49,12 @@ type runner struct {
 	setup   *plan.Setup // what Prepare made (nil before)
 	dropEnv []string    // prism-run's own settings: never the child's
 
-	timeline    *telemetry.Timeline // --report-html's charts (nil: none yet)
-	hookArgv    []string            // --on-violation, split
-	hookTimeout time.Duration       // --on-violation-timeout
+	timeline    *telemetry.Timeline   // --report-html's charts (nil: none yet)
+	slurm       *telemetry.SlurmFacts // the Slurm job prism-run runs in (nil: none), read once
+	onUSR1      policies.Action       // --on-usr1, resolved (checkOutputs)
+	onTERM      policies.Action       // --on-term, resolved (checkOutputs)
+	hookArgv    []string              // --on-violation, split
+	hookTimeout time.Duration         // --on-violation-timeout
 }
 
 // run does the run (or the dry run) and returns its report: nil for a dry
@@ -131,8 +134,10 @@ func (r *runner) run(c *cli.Context) (*telemetry.Report, error) {
 }
 
 // defaults fills in the run id and the seed when not given, so that every
-// report, a refused run's included, names them.
+// report, a refused run's included, names them; and reads the Slurm job
+// once (the report, the metric labels and --on-usr1's default use it).
 func (r *runner) defaults() {
+	r.slurm = telemetry.ReadSlurm(os.Getenv)
 	if r.o.runID == "" {
 		r.o.runID = newRunID(time.Now())
 	}
@@ -158,7 +163,7 @@ func (r *runner) supervise(c *cli.Context, p *plan.Plan, setup *plan.Setup, shar
 	// An outer prism-run gave this one its control file: the socket is its.
 	cfg.OuterIsPrismRun = os.Getenv(supervisor.EnvControl) != ""
 	cfg.PTY = o.pty
-	cfg.OnUSR1, cfg.OnTERM = signalActions(*o)
+	cfg.OnUSR1, cfg.OnTERM = r.onUSR1, r.onTERM
 	cfg.Signals, cfg.Log, cfg.DropEnv = sigs, r.log, r.dropEnv
 	cfg.OnViolation, cfg.OnViolationTimeout = r.hookArgv, r.hookTimeout
 	outs, err := r.openOutputs(&cfg)
@@ -327,13 +332,9 @@ func (r *runner) checkOutputs() error {
 	if o.pty && o.foreground {
 		return fmt.Errorf("%w: --pty and --foreground: the child gets a terminal of its own with --pty (prism-run's is forwarded to it); choose one", errUsage)
 	}
-	switch o.onUSR1 {
-	case "", "checkpoint", "checkpoint-stop":
-	default:
-		return fmt.Errorf("%w: --on-usr1 %q: want checkpoint | checkpoint-stop", errUsage, o.onUSR1)
-	}
-	if o.onTERM != "forward" && o.onTERM != "checkpoint-stop" {
-		return fmt.Errorf("%w: --on-term %q: want forward | checkpoint-stop", errUsage, o.onTERM)
+	var err error
+	if r.onUSR1, r.onTERM, err = signalActions(*o, r.slurm != nil); err != nil {
+		return err
 	}
 	if o.terminationLogSet {
 		if err := telemetry.CheckAppendable(o.terminationLog); err != nil {
@@ -389,7 +390,7 @@ func (r *runner) openMetrics(cfg *supervisor.Config, outs *outputs) error {
 	if h, err := os.Hostname(); err == nil {
 		labels["host"] = h
 	}
-	for k, v := range telemetry.ReadSlurm(os.Getenv).Labels() {
+	for k, v := range r.slurm.Labels() {
 		labels[k] = v
 	}
 	for _, l := range o.labels {
@@ -512,7 +513,7 @@ func (r *runner) fail(err error, p *plan.Plan) (*telemetry.Report, error) {
 // it, and what could not be enforced.
 func (r *runner) writeReport(rep *telemetry.Report, p *plan.Plan) {
 	rep.Version, rep.Policies = r.build.Version, r.o.policies
-	rep.Slurm = telemetry.ReadSlurm(os.Getenv)
+	rep.Slurm = r.slurm
 	if !rep.End.IsZero() {
 		rep.DurationSeconds = rep.End.Sub(rep.Start).Seconds()
 	}
@@ -630,18 +631,31 @@ func randomSeed() uint64 {
 	return binary.LittleEndian.Uint64(b[:]) >> 11
 }
 
-// signalActions are what SIGUSR1 and SIGTERM sent to prism-run do
-// (checkOutputs has read the flags). Inside a Slurm job (SLURM_JOB_ID)
-// SIGUSR1 is a checkpoint-stop unless --on-usr1 says otherwise: there it
-// comes from sbatch --signal=B:USR1@T, the warning before the time limit,
-// and a job that checkpointed and went on would be killed at the limit.
-func signalActions(o options) (usr1, term policies.Action) {
-	usr1 = policies.ActionCheckpoint
-	if o.onUSR1 == "checkpoint-stop" || o.onUSR1 == "" && os.Getenv("SLURM_JOB_ID") != "" {
+// signalActions are what SIGUSR1 and SIGTERM sent to prism-run do, or
+// a usage error naming the flag. Inside a Slurm job SIGUSR1 is a
+// checkpoint-stop unless --on-usr1 says otherwise: there it comes from
+// sbatch --signal=B:USR1@T, the warning before the time limit, and a job
+// that checkpointed and went on would be killed at the limit.
+func signalActions(o options, inSlurm bool) (usr1, term policies.Action, err error) {
+	switch o.onUSR1 {
+	case "checkpoint-stop":
 		usr1 = policies.ActionCheckpointStop
+	case "checkpoint":
+		usr1 = policies.ActionCheckpoint
+	case "":
+		usr1 = policies.ActionCheckpoint
+		if inSlurm {
+			usr1 = policies.ActionCheckpointStop
+		}
+	default:
+		return "", "", fmt.Errorf("%w: --on-usr1 %q: want checkpoint | checkpoint-stop", errUsage, o.onUSR1)
 	}
-	if o.onTERM == "checkpoint-stop" {
+	switch o.onTERM {
+	case "checkpoint-stop":
 		term = policies.ActionCheckpointStop
+	case "forward":
+	default:
+		return "", "", fmt.Errorf("%w: --on-term %q: want forward | checkpoint-stop", errUsage, o.onTERM)
 	}
-	return usr1, term
+	return usr1, term, nil
 }
